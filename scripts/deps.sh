@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and testing flava needs.
+# Run as root (or with sudo available). Safe to run again.
+set -euo pipefail
+packages=(
+  build-essential autoconf automake autoconf-archive libtool pkg-config
+  libdnnl-dev check libsubunit-dev libsentencepiece-dev libcjson-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev
+  dataset-fashion-mnist
+)
+if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,14 @@
+/* cli.h - the subcommands of the `flava` program. Each takes the arguments
+ * after its name and returns a status; only main() prints errors and exits. */
+#ifndef FLAVA_CLI_H
+#define FLAVA_CLI_H
+
+#include "status.h"
+
+typedef struct flava_command {
+    const char *name;
+    const char *summary;
+    flava_status (*run)(int argc, char **argv);
+} flava_command;
+
+#endif

@@ -1,0 +1,11 @@
+/* flava.h - the public API of libflava: include this one header.
+ * Each module keeps its declarations in its own header, gathered here. */
+#ifndef FLAVA_H
+#define FLAVA_H
+
+#include "status.h"
+#include "rng.h"
+#include "ctx.h"
+#include "ops.h"
+
+#endif

@@ -1,0 +1,47 @@
+/* main.c - the `flava` program: finds the subcommand, runs it, prints the
+ * error if any. The only place that exits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "cli.h"
+
+static const flava_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: flava COMMAND [ARGS...]\n\ncommands:\n");
+    for (const flava_command *c = commands; c->name; c++)
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "\n`flava COMMAND --help` describes one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("%s\n", PACKAGE_STRING);
+        return 0;
+    }
+    for (const flava_command *c = commands; c->name; c++) {
+        if (strcmp(c->name, argv[1]))
+            continue;
+        flava_status s = c->run(argc - 2, argv + 2);
+        if (s != FLAVA_OK) {
+            fprintf(stderr, "flava %s: error: %s\n", c->name, flava_error_message());
+            if (getenv("FLAVA_DEBUG"))
+                fprintf(stderr, "  (raised at %s)\n", flava_error_where());
+            return 1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "flava: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,124 @@
+/* ops.h - the compute ops, each a forward/backward pair (llm.c style:
+ * outputs first, then inputs, then sizes).
+ *
+ * Conventions for every op here:
+ * - Tensors are float, row-major, contiguous unless said otherwise.
+ * - Backward outputs ACCUMULATE (+=) into what they point to, so residual
+ *   branches and shared weights add up without copies; pass NULL for a
+ *   gradient that is not wanted. Callers zero gradients once per step.
+ * - GEMM-shaped products, softmax, layer norm, GELU, tanh, ReLU, convolution
+ *   and pooling run as oneDNN primitives cached per shape in the context
+ *   (no allocation after the first call with a shape); the rest is plain C
+ *   with OpenMP.
+ * - With flava_ctx_precision() == FLAVA_PRECISION_BF16 the matmuls read bf16
+ *   copies of their inputs and accumulate in f32; everything else is f32. */
+#ifndef FLAVA_OPS_H
+#define FLAVA_OPS_H
+
+#include <stdint.h>
+
+#include "ctx.h"
+#include "status.h"
+
+/* ---- linear: out[N,OC] = inp[N,C] · w[OC,C]ᵀ + b[OC]; b may be NULL ---- */
+flava_status linear_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
+                            const float *b, int N, int C, int OC);
+/* gelu(linear) with GELU fused as a oneDNN post-op: for inference only (the
+ * pre-activation that backward needs is not kept). */
+flava_status linear_gelu_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
+                                 const float *b, int N, int C, int OC);
+flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
+                             const float *dout, const float *inp, const float *w,
+                             int N, int C, int OC);
+
+/* ---- attention core on a fused projection qkv[B,T,3C] = [q | k | v], each
+ * C = NH heads of C/NH contiguous features. out[B,T,C] (heads concatenated)
+ * = softmax(q·kᵀ/sqrt(C/NH) + mask)·v, where the mask removes keys whose
+ * key_mask[B,T] is 0 (key_mask may be NULL) and, if causal, keys after the
+ * query. Scale and mask are post-ops of the q·kᵀ matmul. att[B,NH,T,T]
+ * keeps the probabilities for backward. ---- */
+flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const float *qkv,
+                               const float *key_mask, int causal, int B, int T, int C, int NH);
+flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
+                                const float *qkv, const float *att, int B, int T, int C, int NH);
+
+/* ---- softmax over the last axis of [rows, cols] ---- */
+flava_status softmax_forward(flava_ctx *ctx, float *out, const float *inp, int rows, int cols);
+flava_status softmax_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
+                              int rows, int cols);
+
+/* ---- layer norm over the last axis of [N, C]; mean/rstd [N] saved ---- */
+flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *rstd,
+                               const float *inp, const float *w, const float *b,
+                               int N, int C, float eps);
+flava_status layernorm_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
+                                const float *dout, const float *inp, const float *w,
+                                const float *mean, const float *rstd, int N, int C, float eps);
+
+/* ---- elementwise activations over n values ---- */
+flava_status gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n); /* erf GELU */
+flava_status gelu_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
+                           int64_t n);
+flava_status tanh_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status tanh_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
+                           int64_t n);
+flava_status relu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status relu_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
+                           int64_t n);
+
+/* ---- 2-D convolution, weights [OC, C/groups, KH, KW] as PyTorch stores
+ * them, bias [OC] or NULL. src is NCHW unless src_nhwc; dst is NCHW unless
+ * dst_nhwc (the patch embedding writes [N, OH*OW, OC] directly). ---- */
+typedef struct flava_conv2d_dims {
+    int N, C, H, W;      /* input */
+    int OC, KH, KW;      /* filters */
+    int stride, pad, groups;
+    int src_nhwc, dst_nhwc;
+} flava_conv2d_dims;
+int flava_conv2d_out_h(const flava_conv2d_dims *d);
+int flava_conv2d_out_w(const flava_conv2d_dims *d);
+flava_status conv2d_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
+                            const float *b, const flava_conv2d_dims *d);
+flava_status conv2d_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
+                             const float *dout, const float *inp, const float *w,
+                             const flava_conv2d_dims *d);
+
+/* ---- max pooling, NCHW, kernel k, stride s, no padding; ws is oneDNN's
+ * workspace of the argmax positions (size from maxpool2d_workspace_bytes) */
+size_t maxpool2d_workspace_bytes(flava_ctx *ctx, int N, int C, int H, int W, int k, int s);
+flava_status maxpool2d_forward(flava_ctx *ctx, float *out, void *ws, const float *inp,
+                               int N, int C, int H, int W, int k, int s);
+flava_status maxpool2d_backward(flava_ctx *ctx, float *dinp, const float *dout, const void *ws,
+                                int N, int C, int H, int W, int k, int s);
+
+/* ---- embedding lookup: out[N,C] = table[ids[n]]; an id outside [0,V) is
+ * an error naming its position. Backward scatter-adds, deterministically. */
+flava_status embedding_forward(float *out, const int32_t *ids, const float *table,
+                               int N, int C, int V);
+flava_status embedding_backward(float *dtable, const float *dout, const int32_t *ids,
+                                int N, int C);
+
+/* ---- L2 normalisation of rows (as torch.nn.functional.normalize, eps
+ * 1e-12); norm[N] saved for backward ---- */
+flava_status l2norm_forward(float *out, float *norm, const float *inp, int N, int C);
+flava_status l2norm_backward(float *dinp, const float *dout, const float *out,
+                             const float *norm, int N, int C);
+
+/* ---- losses: a scalar mean; backward takes dloss (the scalar's gradient) */
+/* cross-entropy over rows of logits[N,V], rows with label -100 ignored; the
+ * mean is over the counted rows (*count, 0 gives loss 0). probs[N,V] kept. */
+flava_status cross_entropy_forward(float *loss, int *count, float *probs, const float *logits,
+                                   const int32_t *labels, int N, int V);
+flava_status cross_entropy_backward(float *dlogits, float dloss, const float *probs,
+                                    const int32_t *labels, int N, int V);
+/* binary cross-entropy with logits, mean over all N*V elements */
+flava_status bce_logits_forward(float *loss, const float *logits, const float *targets,
+                                int N, int V);
+flava_status bce_logits_backward(float *dlogits, float dloss, const float *logits,
+                                 const float *targets, int N, int V);
+/* mean squared error over n values */
+flava_status mse_forward(float *loss, const float *pred, const float *target, int64_t n);
+flava_status mse_backward(float *dpred, float dloss, const float *pred, const float *target,
+                          int64_t n);
+
+#endif
