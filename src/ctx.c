@@ -1,5 +1,4 @@
 /* ctx.c - oneDNN engine/stream and the per-shape primitive cache. */
-#define _POSIX_C_SOURCE 200809L
 #include "ctx.h"
 
 #include <stdlib.h>
