@@ -7,5 +7,6 @@
 #include "rng.h"
 #include "ctx.h"
 #include "ops.h"
+#include "batch.h"
 
 #endif
