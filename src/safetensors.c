@@ -426,6 +426,8 @@ const flava_st_tensor *flava_st_find(const flava_st *st, const char *name)
 
 const char *flava_st_meta(const flava_st *st, const char *key)
 {
+    if (!st->nmeta)
+        return NULL; /* st->meta is NULL: bsearch wants an array */
     flava_st_kv k = {.key = key};
     const flava_st_kv *m = bsearch(&k, st->meta, (size_t)st->nmeta, sizeof k, cmp_kv_key);
     return m ? m->value : NULL;

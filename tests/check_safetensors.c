@@ -152,6 +152,8 @@ START_TEST(test_roundtrip_every_dtype)
     ck_assert_int_eq(flava_st_read(&st, path), FLAVA_OK);
     ck_assert_int_eq(flava_st_count(st), 0);
     ck_assert_int_eq(flava_st_meta_count(st), 0);
+    ck_assert_ptr_null(flava_st_meta(st, "format"));
+    ck_assert_ptr_null(flava_st_find(st, "x"));
     flava_st_free(st);
     remove_dir();
 }
