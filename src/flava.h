@@ -10,5 +10,6 @@
 #include "batch.h"
 #include "safetensors.h"
 #include "optim.h"
+#include "cfg.h"
 
 #endif
