@@ -77,6 +77,17 @@ flava_status flava_dnnl_primitive(dnnl_primitive_t *prim, dnnl_primitive_desc_t 
     return FLAVA_OK;
 }
 
+flava_status flava_dnnl_backward_primitive(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                           const void *fwd_desc, const void *bwd_desc)
+{
+    *prim = NULL;
+    dnnl_primitive_desc_t hint;
+    FLAVA_DNNL(dnnl_primitive_desc_create(&hint, fwd_desc, NULL, flava_ctx_engine(ctx), NULL));
+    flava_status s = flava_dnnl_primitive(prim, NULL, ctx, bwd_desc, NULL, hint);
+    dnnl_primitive_desc_destroy(hint);
+    return s;
+}
+
 flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
                                 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst)
 {
@@ -110,6 +121,14 @@ flava_status flava_dnnl_run_reorder(flava_ctx *ctx, dnnl_primitive_t reorder, dn
     return flava_dnnl_exec(ctx, reorder, 2, args);
 }
 
+flava_status flava_dnnl_run_matmul(flava_ctx *ctx, dnnl_primitive_t matmul, dnnl_memory_t src,
+                                   dnnl_memory_t wei, dnnl_memory_t dst)
+{
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    return flava_dnnl_exec(ctx, matmul, 3, args);
+}
+
 void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems, int nmems)
 {
     for (int i = nprims - 1; i >= 0; i--)
@@ -118,6 +137,50 @@ void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems
     for (int i = nmems - 1; i >= 0; i--)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
+}
+
+flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n)
+{
+    dnnl_memory_desc_t f32, bf16;
+    FLAVA_TRY(flava_dnnl_md(&f32, 1, &n, NULL, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&bf16, 1, &n, NULL, dnnl_bf16));
+    FLAVA_TRY(flava_alloc(&c->buf, (size_t)n * 2, "bf16 copy of a matmul input"));
+    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, &f32, &bf16));
+    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, &f32));
+    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, &bf16));
+    return flava_dnnl_bind(c->dst, c->buf);
+}
+
+flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src)
+{
+    FLAVA_TRY(flava_dnnl_bind(c->src, src));
+    return flava_dnnl_run_reorder(ctx, c->reorder, c->src, c->dst);
+}
+
+void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c)
+{
+    dnnl_memory_t mems[] = {c->src, c->dst};
+    flava_dnnl_release(&c->reorder, 1, mems, 2);
+    flava_free(c->buf);
+}
+
+flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *key, size_t size,
+                              flava_dnnl_build_fn build, flava_op_entry_destroy destroy)
+{
+    *entry = flava_ctx_lookup(ctx, key);
+    if (*entry)
+        return FLAVA_OK;
+    void *e;
+    FLAVA_TRY(flava_alloc(&e, size, key->op));
+    flava_status s = build(e, ctx, key);
+    if (s != FLAVA_OK) {
+        flava_error_context("building %s", key->op);
+        destroy(e);
+        return s;
+    }
+    FLAVA_TRY(flava_ctx_insert(ctx, key, e, destroy));
+    *entry = e;
+    return FLAVA_OK;
 }
 
 void flava_dnnl_accumulate(float *dst, const float *src, int64_t n)

@@ -45,6 +45,11 @@ flava_status flava_dnnl_primitive(dnnl_primitive_t *prim, dnnl_primitive_desc_t 
                                   const flava_dnnl_attrs *attrs,
                                   const_dnnl_primitive_desc_t hint);
 
+/* The backward primitive of `bwd_desc`, with the primitive descriptor of
+ * `fwd_desc` (its forward) as the hint oneDNN requires. */
+flava_status flava_dnnl_backward_primitive(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                           const void *fwd_desc, const void *bwd_desc);
+
 /* A reorder (layout or data type conversion) from src to dst. */
 flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
                                 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst);
@@ -58,8 +63,32 @@ flava_status flava_dnnl_bind(dnnl_memory_t mem, const void *data);
 flava_status flava_dnnl_run_reorder(flava_ctx *ctx, dnnl_primitive_t reorder, dnnl_memory_t src,
                                     dnnl_memory_t dst);
 
+/* Runs a matmul without extra arguments on bound src, weights and dst. */
+flava_status flava_dnnl_run_matmul(flava_ctx *ctx, dnnl_primitive_t matmul, dnnl_memory_t src,
+                                   dnnl_memory_t wei, dnnl_memory_t dst);
+
 /* Destroys arrays of primitives and memory objects (NULL entries skipped). */
 void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems, int nmems);
+
+/* A bf16 copy of an f32 tensor of n values, made per call by a reorder
+ * into a buffer owned by the copy: how the matmuls read bf16 inputs. */
+typedef struct flava_dnnl_bf16_copy {
+    dnnl_primitive_t reorder;
+    dnnl_memory_t src, dst;
+    void *buf; /* the bf16 values */
+} flava_dnnl_bf16_copy;
+flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n);
+/* Converts `src` into c->buf. */
+flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src);
+void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c);
+
+/* The cached entry of an op for `key`: looked up, or else allocated
+ * (`size` zeroed bytes), built by `build` (which reads its sizes from
+ * key->dims) and inserted. `destroy` must cope with a partly built entry
+ * and frees the entry itself (flava_free). */
+typedef flava_status (*flava_dnnl_build_fn)(void *entry, flava_ctx *ctx, const flava_op_key *key);
+flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *key, size_t size,
+                              flava_dnnl_build_fn build, flava_op_entry_destroy destroy);
 
 /* dst[i] += src[i]: the accumulate convention of ops.h for primitives that
  * can only overwrite their output. */
