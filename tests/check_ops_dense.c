@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "safetensors.h"
+
 static flava_ctx *ctx;
 
 static void setup(void)
@@ -515,6 +517,118 @@ START_TEST(test_bf16_matches_f32)
 }
 END_TEST
 
+/* ---- against PyTorch (tests/reference/ops_dense_fixtures.py) ---- */
+
+static float *fixture(const flava_st *st, const char *name, int64_t n)
+{
+    const flava_st_tensor *t = flava_st_find(st, name);
+    ck_assert_msg(t != NULL, "ops_dense.safetensors has no %s", name);
+    ck_assert_int_eq(flava_st_numel(t), n);
+    float *p = fzeros(n);
+    OK(flava_st_to_f32(p, t));
+    return p;
+}
+
+/* got ≈ the fixture `name` to 1e-5 relative (1e-6 absolute near zero) */
+static void match(const flava_st *st, const char *name, const float *got, int64_t n)
+{
+    float *ref = fixture(st, name, n);
+    double *d = dcopy(ref, n);
+    ck_assert_close(got, d, n, 1e-5, 1e-6, name);
+    free(ref);
+    free(d);
+}
+
+static void match_attention(const flava_st *st, const char *prefix, const float *qkv,
+                            const float *mask, int causal)
+{
+    enum { B = 2, T = 6, C = 8, NH = 2 };
+    char name[64];
+    float out[B * T * C], att[B * NH * T * T], dqkv[B * T * 3 * C] = {0};
+    OK(attention_forward(ctx, out, att, qkv, mask, causal, B, T, C, NH));
+    snprintf(name, sizeof name, "%s.out", prefix);
+    match(st, name, out, B * T * C);
+    snprintf(name, sizeof name, "%s.att", prefix);
+    match(st, name, att, B * NH * T * T);
+    snprintf(name, sizeof name, "%s.dout", prefix);
+    float *dout = fixture(st, name, B * T * C);
+    OK(attention_backward(ctx, dqkv, dout, qkv, att, B, T, C, NH));
+    snprintf(name, sizeof name, "%s.dqkv", prefix);
+    match(st, name, dqkv, B * T * 3 * C);
+    free(dout);
+}
+
+START_TEST(test_matches_pytorch)
+{
+    char path[4096];
+    flava_st *st;
+    OK(flava_st_read(&st, test_path(path, sizeof path, "tests/fixtures/ops_dense.safetensors")));
+
+    float *x = fixture(st, "linear.inp", 7 * 12), *w = fixture(st, "linear.w", 5 * 12);
+    float *b = fixture(st, "linear.b", 5), *dout = fixture(st, "linear.dout", 7 * 5);
+    float y[7 * 5], dx[7 * 12] = {0}, dw[5 * 12] = {0}, db[5] = {0};
+    OK(linear_forward(ctx, y, x, w, b, 7, 12, 5));
+    match(st, "linear.out", y, 7 * 5);
+    OK(linear_gelu_forward(ctx, y, x, w, b, 7, 12, 5));
+    match(st, "linear.gelu_out", y, 7 * 5);
+    OK(linear_backward(ctx, dx, dw, db, dout, x, w, 7, 12, 5));
+    match(st, "linear.dinp", dx, 7 * 12);
+    match(st, "linear.dw", dw, 5 * 12);
+    match(st, "linear.db", db, 5);
+    free(x), free(w), free(b), free(dout);
+
+    float *qkv = fixture(st, "attention.qkv", 2 * 6 * 24), *mask = fixture(st, "attention.mask", 12);
+    match_attention(st, "attention", qkv, mask, 0);
+    match_attention(st, "attention_causal", qkv, NULL, 1);
+    free(qkv), free(mask);
+
+    x = fixture(st, "softmax.inp", 36), dout = fixture(st, "softmax.dout", 36);
+    float sy[36], sdx[36] = {0};
+    OK(softmax_forward(ctx, sy, x, 4, 9));
+    match(st, "softmax.out", sy, 36);
+    OK(softmax_backward(ctx, sdx, dout, sy, 4, 9));
+    match(st, "softmax.dinp", sdx, 36);
+    free(x), free(dout);
+
+    x = fixture(st, "layernorm.inp", 80), w = fixture(st, "layernorm.w", 16);
+    b = fixture(st, "layernorm.b", 16), dout = fixture(st, "layernorm.dout", 80);
+    float ly[80], mean[5], var[5], ldx[80] = {0}, ldw[16] = {0}, ldb[16] = {0};
+    OK(layernorm_forward(ctx, ly, mean, var, x, w, b, 5, 16, 1e-12f));
+    match(st, "layernorm.out", ly, 80);
+    match(st, "layernorm.mean", mean, 5);
+    match(st, "layernorm.var", var, 5);
+    OK(layernorm_backward(ctx, ldx, ldw, ldb, dout, x, w, mean, var, 5, 16, 1e-12f));
+    match(st, "layernorm.dinp", ldx, 80);
+    match(st, "layernorm.dw", ldw, 16);
+    match(st, "layernorm.db", ldb, 16);
+    free(x), free(w), free(b), free(dout);
+
+    const char *acts[3] = {"gelu", "tanh", "relu"};
+    for (int a = 0; a < 3; a++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s.inp", acts[a]);
+        x = fixture(st, name, 50);
+        snprintf(name, sizeof name, "%s.dout", acts[a]);
+        dout = fixture(st, name, 50);
+        float ay[50], adx[50] = {0};
+        flava_status s = a == ACT_GELU   ? gelu_forward(ctx, ay, x, 50)
+                         : a == ACT_TANH ? tanh_forward(ctx, ay, x, 50)
+                                         : relu_forward(ctx, ay, x, 50);
+        ck_assert_int_eq(s, FLAVA_OK);
+        snprintf(name, sizeof name, "%s.out", acts[a]);
+        match(st, name, ay, 50);
+        s = a == ACT_GELU   ? gelu_backward(ctx, adx, dout, x, 50)
+            : a == ACT_TANH ? tanh_backward(ctx, adx, dout, ay, 50)
+                            : relu_backward(ctx, adx, dout, x, 50);
+        ck_assert_int_eq(s, FLAVA_OK);
+        snprintf(name, sizeof name, "%s.dinp", acts[a]);
+        match(st, name, adx, 50);
+        free(x), free(dout);
+    }
+    flava_st_free(st);
+}
+END_TEST
+
 /* ---- error paths ---- */
 
 START_TEST(test_bad_sizes_are_errors)
@@ -549,6 +663,7 @@ Suite *make_ops_dense_suite(void)
     tcase_add_test(tc, test_layernorm);
     tcase_add_test(tc, test_activations);
     tcase_add_test(tc, test_bf16_matches_f32);
+    tcase_add_test(tc, test_matches_pytorch);
     tcase_add_test(tc, test_bad_sizes_are_errors);
     suite_add_tcase(s, tc);
     return s;
