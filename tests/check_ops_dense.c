@@ -629,6 +629,125 @@ START_TEST(test_matches_pytorch)
 }
 END_TEST
 
+/* ---- a tiny two-layer pre-LN transformer encoder learns a toy task:
+ * every position must output the mean of its sequence's inputs, which
+ * needs attention to mix positions and the MLP to cancel the residual. */
+
+enum { TB = 4, TT = 8, TN = TB * TT, TC = 16, TNH = 2, TH = 32, TL = 2 };
+enum { P_LN1W, P_LN1B, P_WQKV, P_BQKV, P_WO, P_BO, P_LN2W, P_LN2B, P_W1, P_B1, P_W2, P_B2, P_COUNT };
+static const int64_t tsize[P_COUNT] = {TC, TC, 3 * TC * TC, 3 * TC, TC * TC, TC,
+                                       TC, TC, TH * TC,     TH,     TC * TH, TC};
+static const float teps = 1e-5f;
+
+typedef struct tlayer {
+    float *p[P_COUNT], *g[P_COUNT];
+    float ln1[TN * TC], mean1[TN], var1[TN], qkv[TN * 3 * TC], a[TN * TC];
+    float att[TB * TNH * TT * TT], x1[TN * TC], ln2[TN * TC], mean2[TN], var2[TN];
+    float h[TN * TH], hg[TN * TH];
+} tlayer;
+
+static void tlayer_forward(tlayer *l, float *y, const float *x)
+{
+    OK(layernorm_forward(ctx, l->ln1, l->mean1, l->var1, x, l->p[P_LN1W], l->p[P_LN1B], TN, TC,
+                         teps));
+    OK(linear_forward(ctx, l->qkv, l->ln1, l->p[P_WQKV], l->p[P_BQKV], TN, TC, 3 * TC));
+    OK(attention_forward(ctx, l->a, l->att, l->qkv, NULL, 0, TB, TT, TC, TNH));
+    OK(linear_forward(ctx, l->x1, l->a, l->p[P_WO], l->p[P_BO], TN, TC, TC));
+    for (int i = 0; i < TN * TC; i++)
+        l->x1[i] += x[i];
+    OK(layernorm_forward(ctx, l->ln2, l->mean2, l->var2, l->x1, l->p[P_LN2W], l->p[P_LN2B], TN,
+                         TC, teps));
+    OK(linear_forward(ctx, l->h, l->ln2, l->p[P_W1], l->p[P_B1], TN, TC, TH));
+    OK(gelu_forward(ctx, l->hg, l->h, TN * TH));
+    OK(linear_forward(ctx, y, l->hg, l->p[P_W2], l->p[P_B2], TN, TH, TC));
+    for (int i = 0; i < TN * TC; i++)
+        y[i] += l->x1[i];
+}
+
+/* dx += the gradient through the layer of dy; parameter gradients add up */
+static void tlayer_backward(tlayer *l, float *dx, const float *dy, const float *x)
+{
+    static float dx1[TN * TC], dhg[TN * TH], dh[TN * TH], dln2[TN * TC], da[TN * TC];
+    static float dqkv[TN * 3 * TC], dln1[TN * TC];
+    memcpy(dx1, dy, sizeof dx1);
+    memset(dhg, 0, sizeof dhg), memset(dh, 0, sizeof dh), memset(dln2, 0, sizeof dln2);
+    memset(da, 0, sizeof da), memset(dqkv, 0, sizeof dqkv), memset(dln1, 0, sizeof dln1);
+    OK(linear_backward(ctx, dhg, l->g[P_W2], l->g[P_B2], dy, l->hg, l->p[P_W2], TN, TH, TC));
+    OK(gelu_backward(ctx, dh, dhg, l->h, TN * TH));
+    OK(linear_backward(ctx, dln2, l->g[P_W1], l->g[P_B1], dh, l->ln2, l->p[P_W1], TN, TC, TH));
+    OK(layernorm_backward(ctx, dx1, l->g[P_LN2W], l->g[P_LN2B], dln2, l->x1, l->p[P_LN2W],
+                          l->mean2, l->var2, TN, TC, teps));
+    for (int i = 0; i < TN * TC; i++)
+        dx[i] += dx1[i];
+    OK(linear_backward(ctx, da, l->g[P_WO], l->g[P_BO], dx1, l->a, l->p[P_WO], TN, TC, TC));
+    OK(attention_backward(ctx, dqkv, da, l->qkv, l->att, TB, TT, TC, TNH));
+    OK(linear_backward(ctx, dln1, l->g[P_WQKV], l->g[P_BQKV], dqkv, l->ln1, l->p[P_WQKV], TN, TC,
+                       3 * TC));
+    OK(layernorm_backward(ctx, dx, l->g[P_LN1W], l->g[P_LN1B], dln1, x, l->p[P_LN1W], l->mean1,
+                          l->var1, TN, TC, teps));
+}
+
+START_TEST(test_tiny_transformer_learns)
+{
+    /* parameters and gradients each in one block, as the model keeps them */
+    int64_t total = 0;
+    for (int k = 0; k < P_COUNT; k++)
+        total += TL * tsize[k];
+    float *params = fzeros(total), *grads = fzeros(total);
+    static tlayer layers[TL];
+    flava_rng rng;
+    flava_rng_init(&rng, 7, 0);
+    int64_t off = 0;
+    for (int l = 0; l < TL; l++)
+        for (int k = 0; k < P_COUNT; k++) {
+            layers[l].p[k] = params + off;
+            layers[l].g[k] = grads + off;
+            int64_t fan_in = k == P_W2 ? TH : TC;
+            for (int64_t i = 0; i < tsize[k]; i++)
+                params[off + i] = k == P_LN1W || k == P_LN2W ? 1.0f
+                                  : k == P_WQKV || k == P_WO || k == P_W1 || k == P_W2
+                                      ? (float)((2 * flava_rng_uniform(&rng) - 1) / sqrt((double)fan_in))
+                                      : 0.0f;
+            off += tsize[k];
+        }
+    static float x[TL + 1][TN * TC], dx[TL + 1][TN * TC], target[TN * TC];
+    test_fill(x[0], TN * TC, 8, -1, 1);
+    for (int b = 0; b < TB; b++)
+        for (int c = 0; c < TC; c++) {
+            double m = 0;
+            for (int t = 0; t < TT; t++)
+                m += x[0][(b * TT + t) * TC + c];
+            for (int t = 0; t < TT; t++)
+                target[(b * TT + t) * TC + c] = (float)(m / TT);
+        }
+    const float lr = 0.5f;
+    double first = 0, last = 0;
+    for (int step = 0; step < 50; step++) {
+        for (int l = 0; l < TL; l++)
+            tlayer_forward(&layers[l], x[l + 1], x[l]);
+        double loss = 0;
+        for (int i = 0; i < TN * TC; i++) {
+            double d = x[TL][i] - target[i];
+            loss += d * d / (TN * TC);
+            dx[TL][i] = (float)(2 * d / (TN * TC));
+        }
+        if (step == 0)
+            first = loss;
+        last = loss;
+        memset(grads, 0, (size_t)total * sizeof *grads);
+        for (int l = TL - 1; l >= 0; l--) {
+            memset(dx[l], 0, sizeof dx[l]);
+            tlayer_backward(&layers[l], dx[l], dx[l + 1], x[l]);
+        }
+        for (int64_t i = 0; i < total; i++)
+            params[i] -= lr * grads[i];
+    }
+    ck_assert_msg(last < 0.1 * first, "loss went from %g to %g", first, last);
+    free(params);
+    free(grads);
+}
+END_TEST
+
 /* ---- error paths ---- */
 
 START_TEST(test_bad_sizes_are_errors)
@@ -664,6 +783,7 @@ Suite *make_ops_dense_suite(void)
     tcase_add_test(tc, test_activations);
     tcase_add_test(tc, test_bf16_matches_f32);
     tcase_add_test(tc, test_matches_pytorch);
+    tcase_add_test(tc, test_tiny_transformer_learns);
     tcase_add_test(tc, test_bad_sizes_are_errors);
     suite_add_tcase(s, tc);
     return s;
