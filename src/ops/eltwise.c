@@ -1,11 +1,14 @@
-/* eltwise.c - GELU (erf), tanh and ReLU through oneDNN eltwise primitives
- * over n values seen as one flat tensor. The backward primitive overwrites,
- * so it writes into scratch of the cached entry that is then added to dinp.
- * tanh's backward reads the output (oneDNN's tanh_use_dst_for_bwd). */
+/* eltwise.c - GELU (erf), tanh, ReLU, swish (SiLU) and sigmoid through
+ * oneDNN eltwise primitives over n values seen as one flat tensor. The
+ * backward primitive overwrites, so it writes into scratch of the cached
+ * entry that is then added to dinp. tanh's and sigmoid's backward read the
+ * output (oneDNN's *_use_dst_for_bwd). */
+#include <string.h>
+
 #include "dnnl_util.h"
 #include "ops.h"
 
-/* forward key dims {alg, n}; backward key dims {alg, n} */
+/* forward and backward key dims {alg, n, bits of alpha} */
 struct eltwise_fwd {
     dnnl_primitive_t prim;
     dnnl_memory_t mem[2]; /* src, dst */
@@ -32,12 +35,21 @@ static void eltwise_bwd_destroy(void *p)
     flava_free(e);
 }
 
+static float key_alpha(const flava_op_key *key)
+{
+    uint32_t bits = (uint32_t)key->dims[2];
+    float alpha;
+    memcpy(&alpha, &bits, sizeof alpha);
+    return alpha;
+}
+
 static flava_status eltwise_fwd_desc(dnnl_eltwise_desc_t *d, dnnl_memory_desc_t *md,
                                      const flava_op_key *key)
 {
     FLAVA_TRY(flava_dnnl_md(md, 1, &key->dims[1], NULL, dnnl_f32));
     FLAVA_DNNL(dnnl_eltwise_forward_desc_init(d, dnnl_forward_training,
-                                              (dnnl_alg_kind_t)key->dims[0], md, 0.0f, 0.0f));
+                                              (dnnl_alg_kind_t)key->dims[0], md,
+                                              key_alpha(key), 0.0f));
     return FLAVA_OK;
 }
 
@@ -59,7 +71,7 @@ static flava_status eltwise_bwd_build(void *p, flava_ctx *ctx, const flava_op_ke
     dnnl_memory_desc_t md;
     FLAVA_TRY(eltwise_fwd_desc(&fd, &md, key));
     FLAVA_DNNL(dnnl_eltwise_backward_desc_init(&bd, (dnnl_alg_kind_t)key->dims[0], &md, &md,
-                                               0.0f, 0.0f));
+                                               key_alpha(key), 0.0f));
     FLAVA_TRY(flava_dnnl_backward_primitive(&e->prim, ctx, &fd, &bd));
     for (int i = 0; i < EB_NMEM; i++)
         FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md));
@@ -68,12 +80,20 @@ static flava_status eltwise_bwd_build(void *p, flava_ctx *ctx, const flava_op_ke
     return flava_dnnl_bind(e->mem[EB_DSRC], e->dsrc);
 }
 
+static flava_op_key eltwise_key(const char *op, dnnl_alg_kind_t alg, float alpha, int64_t n)
+{
+    uint32_t bits;
+    memcpy(&bits, &alpha, sizeof bits);
+    flava_op_key key = {op, {alg, n, bits}};
+    return key;
+}
+
 static flava_status eltwise_forward(flava_ctx *ctx, const char *op, dnnl_alg_kind_t alg,
-                                    float *out, const float *inp, int64_t n)
+                                    float alpha, float *out, const float *inp, int64_t n)
 {
     if (n < 1)
         return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: n=%lld, expected >= 1", op, (long long)n);
-    flava_op_key key = {op, {alg, n}};
+    flava_op_key key = eltwise_key(op, alg, alpha, n);
     struct eltwise_fwd *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, eltwise_fwd_build,
                                eltwise_fwd_destroy));
@@ -85,19 +105,22 @@ static flava_status eltwise_forward(flava_ctx *ctx, const char *op, dnnl_alg_kin
 
 /* `data` is the forward input, or its output for a use_dst algorithm. */
 static flava_status eltwise_backward(flava_ctx *ctx, const char *op, dnnl_alg_kind_t alg,
-                                     float *dinp, const float *dout, const float *data, int64_t n)
+                                     float alpha, float *dinp, const float *dout,
+                                     const float *data, int64_t n)
 {
     if (n < 1)
         return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: n=%lld, expected >= 1", op, (long long)n);
     if (!dinp)
         return FLAVA_OK;
-    flava_op_key key = {op, {alg, n}};
+    flava_op_key key = eltwise_key(op, alg, alpha, n);
     struct eltwise_bwd *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, eltwise_bwd_build,
                                eltwise_bwd_destroy));
     FLAVA_TRY(flava_dnnl_bind(e->mem[EB_DATA], data));
     FLAVA_TRY(flava_dnnl_bind(e->mem[EB_DDST], dout));
-    int data_arg = alg == dnnl_eltwise_tanh_use_dst_for_bwd ? DNNL_ARG_DST : DNNL_ARG_SRC;
+    int use_dst = alg == dnnl_eltwise_tanh_use_dst_for_bwd ||
+                  alg == dnnl_eltwise_logistic_use_dst_for_bwd;
+    int data_arg = use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC;
     dnnl_exec_arg_t args[] = {{data_arg, e->mem[EB_DATA]},
                               {DNNL_ARG_DIFF_DST, e->mem[EB_DDST]},
                               {DNNL_ARG_DIFF_SRC, e->mem[EB_DSRC]}};
@@ -108,34 +131,60 @@ static flava_status eltwise_backward(flava_ctx *ctx, const char *op, dnnl_alg_ki
 
 flava_status gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
 {
-    return eltwise_forward(ctx, "gelu_forward", dnnl_eltwise_gelu_erf, out, inp, n);
+    return eltwise_forward(ctx, "gelu_forward", dnnl_eltwise_gelu_erf, 0.0f, out, inp, n);
 }
 
 flava_status gelu_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
                            int64_t n)
 {
-    return eltwise_backward(ctx, "gelu_backward", dnnl_eltwise_gelu_erf, dinp, dout, inp, n);
+    return eltwise_backward(ctx, "gelu_backward", dnnl_eltwise_gelu_erf, 0.0f, dinp, dout, inp,
+                            n);
 }
 
 flava_status tanh_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
 {
-    return eltwise_forward(ctx, "tanh_forward", dnnl_eltwise_tanh_use_dst_for_bwd, out, inp, n);
+    return eltwise_forward(ctx, "tanh_forward", dnnl_eltwise_tanh_use_dst_for_bwd, 0.0f, out, inp,
+                           n);
 }
 
 flava_status tanh_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
                            int64_t n)
 {
-    return eltwise_backward(ctx, "tanh_backward", dnnl_eltwise_tanh_use_dst_for_bwd, dinp, dout,
-                            out, n);
+    return eltwise_backward(ctx, "tanh_backward", dnnl_eltwise_tanh_use_dst_for_bwd, 0.0f, dinp,
+                            dout, out, n);
 }
 
 flava_status relu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
 {
-    return eltwise_forward(ctx, "relu_forward", dnnl_eltwise_relu, out, inp, n);
+    return eltwise_forward(ctx, "relu_forward", dnnl_eltwise_relu, 0.0f, out, inp, n);
 }
 
 flava_status relu_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
                            int64_t n)
 {
-    return eltwise_backward(ctx, "relu_backward", dnnl_eltwise_relu, dinp, dout, inp, n);
+    return eltwise_backward(ctx, "relu_backward", dnnl_eltwise_relu, 0.0f, dinp, dout, inp, n);
+}
+
+flava_status swish_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
+{
+    return eltwise_forward(ctx, "swish_forward", dnnl_eltwise_swish, 1.0f, out, inp, n);
+}
+
+flava_status swish_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
+                            int64_t n)
+{
+    return eltwise_backward(ctx, "swish_backward", dnnl_eltwise_swish, 1.0f, dinp, dout, inp, n);
+}
+
+flava_status sigmoid_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
+{
+    return eltwise_forward(ctx, "sigmoid_forward", dnnl_eltwise_logistic_use_dst_for_bwd, 0.0f,
+                           out, inp, n);
+}
+
+flava_status sigmoid_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
+                              int64_t n)
+{
+    return eltwise_backward(ctx, "sigmoid_backward", dnnl_eltwise_logistic_use_dst_for_bwd, 0.0f,
+                            dinp, dout, out, n);
 }
