@@ -36,11 +36,27 @@ typedef struct cpvec {
     size_t n, cap;
 } cpvec;
 
+typedef struct idvec {
+    int32_t *v;
+    size_t n, cap;
+} idvec;
+
+/* Appends one 4-byte element (a code point or an id). */
+static flava_status push4(void **v, size_t *n, size_t *cap, const void *x, const char *what)
+{
+    FLAVA_TRY(grow(v, cap, *n + 1, 4, what));
+    memcpy((char *)*v + 4 * (*n)++, x, 4);
+    return FLAVA_OK;
+}
+
 static flava_status cp_push(cpvec *a, uint32_t c)
 {
-    FLAVA_TRY(grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v, "a code point buffer"));
-    a->v[a->n++] = c;
-    return FLAVA_OK;
+    return push4((void **)&a->v, &a->n, &a->cap, &c, "a code point buffer");
+}
+
+static flava_status id_push(idvec *a, int32_t id)
+{
+    return push4((void **)&a->v, &a->n, &a->cap, &id, "the token ids");
 }
 
 typedef struct bytevec {
@@ -642,18 +658,6 @@ int32_t flava_clip_bpe_sot_id(const flava_clip_bpe *bpe) { return bpe->sot; }
 int32_t flava_clip_bpe_eot_id(const flava_clip_bpe *bpe) { return bpe->eot; }
 
 /* ---- splitting and BPE ---- */
-
-typedef struct idvec {
-    int32_t *v;
-    size_t n, cap;
-} idvec;
-
-static flava_status id_push(idvec *a, int32_t id)
-{
-    FLAVA_TRY(grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v, "the token ids"));
-    a->v[a->n++] = id;
-    return FLAVA_OK;
-}
 
 /* Scratch of one encoding: the piece as byte-mapped UTF-8 + "</w>", its
  * symbols as [start, end) spans, and the pair key being looked up. */

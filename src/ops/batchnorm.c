@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dnnl_util.h"
+#include "nchw.h"
 #include "ops.h"
 
 /* key dims {N, C, H, W, bits of eps, training} for both directions */
@@ -101,10 +102,9 @@ static flava_status bn_bwd_build(void *p, flava_ctx *ctx, const flava_op_key *ke
 
 static flava_status check_sizes(const char *op, int N, int C, int H, int W, float eps)
 {
-    if (N < 1 || C < 1 || H < 1 || W < 1 || !(eps > 0))
-        return FLAVA_ERROR(FLAVA_ERR_SHAPE,
-                           "%s: N=%d C=%d H=%d W=%d eps=%g, expected sizes >= 1, eps > 0", op, N,
-                           C, H, W, (double)eps);
+    FLAVA_TRY(flava_check_nchw(op, N, C, H, W));
+    if (!(eps > 0))
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: eps=%g, expected > 0", op, (double)eps);
     return FLAVA_OK;
 }
 

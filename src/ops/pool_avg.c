@@ -3,6 +3,7 @@
  * [N,C,1,1] output is dense, so the same memory). The backward primitive
  * overwrites, so it writes scratch of the cached entry, then added to dinp. */
 #include "dnnl_util.h"
+#include "nchw.h"
 #include "ops.h"
 
 /* key dims {N, C, H, W} */
@@ -64,18 +65,10 @@ static flava_status avgpool_bwd_build(void *p, flava_ctx *ctx, const flava_op_ke
     return flava_dnnl_bind(e->mem[AP_SRC], e->dsrc);
 }
 
-static flava_status check_sizes(const char *op, int N, int C, int H, int W)
-{
-    if (N < 1 || C < 1 || H < 1 || W < 1)
-        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: N=%d C=%d H=%d W=%d, expected sizes >= 1", op,
-                           N, C, H, W);
-    return FLAVA_OK;
-}
-
 flava_status avgpool_global_forward(flava_ctx *ctx, float *out, const float *inp,
                                     int N, int C, int H, int W)
 {
-    FLAVA_TRY(check_sizes("avgpool_global_forward", N, C, H, W));
+    FLAVA_TRY(flava_check_nchw("avgpool_global_forward", N, C, H, W));
     flava_op_key key = {"avgpool_global_forward", {N, C, H, W}};
     struct avgpool_entry *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, avgpool_fwd_build,
@@ -89,7 +82,7 @@ flava_status avgpool_global_forward(flava_ctx *ctx, float *out, const float *inp
 flava_status avgpool_global_backward(flava_ctx *ctx, float *dinp, const float *dout,
                                      int N, int C, int H, int W)
 {
-    FLAVA_TRY(check_sizes("avgpool_global_backward", N, C, H, W));
+    FLAVA_TRY(flava_check_nchw("avgpool_global_backward", N, C, H, W));
     if (!dinp)
         return FLAVA_OK;
     flava_op_key key = {"avgpool_global_backward", {N, C, H, W}};

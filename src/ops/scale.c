@@ -3,6 +3,7 @@
  * s broadcast as [N,C,1,1]; backward is plain C (dinp is a product, ds a
  * per-plane dot product summed in double). */
 #include "dnnl_util.h"
+#include "nchw.h"
 #include "ops.h"
 
 /* key dims {N, C, H, W} */
@@ -35,18 +36,10 @@ static flava_status channel_scale_build(void *p, flava_ctx *ctx, const flava_op_
     return FLAVA_OK;
 }
 
-static flava_status check_sizes(const char *op, int N, int C, int H, int W)
-{
-    if (N < 1 || C < 1 || H < 1 || W < 1)
-        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: N=%d C=%d H=%d W=%d, expected sizes >= 1", op,
-                           N, C, H, W);
-    return FLAVA_OK;
-}
-
 flava_status channel_scale_forward(flava_ctx *ctx, float *out, const float *inp, const float *s,
                                    int N, int C, int H, int W)
 {
-    FLAVA_TRY(check_sizes("channel_scale_forward", N, C, H, W));
+    FLAVA_TRY(flava_check_nchw("channel_scale_forward", N, C, H, W));
     flava_op_key key = {"channel_scale_forward", {N, C, H, W}};
     struct channel_scale_entry *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, channel_scale_build,
@@ -63,7 +56,7 @@ flava_status channel_scale_forward(flava_ctx *ctx, float *out, const float *inp,
 flava_status channel_scale_backward(float *dinp, float *ds, const float *dout, const float *inp,
                                     const float *s, int N, int C, int H, int W)
 {
-    FLAVA_TRY(check_sizes("channel_scale_backward", N, C, H, W));
+    FLAVA_TRY(flava_check_nchw("channel_scale_backward", N, C, H, W));
     int64_t planes = (int64_t)N * C, hw = (int64_t)H * W;
 #pragma omp parallel for schedule(static) if (planes * hw > 16384)
     for (int64_t p = 0; p < planes; p++) {
