@@ -186,15 +186,17 @@ static flava_status load_text(flava_clip_bpe **bpe, const char *vocab, const cha
     return flava_clip_bpe_load(bpe, v, m);
 }
 
+/* the last entry is "é" as CLIP stores it: its UTF-8 bytes C3 A9 stand
+ * for themselves (Ã©), written with JSON escapes */
 static const char *small_vocab =
     "{\"<|startoftext|>\": 0, \"<|endoftext|>\": 1, \"a\": 2, \"b</w>\": 3, \"ab</w>\": 4,"
-    " \"a</w>\": 5, \"aa\": 6, \"aa</w>\": 7}";
+    " \"a</w>\": 5, \"aa\": 6, \"aa</w>\": 7, \"\\u00c3\\u00a9</w>\": 8}";
 
 START_TEST(test_merges_and_unknown)
 {
     flava_clip_bpe *bpe;
     /* no header line; a blank line and CRLF are fine */
-    OK(load_text(&bpe, small_vocab, "a b</w>\r\n\na a\n"));
+    OK(load_text(&bpe, small_vocab, "a b</w>\r\n\na a\n\xc3\x83 \xc2\xa9</w>\n"));
     int32_t *ids;
     int64_t n;
     OK(flava_clip_bpe_tokenize(&ids, &n, bpe, "ab"));
@@ -210,6 +212,10 @@ START_TEST(test_merges_and_unknown)
     OK(flava_clip_bpe_tokenize(&ids, &n, bpe, "c A"));
     ck_assert_int_eq(n, 2);
     ck_assert(ids[0] == 1 && ids[1] == 5);
+    free(ids);
+    OK(flava_clip_bpe_tokenize(&ids, &n, bpe, "\xc3\x89"));  /* É, lower-cased */
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(ids[0], 8);
     free(ids);
     OK(flava_clip_bpe_tokenize(&ids, &n, bpe, " \t "));
     ck_assert_int_eq(n, 0);

@@ -184,7 +184,7 @@ def main():
         cases.append({"text": text, "clean": clean(text), "ids": ids, "n_tokens": n,
                       "input_ids": full + [vocab[EOT]] * (CONTEXT - n)})
     with open(os.path.join(out_dir, "expected.json"), "w", encoding="utf-8") as f:
-        json.dump(cases, f, ensure_ascii=True, indent=0)
+        f.write("[\n" + ",\n".join(json.dumps(c, ensure_ascii=True) for c in cases) + "\n]\n")
     print(f"{len(vocab)} tokens, {len(merges)} merges, {len(cases)} texts")
 
 
