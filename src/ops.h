@@ -128,9 +128,10 @@ flava_status mse_backward(float *dpred, float dloss, const float *pred, const fl
                           int64_t n);
 
 /* ================================================================
- * Ops of the convolutional model families (ALIGN's EfficientNet tower):
+ * Ops of the CLIP and ALIGN families: for ALIGN's EfficientNet tower
  * batch norm, swish/SiLU, sigmoid, global average pooling and the
- * squeeze-and-excitation channel scale. Same conventions as above.
+ * squeeze-and-excitation channel scale; CLIP's quick GELU. Same
+ * conventions as above.
  * ================================================================ */
 
 /* ---- batch norm over NCHW, statistics per channel over N, H, W (as
@@ -153,11 +154,15 @@ flava_status batchnorm2d_backward(flava_ctx *ctx, float *dinp, float *dw, float 
                                   const float *mean, const float *var, int N, int C, int H, int W,
                                   float eps, int training);
 
-/* ---- swish / SiLU, x * sigmoid(x), and sigmoid over n values; sigmoid's
- * backward reads its output ---- */
+/* ---- swish / SiLU, x * sigmoid(x); CLIP's quick GELU, x * sigmoid(1.702 x)
+ * (the same oneDNN swish with alpha 1.702); sigmoid, whose backward reads
+ * its output. All over n values. ---- */
 flava_status swish_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
 flava_status swish_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
                             int64_t n);
+flava_status quick_gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status quick_gelu_backward(flava_ctx *ctx, float *dinp, const float *dout,
+                                 const float *inp, int64_t n);
 flava_status sigmoid_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
 flava_status sigmoid_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
                               int64_t n);

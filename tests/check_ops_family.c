@@ -1,5 +1,6 @@
 /* check_ops_family.c - the ops of ALIGN's EfficientNet tower: batch norm
- * (training with the running-stat update, inference), swish and sigmoid,
+ * (training with the running-stat update, inference), swish, CLIP's quick
+ * GELU and sigmoid,
  * global average pooling, the squeeze-and-excitation channel scale and
  * convolutions with asymmetric ("same") padding.
  *
@@ -220,7 +221,7 @@ START_TEST(test_batchnorm_errors)
 }
 END_TEST
 
-/* ---- swish, sigmoid ---- */
+/* ---- swish, quick GELU, sigmoid ---- */
 
 static double sigm(double x) { return 1 / (1 + exp(-x)); }
 
@@ -230,34 +231,53 @@ static void swish_ref(double *out, double *const *in, const shape *s)
         out[i] = in[0][i] * sigm(in[0][i]);
 }
 
+static void quick_gelu_ref(double *out, double *const *in, const shape *s)
+{
+    for (int i = 0; i < s->N; i++)
+        out[i] = in[0][i] * sigm(1.702 * in[0][i]);
+}
+
 static void sigmoid_ref(double *out, double *const *in, const shape *s)
 {
     for (int i = 0; i < s->N; i++)
         out[i] = sigm(in[0][i]);
 }
 
-static void run_eltwise(int sig)
+typedef flava_status (*act_fwd)(flava_ctx *, float *, const float *, int64_t);
+typedef flava_status (*act_bwd)(flava_ctx *, float *, const float *, const float *, int64_t);
+
+typedef struct activation {
+    const char *name;
+    ref_fn ref;
+    act_fwd fwd;
+    act_bwd bwd;
+    int bwd_reads_out; /* else the input */
+} activation;
+
+static const activation activations[] = {
+    {"swish", swish_ref, swish_forward, swish_backward, 0},
+    {"quick_gelu", quick_gelu_ref, quick_gelu_forward, quick_gelu_backward, 0},
+    {"sigmoid", sigmoid_ref, sigmoid_forward, sigmoid_backward, 1},
+};
+
+START_TEST(test_activation)
 {
     enum { n = 301 };
+    const activation *a = &activations[_i];
     shape s = {.N = n};
     float *x = rnd(n, 21, -9, 9), *out = rnd(n, 22, 0, 0), *R = rnd(n, 23, -1, 1);
     float *d0 = rnd(n, 24, -1, 1), *d = rnd(n, 24, -1, 1);
-    refcase c = {sig ? sigmoid_ref : swish_ref, &s, {widen(x, n)}, widen(NULL, n), widen(R, n), n};
+    refcase c = {a->ref, &s, {widen(x, n)}, widen(NULL, n), widen(R, n), n};
     ref_loss(&c);
-    OK((sig ? sigmoid_forward : swish_forward)(ctx, out, x, n));
-    ck_assert_close(out, c.out, n, 1e-5, 1e-6, sig ? "sigmoid out" : "swish out");
+    OK(a->fwd(ctx, out, x, n));
+    ck_assert_close(out, c.out, n, 1e-5, 1e-6, a->name);
     for (int k = 0; k < 2; k++)
-        OK(sig ? sigmoid_backward(ctx, d, R, out, n) : swish_backward(ctx, d, R, x, n));
-    fd_check(&c, 0, n, d, d0, sig ? "sigmoid dinp" : "swish dinp", 1e-4, 1e-6);
-    ck_assert_int_eq(swish_forward(ctx, out, x, 0), FLAVA_ERR_SHAPE);
-    OK(sigmoid_backward(ctx, NULL, R, out, n));
+        OK(a->bwd(ctx, d, R, a->bwd_reads_out ? out : x, n));
+    fd_check(&c, 0, n, d, d0, a->name, 1e-4, 1e-6);
+    ck_assert_int_eq(a->fwd(ctx, out, x, 0), FLAVA_ERR_SHAPE);
+    OK(a->bwd(ctx, NULL, R, x, n));
     free(c.in[0]), free(c.out), free(c.R), free(x), free(out), free(R), free(d0), free(d);
 }
-
-START_TEST(test_swish) { run_eltwise(0); }
-END_TEST
-
-START_TEST(test_sigmoid) { run_eltwise(1); }
 END_TEST
 
 /* ---- global average pooling and the channel scale ---- */
@@ -531,15 +551,16 @@ START_TEST(test_against_torch)
         free(x), free(w), free(b), free(rm), free(rv), free(dout), free(y), free(dx), free(dw);
         free(db);
     }
-    { /* SiLU and sigmoid */
+    { /* SiLU, quick GELU and sigmoid, in the order of activations[] */
         enum { n = 37 };
-        const char *tags[2] = {"silu", "sigmoid"};
-        for (int k = 0; k < 2; k++) {
+        const char *tags[3] = {"silu", "quick_gelu", "sigmoid"};
+        for (int k = 0; k < 3; k++) {
+            const activation *a = &activations[k];
             float *x = load(NAME(tags[k], "inp"), n), *dout = load(NAME(tags[k], "dout"), n);
             float *y = zeros(n), *dx = zeros(n);
-            OK((k ? sigmoid_forward : swish_forward)(ctx, y, x, n));
+            OK(a->fwd(ctx, y, x, n));
             match(NAME(tags[k], "out"), y, n);
-            OK(k ? sigmoid_backward(ctx, dx, dout, y, n) : swish_backward(ctx, dx, dout, x, n));
+            OK(a->bwd(ctx, dx, dout, a->bwd_reads_out ? y : x, n));
             match(NAME(tags[k], "dinp"), dx, n);
             free(x), free(dout), free(y), free(dx);
         }
@@ -584,8 +605,7 @@ static Suite *make_ops_family_suite(void)
     tcase_add_test(tc, test_batchnorm_training);
     tcase_add_test(tc, test_batchnorm_inference);
     tcase_add_test(tc, test_batchnorm_errors);
-    tcase_add_test(tc, test_swish);
-    tcase_add_test(tc, test_sigmoid);
+    tcase_add_loop_test(tc, test_activation, 0, sizeof activations / sizeof *activations);
     tcase_add_test(tc, test_avgpool_global);
     tcase_add_test(tc, test_channel_scale);
     tcase_add_test(tc, test_conv_stem_padding);

@@ -1,4 +1,4 @@
-/* eltwise.c - GELU (erf), tanh, ReLU, swish (SiLU) and sigmoid through
+/* eltwise.c - GELU (erf), tanh, ReLU, swish (SiLU), quick GELU and sigmoid through
  * oneDNN eltwise primitives over n values seen as one flat tensor. The
  * backward primitive overwrites, so it writes into scratch of the cached
  * entry that is then added to dinp. tanh's and sigmoid's backward read the
@@ -174,6 +174,18 @@ flava_status swish_backward(flava_ctx *ctx, float *dinp, const float *dout, cons
                             int64_t n)
 {
     return eltwise_backward(ctx, "swish_backward", dnnl_eltwise_swish, 1.0f, dinp, dout, inp, n);
+}
+
+flava_status quick_gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)
+{
+    return eltwise_forward(ctx, "quick_gelu_forward", dnnl_eltwise_swish, 1.702f, out, inp, n);
+}
+
+flava_status quick_gelu_backward(flava_ctx *ctx, float *dinp, const float *dout,
+                                 const float *inp, int64_t n)
+{
+    return eltwise_backward(ctx, "quick_gelu_backward", dnnl_eltwise_swish, 1.702f, dinp, dout,
+                            inp, n);
 }
 
 flava_status sigmoid_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n)

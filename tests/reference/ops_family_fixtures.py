@@ -1,8 +1,8 @@
 """Writes tests/fixtures/ops_family.safetensors: inputs, outputs and input
-gradients of the ALIGN/EfficientNet ops (batch norm in training mode with
-the running-stat update and in inference mode, SiLU, sigmoid, global
-average pooling, the squeeze-and-excitation scale, and convolutions behind
-HF's ZeroPad2d: the stem's (0, 1, 0, 1) and a depthwise stride-2 layer's
+gradients of the CLIP/ALIGN ops (batch norm in training mode with the
+running-stat update and in inference mode, SiLU, sigmoid, CLIP's quick
+GELU, global average pooling, the squeeze-and-excitation scale, and
+convolutions behind HF's ZeroPad2d: the stem's (0, 1, 0, 1) and a depthwise stride-2 layer's
 correct_pad(5, adjust=True) = (1, 2, 1, 2)) from plain torch autograd in
 float64 on float32 inputs, stored as float32. Each backward is that of
 loss = sum(out * dout).
@@ -63,9 +63,10 @@ record("bn_eval", lambda inp, w, b: F.batch_norm(inp, rm.double(), rv.double(), 
                                                  training=False, eps=1e-3),
        inp=randn(2, 4, 3, 5), w=randn(4), b=randn(4))
 
-# SiLU and sigmoid over 37 values
+# SiLU, sigmoid and CLIP's quick GELU over 37 values
 record("silu", lambda inp: F.silu(inp), inp=randn(37, scale=3.0))
 record("sigmoid", lambda inp: torch.sigmoid(inp), inp=randn(37, scale=3.0))
+record("quick_gelu", lambda inp: inp * torch.sigmoid(1.702 * inp), inp=randn(37, scale=3.0))
 
 # global average pooling [2,3,5,7] -> [2,3]
 record("avgpool", lambda inp: F.adaptive_avg_pool2d(inp, 1).flatten(1), inp=randn(2, 3, 5, 7))
