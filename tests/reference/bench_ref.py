@@ -100,17 +100,20 @@ def main():
     print(f"bench-small: {n_params / 1e6:.1f}M trainable parameters, batch {B}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}")
     for bf16 in {"f32": (False,), "bf16": (True,), "both": (False, True)}[args.precision]:
-        times = []
+        times, cpu = [], []
         for i in range(args.warmup + args.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = step(model, opt, batch, bf16)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         med = statistics.median(times)
         losses = " ".join(f"{k[10:]}={v.item():.3f}" for k, v in out.items()
                           if k.startswith("loss_info."))
-        print(f"{'bf16' if bf16 else 'f32 '}: median step {med:.3f} s over {len(times)} "
-              f"steps -> {B / med:.2f} samples/s   ({losses})")
+        # CPU seconds tell how much of the 2 cores the step got on a shared machine
+        print(f"{'bf16' if bf16 else 'f32 '}: median step {med:.3f} s "
+              f"(CPU {statistics.median(cpu):.1f} s) over {len(times)} steps -> "
+              f"{B / med:.2f} samples/s   ({losses})")
 
 
 if __name__ == "__main__":
