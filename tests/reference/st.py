@@ -19,7 +19,8 @@ def save(path, tensors, metadata=None):
     offset = 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
-        raw = t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else \
+        # reshape(-1): a 0-dim tensor (e.g. flava.logit_scale) cannot be viewed as bytes
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else \
             t.to(torch.uint8).numpy().tobytes()
         header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
