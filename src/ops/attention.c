@@ -1,9 +1,12 @@
 /* attention.c - multi-head attention core on the fused projection
  * qkv[B,T,3C] as batched oneDNN matmuls over [B,NH,...] 4-D views.
  *
- * No head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided descriptors
- * into qkv, the output is a strided descriptor into out[B,T,C], and the
- * gradients land in the dq, dk, dv regions of dqkv the same way.
+ * In f32 no head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided
+ * descriptors into qkv, the output is a strided descriptor into out[B,T,C],
+ * and the gradients land in the dq, dk, dv regions of dqkv the same way.
+ * In bf16 the inputs are converted anyway; that copy also makes them
+ * head-major, which lets oneDNN 2.6 use its AMX kernels (its strided-source
+ * fallback, gemm:jit, is much slower in bf16).
  *   forward:  att = softmax(scale · q·kᵀ + mask)   (scale: output scale,
  *             mask: binary-add post-ops [B,1,1,T] and causal [1,1,T,T]),
  *             out = att·v
@@ -18,15 +21,30 @@
 
 static const float mask_neg = -1e9f;
 
-/* 4-D [B,NH,rows,cols] views; `ld` is the row stride of the [B,T,ld] tensor
- * the heads live in: a head view reads [t, h*hs + j] at (b, h, t, j) and its
- * transpose swaps the last two strides. */
+/* 4-D [B,NH,T,hs] head views (or [B,NH,hs,T] transposed) with the strides
+ * `s` of b, h and t: token-major inside a [B,T,ld] tensor is {T*ld, hs, ld}
+ * (f32 q, k, v, out and the gradients, used in place); head-major is
+ * {NH*T*hs, T*hs, hs} (the bf16 copies, laid out so that oneDNN's AMX
+ * batched kernels take them: those want dense sources). */
 static flava_status head_view(dnnl_memory_desc_t *md, int64_t B, int64_t T, int64_t NH, int64_t hs,
-                              int64_t ld, int transposed, dnnl_data_type_t dt)
+                              const int64_t s[3], int transposed, dnnl_data_type_t dt)
 {
     int64_t dims[4] = {B, NH, transposed ? hs : T, transposed ? T : hs};
-    int64_t strides[4] = {T * ld, hs, transposed ? 1 : ld, transposed ? ld : 1};
+    int64_t strides[4] = {s[0], s[1], transposed ? 1 : s[2], transposed ? s[2] : 1};
     return flava_dnnl_md(md, 4, dims, strides, dt);
+}
+
+/* The bf16 copy of x[B,T,parts*C] (parts 3 for qkv, 1 for dout) as
+ * head-major [parts,B,NH,T,hs]: q, k and v each become dense. */
+static flava_status head_major_copy(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t parts,
+                                    int64_t B, int64_t T, int64_t NH, int64_t hs)
+{
+    int64_t C = NH * hs, dims[5] = {parts, B, NH, T, hs};
+    int64_t strides[5] = {C, T * parts * C, hs, parts * C, 1};
+    dnnl_memory_desc_t src, dst;
+    FLAVA_TRY(flava_dnnl_md(&src, 5, dims, strides, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&dst, 5, dims, NULL, dnnl_bf16));
+    return flava_dnnl_bf16_copy_init_md(c, ctx, &src, &dst);
 }
 
 /* [B,NH,T,T] scores, dense or read transposed */
@@ -83,12 +101,15 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AF_NMEM];
-    FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, 3 * C, 1, dt));
+    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
+    const int64_t head[3] = {NH * T * hs, T * hs, hs};
+    const int64_t *in = bf16 ? head : qkv_tok;
+    FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AF_ATT], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AF_ATT16], B, T, NH, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, out_tok, 0, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&md[AF_PAD], 4, (int64_t[]){B, 1, 1, T}, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&md[AF_CAUSAL], 4, (int64_t[]){1, 1, T, T}, NULL, dnnl_f32));
 
@@ -120,7 +141,7 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
         FLAVA_TRY(flava_dnnl_bind(e->mem[AF_CAUSAL], e->causal));
     }
     if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
+        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->att16.buf));
     }
@@ -138,13 +159,15 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
                                attention_fwd_destroy));
     dnnl_memory_t *m = e->mem;
     const void *in = qkv;
+    int64_t part = C; /* where k starts, relative to q */
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
         in = e->qkv16.buf;
+        part = (int64_t)B * T * C;
     }
     FLAVA_TRY(bind_at(m[AF_Q], in, 0, bf16));
-    FLAVA_TRY(bind_at(m[AF_KT], in, C, bf16));
-    FLAVA_TRY(bind_at(m[AF_V], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(bind_at(m[AF_KT], in, part, bf16));
+    FLAVA_TRY(bind_at(m[AF_V], in, 2 * part, bf16));
     FLAVA_TRY(flava_dnnl_bind(m[AF_ATT], att));
     FLAVA_TRY(flava_dnnl_bind(m[AF_OUT], out));
     if (key_mask)
@@ -209,18 +232,21 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AB_NMEM];
-    FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, 3 * C, 1, dt));
+    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
+    const int64_t head[3] = {NH * T * hs, T * hs, hs};
+    const int64_t *in = bf16 ? head : qkv_tok, *dout = bf16 ? head : out_tok;
+    FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, dout, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AB_DATTM], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT_T], B, T, NH, 1, dt));
-    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS], B, T, NH, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS_T], B, T, NH, 1, dt));
-    FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
 
     /* matmul i: src, weights, dst, output scale */
     const int mm[4][3] = {{AB_DOUT, AB_VT, AB_DATTM},
@@ -246,8 +272,8 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
                           "attention datt"));
     FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DATTM], e->datt));
     if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->dout16, ctx, B * T * C));
+        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
+        FLAVA_TRY(head_major_copy(&e->dout16, ctx, 1, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->ds16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout16.buf));
@@ -274,18 +300,20 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
                                attention_bwd_destroy));
     dnnl_memory_t *m = e->mem;
     const void *in = qkv;
+    int64_t part = C; /* where k starts, relative to q */
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout16, ctx, dout));
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
         in = e->qkv16.buf;
+        part = (int64_t)B * T * C;
     } else {
         FLAVA_TRY(flava_dnnl_bind(m[AB_DOUT], dout));
         FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
     }
     FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
-    FLAVA_TRY(bind_at(m[AB_K], in, C, bf16));
-    FLAVA_TRY(bind_at(m[AB_VT], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(bind_at(m[AB_K], in, part, bf16));
+    FLAVA_TRY(bind_at(m[AB_VT], in, 2 * part, bf16));
     FLAVA_TRY(flava_dnnl_bind(m[AB_ATT], att));
     FLAVA_TRY(bind_at(m[AB_GQ], dqkv, 0, 0));
     FLAVA_TRY(bind_at(m[AB_GK], dqkv, C, 0));

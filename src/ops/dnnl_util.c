@@ -139,16 +139,23 @@ void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems
             dnnl_memory_destroy(mems[i]);
 }
 
+flava_status flava_dnnl_bf16_copy_init_md(flava_dnnl_bf16_copy *c, flava_ctx *ctx,
+                                          const dnnl_memory_desc_t *src,
+                                          const dnnl_memory_desc_t *dst)
+{
+    FLAVA_TRY(flava_alloc(&c->buf, dnnl_memory_desc_get_size(dst), "bf16 copy of a matmul input"));
+    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, src, dst));
+    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, src));
+    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, dst));
+    return flava_dnnl_bind(c->dst, c->buf);
+}
+
 flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n)
 {
     dnnl_memory_desc_t f32, bf16;
     FLAVA_TRY(flava_dnnl_md(&f32, 1, &n, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&bf16, 1, &n, NULL, dnnl_bf16));
-    FLAVA_TRY(flava_alloc(&c->buf, (size_t)n * 2, "bf16 copy of a matmul input"));
-    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, &f32, &bf16));
-    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, &f32));
-    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, &bf16));
-    return flava_dnnl_bind(c->dst, c->buf);
+    return flava_dnnl_bf16_copy_init_md(c, ctx, &f32, &bf16);
 }
 
 flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src)

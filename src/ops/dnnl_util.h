@@ -78,6 +78,12 @@ typedef struct flava_dnnl_bf16_copy {
     void *buf; /* the bf16 values */
 } flava_dnnl_bf16_copy;
 flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n);
+/* The same from an f32 layout `src` into a bf16 layout `dst` of the same
+ * dims, so that the copy can also rearrange (e.g. into what a faster
+ * kernel wants). */
+flava_status flava_dnnl_bf16_copy_init_md(flava_dnnl_bf16_copy *c, flava_ctx *ctx,
+                                          const dnnl_memory_desc_t *src,
+                                          const dnnl_memory_desc_t *dst);
 /* Converts `src` into c->buf. */
 flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src);
 void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c);
