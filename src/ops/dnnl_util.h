@@ -96,6 +96,20 @@ typedef flava_status (*flava_dnnl_build_fn)(void *entry, flava_ctx *ctx, const f
 flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *key, size_t size,
                               flava_dnnl_build_fn build, flava_op_entry_destroy destroy);
 
+/* Ops from one tensor to one of the same layout whose backward primitive
+ * overwrites (eltwise, softmax). The caller initialises the descriptors on
+ * every call (cheap, no allocation); they are used only the first time a
+ * key is seen, to build the cached primitive. The backward runs into
+ * scratch of the entry that is then added to dinp; `data_arg` is what the
+ * backward reads besides diff_dst (DNNL_ARG_SRC or DNNL_ARG_DST). */
+flava_status flava_dnnl_unary_forward(flava_ctx *ctx, const flava_op_key *key,
+                                      const void *fwd_desc, const dnnl_memory_desc_t *md,
+                                      float *out, const float *inp);
+flava_status flava_dnnl_unary_backward(flava_ctx *ctx, const flava_op_key *key,
+                                       const void *fwd_desc, const void *bwd_desc,
+                                       const dnnl_memory_desc_t *md, int data_arg, float *dinp,
+                                       const float *dout, const float *data);
+
 /* dst[i] += src[i]: the accumulate convention of ops.h for primitives that
  * can only overwrite their output. */
 void flava_dnnl_accumulate(float *dst, const float *src, int64_t n);
