@@ -496,7 +496,7 @@ START_TEST(test_bf16_matches_f32)
         OK(linear_backward(ctx, dinp[k], dw[k], db[k], dout, inp, w, N, C, OC));
         aout[k] = fzeros(B * T * H), att[k] = fzeros(B * NH * T * T);
         dqkv[k] = fzeros(B * T * 3 * H);
-        OK(attention_forward(ctx, aout[k], att[k], qkv, mask, 0, B, T, H, NH));
+        OK(attention_forward(ctx, aout[k], att[k], qkv, mask, 1, B, T, H, NH)); /* causal too */
         OK(attention_backward(ctx, dqkv[k], ado, qkv, att[k], B, T, H, NH));
     }
     assert_bf16_close(out[1], out[0], N * OC, "bf16 linear out");

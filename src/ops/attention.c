@@ -8,8 +8,10 @@
  * head-major, which lets oneDNN 2.6 use its AMX kernels (its strided-source
  * fallback, gemm:jit, is much slower in bf16).
  *   forward:  att = softmax(scale · q·kᵀ + mask)   (scale: output scale,
- *             mask: binary-add post-ops [B,1,1,T] and causal [1,1,T,T]),
- *             out = att·v
+ *             mask: a binary-add post-op, [B,1,1,T] for the key mask alone,
+ *             [B,1,T,T] once causal: oneDNN 2.6 has fast kernels for
+ *             those broadcasts but falls back to its reference matmul
+ *             for [1,1,T,T]), out = att·v
  *   backward: datt = dout·vᵀ;  dv += attᵀ·dout;  ds = softmax_bwd(datt)
  *             dq += scale · ds·k;  dk += scale · dsᵀ·q   (sum post-ops)
  * Masked keys get a large finite negative score, so their probability is
@@ -62,6 +64,22 @@ static flava_status bind_at(dnnl_memory_t mem, const void *base, int64_t off, in
     return flava_dnnl_bind(mem, (const char *)base + off * (bf16 ? 2 : 4));
 }
 
+/* The additive mask [B,rows,T] (rows T if causal, else 1): keys whose
+ * key_mask is 0 (key_mask may be NULL) and, if causal, keys after the query
+ * get mask_neg. */
+static void fill_mask(float *mask, const float *key_mask, int causal, int64_t B, int64_t T)
+{
+    int64_t rows = causal ? T : 1;
+#pragma omp parallel for schedule(static) if (B * rows * T > 65536)
+    for (int64_t r = 0; r < B * rows; r++) {
+        int64_t b = r / rows, i = r % rows;
+        for (int64_t j = 0; j < T; j++) {
+            int keep = (!key_mask || key_mask[b * T + j] != 0.0f) && (!causal || j <= i);
+            mask[r * T + j] = keep ? 0.0f : mask_neg;
+        }
+    }
+}
+
 static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
 {
     if (B < 1 || T < 1 || C < 1 || NH < 1 || C % NH != 0)
@@ -73,12 +91,11 @@ static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
 
 /* ---- forward: key dims {B, T, C, NH, causal, has_mask, bf16} ---- */
 enum { AF_QK, AF_SOFTMAX, AF_AV, AF_NPRIM };
-enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_PAD, AF_CAUSAL, AF_NMEM };
+enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_MASK, AF_NMEM };
 struct attention_fwd {
     dnnl_primitive_t prim[AF_NPRIM];
     dnnl_memory_t mem[AF_NMEM];
-    float *pad;    /* [B,T] additive key mask, filled per call */
-    float *causal; /* [T,T] additive causal mask, filled once */
+    float *mask; /* additive, [B,T] or causal [B,T,T]; filled per call with a key mask */
     flava_dnnl_bf16_copy qkv16, att16; /* bf16 mode only */
 };
 
@@ -86,8 +103,7 @@ static void attention_fwd_destroy(void *p)
 {
     struct attention_fwd *e = p;
     flava_dnnl_release(e->prim, AF_NPRIM, e->mem, AF_NMEM);
-    flava_free(e->pad);
-    flava_free(e->causal);
+    flava_free(e->mask);
     flava_dnnl_bf16_copy_release(&e->qkv16);
     flava_dnnl_bf16_copy_release(&e->att16);
     flava_free(e);
@@ -110,14 +126,12 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     FLAVA_TRY(score_view(&md[AF_ATT16], B, T, NH, 0, dt));
     FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, in, 0, dt));
     FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, out_tok, 0, dnnl_f32));
-    FLAVA_TRY(flava_dnnl_md(&md[AF_PAD], 4, (int64_t[]){B, 1, 1, T}, NULL, dnnl_f32));
-    FLAVA_TRY(flava_dnnl_md(&md[AF_CAUSAL], 4, (int64_t[]){1, 1, T, T}, NULL, dnnl_f32));
+    int64_t rows = causal ? T : 1;
+    FLAVA_TRY(flava_dnnl_md(&md[AF_MASK], 4, (int64_t[]){B, 1, rows, T}, NULL, dnnl_f32));
 
     flava_dnnl_attrs qk_attrs = {.scale = 1.0f / sqrtf((float)hs)};
-    if (has_mask)
-        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_PAD];
-    if (causal)
-        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_CAUSAL];
+    if (has_mask || causal)
+        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_MASK];
     dnnl_matmul_desc_t mm;
     FLAVA_DNNL(dnnl_matmul_desc_init(&mm, &md[AF_Q], &md[AF_KT], NULL, &md[AF_ATT]));
     FLAVA_TRY(flava_dnnl_primitive(&e->prim[AF_QK], NULL, ctx, &mm, &qk_attrs, NULL));
@@ -129,16 +143,12 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     for (int i = 0; i < AF_NMEM; i++)
         FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
 
-    if (has_mask) {
-        FLAVA_TRY(flava_alloc((void **)&e->pad, (size_t)(B * T) * sizeof(float), "key mask"));
-        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_PAD], e->pad));
-    }
-    if (causal) {
-        FLAVA_TRY(flava_alloc((void **)&e->causal, (size_t)(T * T) * sizeof(float), "causal mask"));
-        for (int64_t i = 0; i < T; i++)
-            for (int64_t j = 0; j < T; j++)
-                e->causal[i * T + j] = j > i ? mask_neg : 0.0f;
-        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_CAUSAL], e->causal));
+    if (has_mask || causal) {
+        FLAVA_TRY(flava_alloc((void **)&e->mask, (size_t)(B * rows * T) * sizeof(float),
+                              "attention mask"));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_MASK], e->mask));
+        if (!has_mask)
+            fill_mask(e->mask, NULL, 1, B, T);
     }
     if (bf16) {
         FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
@@ -171,21 +181,13 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
     FLAVA_TRY(flava_dnnl_bind(m[AF_ATT], att));
     FLAVA_TRY(flava_dnnl_bind(m[AF_OUT], out));
     if (key_mask)
-        for (int64_t i = 0; i < (int64_t)B * T; i++)
-            e->pad[i] = key_mask[i] == 0.0f ? mask_neg : 0.0f;
+        fill_mask(e->mask, key_mask, causal != 0, B, T);
 
-    dnnl_exec_arg_t qk[5] = {{DNNL_ARG_SRC, m[AF_Q]}, {DNNL_ARG_WEIGHTS, m[AF_KT]},
-                             {DNNL_ARG_DST, m[AF_ATT]}};
-    int nbin = 0; /* binary post-ops in the order the primitive was built with */
-    if (key_mask) {
-        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_PAD]};
-        nbin++;
-    }
-    if (causal) {
-        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_CAUSAL]};
-        nbin++;
-    }
-    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], 3 + nbin, qk));
+    dnnl_exec_arg_t qk[] = {{DNNL_ARG_SRC, m[AF_Q]},
+                            {DNNL_ARG_WEIGHTS, m[AF_KT]},
+                            {DNNL_ARG_DST, m[AF_ATT]},
+                            {FLAVA_DNNL_ARG_BINARY(0), m[AF_MASK]}};
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], key_mask || causal ? 4 : 3, qk));
     dnnl_exec_arg_t sm[] = {{DNNL_ARG_SRC, m[AF_ATT]}, {DNNL_ARG_DST, m[AF_ATT]}};
     FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_SOFTMAX], 2, sm));
     if (bf16)
