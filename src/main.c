@@ -8,6 +8,7 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
     {NULL, NULL, NULL},
 };
 
