@@ -15,11 +15,14 @@ static const flava_mlm_config mlm_cfg = {
     .mask_prob = 0.15, .mask_id = MASK, .vocab_size = VOCAB, .special_ids = specials,
     .n_special = 5};
 
-/* [CLS] words (some [UNK]) [SEP] then padding; `len` real positions. */
+/* [CLS] words (some [UNK]) [SEP] then padding; `len` real positions. Every
+ * other padded position holds a word id: the attention mask alone must keep
+ * it out. */
 static void make_sequence(int32_t *ids, float *att, int len, flava_rng *r)
 {
     for (int t = 0; t < T; t++) {
-        ids[t] = t == 0 ? CLS : t == len - 1 ? SEP : t >= len ? PAD
+        int word = t < len - 1 || (t >= len && t % 2);
+        ids[t] = t == 0 ? CLS : t == len - 1 ? SEP : t >= len && !word ? PAD
                  : flava_rng_below(r, 20) == 0 ? UNK : 5 + (int32_t)flava_rng_below(r, VOCAB - 5);
         att[t] = t < len ? 1.0f : 0.0f;
     }
