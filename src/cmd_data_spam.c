@@ -8,11 +8,11 @@
  *
  * Cleaning: the subject (RFC 2047 words decoded) and the readable body:
  * MIME parts walked (text/plain preferred in multipart/alternative,
- * attachments skipped), quoted-printable and base64 undone, HTML tags,
- * comments, style and script dropped and common entities decoded, quoted
- * reply lines ('>') dropped, bytes that are not UTF-8 read as Latin-1,
- * whitespace and control characters folded into single spaces, cut at a
- * word boundary. */
+ * attachments skipped), quoted-printable and base64 undone, HTML (declared,
+ * or sniffed from common tags) reduced to its text (tags, comments, style
+ * and script dropped, common entities decoded), quoted reply lines ('>')
+ * dropped, bytes that are not UTF-8 read as Latin-1, whitespace and control
+ * characters folded into single spaces, cut at a word boundary. */
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -269,6 +269,16 @@ static void html_to_text(sbuf *out, const char *s, size_t n)
     }
 }
 
+/* Much spam sends HTML without saying so (no Content-Type, or text/plain). */
+static int looks_like_html(const char *s)
+{
+    static const char *tags[] = {"<html", "<body", "<br", "<p>", "<font", "<table", "<div", "<a href"};
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
+        if (strcasestr(s, tags[i]))
+            return 1;
+    return 0;
+}
+
 /* Plain text without quoted reply lines. */
 static void plain_to_text(sbuf *out, const char *s, size_t n)
 {
@@ -319,7 +329,8 @@ static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int pl
                     part++;
                     const char *next = memmem(part - 1, (size_t)(body + blen - part) + 1,
                                               delim.p, delim.n);
-                    size_t plen = (size_t)((next ? next : body + blen) - part);
+                    const char *stop = next ? next : body + blen;
+                    size_t plen = stop > part ? (size_t)(stop - part) : 0; /* empty part */
                     found |= entity_text(out, part, plen, depth + 1, plain_only || pass == 0);
                     if (found && alternative)
                         break;
@@ -342,7 +353,7 @@ static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int pl
             sb_add(&raw, body, blen);
         sbuf utf8 = {0};
         sb_text(&utf8, raw.p ? raw.p : "", raw.n);
-        if (starts_with_ci(ct, "text/html"))
+        if (starts_with_ci(ct, "text/html") || looks_like_html(utf8.p ? utf8.p : ""))
             html_to_text(out, utf8.p ? utf8.p : "", utf8.n);
         else
             plain_to_text(out, utf8.p ? utf8.p : "", utf8.n);
