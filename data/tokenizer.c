@@ -93,17 +93,64 @@ const char *flava_tokenizer_id_to_piece(const flava_tokenizer *tok, int32_t id)
                                                   : flava_spm_id_to_piece(tok->spm, id);
 }
 
+/* WordPiece text with special tokens written out ("the [MASK] sat"), as HF
+ * keeps its special tokens whole: the pieces between them are tokenized. */
+static flava_status wordpiece_with_specials(int32_t **ids, int64_t *n, const flava_tokenizer *tok,
+                                            const char *text, size_t len)
+{
+    static const char *names[] = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]"};
+    int32_t special[FLAVA_TOKENIZER_N_SPECIAL];
+    flava_tokenizer_special_ids(special, tok);
+    int32_t *out = malloc((len + 1) * sizeof *out); /* at most one id per byte */
+    if (!out)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot tokenize %zu bytes", len);
+    int64_t k = 0;
+    flava_status s = FLAVA_OK;
+    const char *p = text, *end = text + len;
+    while (s == FLAVA_OK && p < end) {
+        const char *hit = end;
+        int which = -1;
+        for (int i = 0; i < FLAVA_TOKENIZER_N_SPECIAL; i++) {
+            const char *h = strstr(p, names[i]);
+            if (h && h < hit)
+                hit = h, which = i;
+        }
+        int32_t *piece;
+        int64_t np;
+        s = flava_wordpiece_encode(&piece, &np, tok->wp, p, (size_t)(hit - p));
+        if (s == FLAVA_OK) {
+            memcpy(out + k, piece, (size_t)np * sizeof *piece);
+            k += np;
+            free(piece);
+        }
+        if (which >= 0)
+            out[k++] = special[which];
+        p = which >= 0 ? hit + strlen(names[which]) : end;
+    }
+    if (s != FLAVA_OK) {
+        free(out);
+        return s;
+    }
+    *ids = out;
+    *n = k;
+    return FLAVA_OK;
+}
+
 flava_status flava_tokenizer_tokenize(int32_t **ids, int64_t *n, const flava_tokenizer *tok,
                                       const char *text)
 {
+    *ids = NULL;
+    *n = 0;
     size_t len = strlen(text);
-    if (tok->kind == FLAVA_TOKENIZER_WORDPIECE)
-        return flava_wordpiece_encode(ids, n, tok->wp, text, len);
-    /* Same UTF-8 check as WordPiece, so both fail alike on bad input. */
+    /* Checked here for the whole text, so both kinds fail alike and the
+     * offset counts from the start of the text. */
     uint32_t *cps;
     size_t ncp;
     FLAVA_TRY(flava_utf8_decode(&cps, &ncp, text, len));
     free(cps);
+    if (tok->kind == FLAVA_TOKENIZER_WORDPIECE)
+        return wordpiece_with_specials(ids, n, tok, text, len);
+    /* SentencePiece matches the special tokens itself (user symbols). */
     return flava_spm_encode_ids(ids, n, tok->spm, text);
 }
 

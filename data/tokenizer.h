@@ -42,8 +42,9 @@ void flava_tokenizer_special_ids(int32_t *ids, const flava_tokenizer *tok);
 
 const char *flava_tokenizer_id_to_piece(const flava_tokenizer *tok, int32_t id);
 
-/* Plain token ids of a NUL-terminated UTF-8 text, no special tokens added.
- * ids: malloc'ed, release with free(). */
+/* Plain token ids of a NUL-terminated UTF-8 text, no special tokens added;
+ * special tokens written in the text ("a [MASK] b") are kept whole, as HF
+ * does. ids: malloc'ed, release with free(). */
 flava_status flava_tokenizer_tokenize(int32_t **ids, int64_t *n, const flava_tokenizer *tok,
                                       const char *text);
 

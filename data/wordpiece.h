@@ -9,7 +9,8 @@
  * split greedily longest-match-first into pieces with `##` continuations,
  * [UNK] for a word over 100 characters or with no full match. Input is
  * UTF-8; invalid UTF-8 is an error naming the byte offset. Special tokens
- * written in the text (e.g. "[MASK]") are not recognised: they are text. */
+ * written in the text (e.g. "[MASK]") are text here; flava_tokenizer_tokenize
+ * keeps them whole. */
 #ifndef FLAVA_WORDPIECE_H
 #define FLAVA_WORDPIECE_H
 

@@ -368,9 +368,15 @@ START_TEST(test_encode_pair_and_padding)
     ck_assert_int_eq(n, 4);
     check_row(ids, (int32_t[]){2, 5, 6, 3, 0, 0}, 6, "input_ids");
     check_row(types, (int32_t[]){0, 0, 0, 0, 0, 0}, 6, "token_type_ids");
+    /* special tokens in the text stay whole; the pieces around are tokenized */
+    ck_assert_int_eq(flava_tokenizer_encode(ids, types, mask, &n, tok, "The [MASK]cafe[SEP] [UNK]x",
+                                            NULL, 10), FLAVA_OK);
+    ck_assert_int_eq(n, 8);
+    check_row(ids, (int32_t[]){2, 5, 4, 6, 3, 1, 41, 3, 0, 0}, 10, "input_ids");
     ck_assert_int_eq(flava_tokenizer_encode(ids, types, mask, &n, tok, "a", "b", 2), FLAVA_ERR_ARG);
-    ck_assert_int_eq(flava_tokenizer_encode(ids, types, mask, &n, tok, "a\xff", NULL, 8),
+    ck_assert_int_eq(flava_tokenizer_encode(ids, types, mask, &n, tok, "[MASK] a\xff", NULL, 8),
                      FLAVA_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "byte offset 8"));
     flava_tokenizer_free(tok);
 }
 END_TEST
