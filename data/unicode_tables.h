@@ -10,7 +10,8 @@
 /* Punctuation: Unicode P* plus the ASCII symbol ranges BERT counts. */
 extern const uint32_t flava_uni_punct[][2];
 extern const size_t flava_uni_punct_count;
-/* Whitespace: Zs plus tab, newline, carriage return. */
+/* Whitespace: Zs, Zl, Zp plus tab, newline, carriage return (what is left
+ * of Python's str.isspace() once control characters are gone). */
 extern const uint32_t flava_uni_space[][2];
 extern const size_t flava_uni_space_count;
 /* Control: every C* category (Cc, Cf, Cn, Co, Cs, as HF's BERT tokenizer

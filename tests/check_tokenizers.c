@@ -227,6 +227,51 @@ START_TEST(test_wordpiece_cases)
 }
 END_TEST
 
+/* 300 lines (SpamAssassin ham and random characters from all of Unicode)
+ * against tests/reference/wordpiece_reference.py, an independent rendering
+ * of BERT's tokenizer on Python's own lower(), NFD and categories. */
+START_TEST(test_wordpiece_matches_python_reference)
+{
+    char path[4096];
+    flava_wordpiece *wp;
+    ck_assert_int_eq(flava_wordpiece_load(&wp, test_path(path, sizeof path, FIX "wp_vocab.txt")),
+                     FLAVA_OK);
+    char **texts, **expect;
+    int nt, ne;
+    char *b1 = read_lines(FIX "wp_texts.txt", &texts, &nt);
+    char *b2 = read_lines(FIX "wp_expected.txt", &expect, &ne);
+    ck_assert_int_eq(nt, 300);
+    ck_assert_int_eq(ne, nt);
+    for (int i = 0; i < nt; i++) {
+        int32_t *ids;
+        int64_t n;
+        ck_assert_msg(flava_wordpiece_encode(&ids, &n, wp, texts[i], strlen(texts[i])) == FLAVA_OK,
+                      "line %d: %s", i + 1, flava_error_message());
+        char *e = expect[i];
+        for (int64_t k = 0; k < n; k++) {
+            char *end;
+            long want = strtol(e, &end, 10);
+            ck_assert_msg(end != e, "line %d: %lld tokens, the reference has fewer", i + 1,
+                          (long long)n);
+            ck_assert_msg(ids[k] == want, "line %d token %lld: %d (%s), reference %ld (%s)", i + 1,
+                          (long long)k, ids[k], flava_wordpiece_id_to_piece(wp, ids[k]), want,
+                          flava_wordpiece_id_to_piece(wp, (int32_t)want));
+            e = end;
+        }
+        while (*e == ' ')
+            e++;
+        ck_assert_msg(*e == '\0', "line %d: %lld tokens, the reference has more", i + 1,
+                      (long long)n);
+        free(ids);
+    }
+    free(texts);
+    free(expect);
+    free(b1);
+    free(b2);
+    flava_wordpiece_free(wp);
+}
+END_TEST
+
 START_TEST(test_wordpiece_long_word)
 {
     flava_wordpiece *wp = load_vocab();
@@ -493,6 +538,7 @@ static Suite *make_tokenizers_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("wordpiece");
     tcase_add_test(tc, test_wordpiece_cases);
+    tcase_add_test(tc, test_wordpiece_matches_python_reference);
     tcase_add_test(tc, test_wordpiece_long_word);
     tcase_add_test(tc, test_wordpiece_invalid_utf8);
     tcase_add_test(tc, test_wordpiece_decode);
