@@ -14,8 +14,7 @@ wp_texts.txt).
 --ham rebuilds wp_texts.txt first: the first 100 lines of FILE (SpamAssassin
 ham sentences from `flava data spam`, mail addresses masked) and 200 lines of
 seeded random characters from every part of Unicode (no newline, carriage
-return, NUL or capital sigma: Python lower-cases a final sigma to ς, which
-the C side does not do)."""
+return or NUL), Greek words with capital sigmas among them."""
 import collections
 import random
 import re
@@ -91,9 +90,11 @@ def random_line(rng):
     while len(out) < rng.randint(5, 60):
         a, b = pools[rng.randrange(len(pools))]
         cp = rng.randint(a, b)
-        if 0xD800 <= cp <= 0xDFFF or cp in (0, 10, 13, 0x3A3):
+        if 0xD800 <= cp <= 0xDFFF or cp in (0, 10, 13):
             continue
         out.append(chr(cp))
+        if rng.random() < 0.05:
+            out.append('\u03a3')  # capital sigma, final or not
         if rng.random() < 0.2:
             out.append(' ')
     return ''.join(out)
