@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -527,6 +528,81 @@ START_TEST(test_data_spam)
 }
 END_TEST
 
+/* 20 spam and 30 ham mails written here: a stratified 80/10/10 split that
+ * repeats with the seed and holds every mail once. */
+static void write_mails(const char *dir)
+{
+    for (int i = 0; i < 50; i++) {
+        const char *group = i < 20 ? "spam-2" : "hard-ham-1";
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, group);
+        mkdir(path, 0777);
+        snprintf(path, sizeof path, "%s/%s/%05d.json", dir, group, i);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "{\"id\": \"%05d\", \"group\": \"%s\", \"text\": \"Subject: mail %d\\n\\n"
+                "body %d\\n\"}", i, group, i, i);
+        fclose(f);
+    }
+}
+
+static void count_split(const char *text, int *spam, int *ham, int *seen)
+{
+    *spam = *ham = 0;
+    for (const char *p = strchr(text, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+        int id, label;
+        ck_assert_int_eq(sscanf(p + 1, "mail %d body %*d\t%d", &id, &label), 2);
+        ck_assert_int_eq(label, id < 20);
+        seen[id]++;
+        *(label ? spam : ham) += 1;
+    }
+}
+
+START_TEST(test_data_spam_split)
+{
+    char in[] = "/tmp/flava_mails_XXXXXX", out[] = "/tmp/flava_split_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(in));
+    ck_assert_ptr_nonnull(mkdtemp(out));
+    write_mails(in);
+    static const char *names[] = {"train.tsv", "dev.tsv", "test.tsv", "corpus.txt"};
+    static const int want_spam[] = {16, 2, 2}, want_ham[] = {24, 3, 3};
+    char first[4][8192];
+    for (int run = 0; run < 3; run++) {
+        char *argv[] = {"--from", in, "--out", out, "--seed", run < 2 ? "5" : "6"};
+        ck_assert_int_eq(flava_cmd_data_spam(6, argv), FLAVA_OK);
+        int seen[50] = {0}, same = 1;
+        for (int k = 0; k < 4; k++) {
+            const char *text = slurp(out, names[k]);
+            if (run == 0)
+                snprintf(first[k], sizeof first[k], "%s", text);
+            else
+                same &= strcmp(first[k], text) == 0;
+            if (k == 3)
+                break;
+            int spam, ham;
+            count_split(text, &spam, &ham, seen);
+            ck_assert_int_eq(spam, want_spam[k]);
+            ck_assert_int_eq(ham, want_ham[k]);
+        }
+        for (int i = 0; i < 50; i++)
+            ck_assert_int_eq(seen[i], 1);
+        ck_assert_int_eq(same, run < 2); /* the seed decides the split */
+    }
+    rmdir(out);
+    for (int i = 0; i < 50; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s/%05d.json", in, i < 20 ? "spam-2" : "hard-ham-1", i);
+        unlink(path);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/spam-2", in);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/hard-ham-1", in);
+    rmdir(path);
+    rmdir(in);
+}
+END_TEST
+
 static Suite *make_tokenizers_suite(void)
 {
     Suite *s = suite_create("tokenizers");
@@ -551,6 +627,7 @@ static Suite *make_tokenizers_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("spam");
     tcase_add_test(tc, test_data_spam);
+    tcase_add_test(tc, test_data_spam_split);
     suite_add_tcase(s, tc);
     return s;
 }
