@@ -454,6 +454,50 @@ START_TEST(test_truncation_longest_first)
 }
 END_TEST
 
+/* The loader's entry point, called from two threads at once, gives what a
+ * serial flava_tokenizer_encode gives (both kinds of tokenizer). */
+static void check_parallel(const char *model)
+{
+    enum { L = 64 };
+    char path[4096];
+    flava_tokenizer *tok;
+    ck_assert_int_eq(flava_tokenizer_load(&tok, test_path(path, sizeof path, model)), FLAVA_OK);
+    char **texts;
+    int nt;
+    char *buf = read_lines(FIX "wp_texts.txt", &texts, &nt);
+    int32_t *ids = malloc((size_t)nt * L * sizeof *ids), *types = malloc((size_t)nt * L * sizeof *types);
+    int *lens = malloc((size_t)nt * sizeof *lens), failures = 0;
+#pragma omp parallel for num_threads(2) schedule(dynamic, 1) reduction(+ : failures)
+    for (int i = 0; i < nt; i++)
+        failures += flava_tokenizer_encode_unpadded(tok, ids + (size_t)i * L, types + (size_t)i * L,
+                                                    &lens[i], L, texts[i],
+                                                    i % 3 ? NULL : texts[nt - 1 - i]) != FLAVA_OK;
+    ck_assert_int_eq(failures, 0);
+    for (int i = 0; i < nt; i++) {
+        int32_t want[L], want_types[L];
+        float mask[L];
+        int64_t n;
+        ck_assert_int_eq(flava_tokenizer_encode(want, want_types, mask, &n, tok, texts[i],
+                                                i % 3 ? NULL : texts[nt - 1 - i], L), FLAVA_OK);
+        ck_assert_int_eq(lens[i], n);
+        ck_assert_mem_eq(ids + (size_t)i * L, want, (size_t)n * sizeof *want);
+        ck_assert_mem_eq(types + (size_t)i * L, want_types, (size_t)n * sizeof *want);
+    }
+    free(ids);
+    free(types);
+    free(lens);
+    free(texts);
+    free(buf);
+    flava_tokenizer_free(tok);
+}
+
+START_TEST(test_encode_in_threads)
+{
+    check_parallel(FIX "wp_vocab.txt");
+    check_parallel(FIX "spm_unigram.model");
+}
+END_TEST
+
 START_TEST(test_tokenizer_errors)
 {
     flava_tokenizer *tok;
@@ -623,6 +667,7 @@ static Suite *make_tokenizers_suite(void)
     tc = tcase_create("interface");
     tcase_add_test(tc, test_encode_pair_and_padding);
     tcase_add_test(tc, test_truncation_longest_first);
+    tcase_add_test(tc, test_encode_in_threads);
     tcase_add_test(tc, test_tokenizer_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("spam");
