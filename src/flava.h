@@ -8,5 +8,12 @@
 #include "ctx.h"
 #include "ops.h"
 #include "batch.h"
+#include "idx.h"
+#include "image.h"
+#include "imagetext.h"
+#include "glue.h"
+#include "metrics.h"
+#include "vqa.h"
+#include "scenes.h"
 
 #endif

@@ -8,6 +8,7 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"data", "generate data sets (scenes)", flava_cmd_data},
     {NULL, NULL, NULL},
 };
 
