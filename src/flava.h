@@ -15,5 +15,6 @@
 #include "metrics.h"
 #include "vqa.h"
 #include "scenes.h"
+#include "loader.h"
 
 #endif

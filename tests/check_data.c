@@ -1,8 +1,8 @@
 /* check_data.c - the data readers: IDX, images (against PIL), image-text
  * TSV, GLUE and its metrics (against scikit-learn/scipy), VQAv2, and the
- * scene generator read back through those readers. Malformed inputs of
- * every reader must fail with a message naming the file and what was
- * expected. */
+ * scene generator read back through those readers, and the batch loader.
+ * Malformed inputs of every reader must fail with a message naming the file
+ * and what was expected. */
 #include "testutil.h"
 
 #include <stdarg.h>
@@ -1018,6 +1018,168 @@ START_TEST(test_scenes_read_back)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- batch loader */
+
+/* Collects every batch of `epochs` epochs: labels, and pixel_values of the
+ * first sample of each batch. */
+typedef struct run_log {
+    int32_t labels[64];
+    float pixels[8][3 * 32 * 32];
+    long steps;
+} run_log;
+
+static void run_loader(run_log *log, const flava_idx_set *d, long n, int threads, int prefetch,
+                       int epochs)
+{
+    flava_loader_source src = {.n = n, .idx = d};
+    flava_loader_opts o = {.batch_size = 4, .image_size = 32, .codebook_size = 16,
+                           .shuffle = 1, .prefetch = prefetch, .threads = threads, .seed = 11};
+    flava_loader *l;
+    ck_assert_msg(flava_loader_open(&l, &src, NULL, &o) == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(flava_loader_batches_per_epoch(l), (n + 3) / 4);
+    memset(log, 0, sizeof *log);
+    long seen = 0;
+    for (long b = 0; b < epochs * flava_loader_batches_per_epoch(l); b++) {
+        const flava_batch *batch;
+        long epoch, step;
+        ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+        ck_assert_int_eq(step, b);
+        ck_assert_int_eq(epoch, b / flava_loader_batches_per_epoch(l));
+        ck_assert_int_eq(batch->B, b % 3 == 2 ? 2 : 4);
+        ck_assert_ptr_null(batch->input_ids);
+        memcpy(log->labels + seen, batch->class_labels, sizeof(int32_t) * batch->B);
+        memcpy(log->pixels[b], batch->pixel_values, sizeof log->pixels[0]);
+        /* every sample is exactly its item preprocessed on its own */
+        for (int i = 0; i < batch->B; i++) {
+            long k = -1;
+            for (long j = 0; j < n && k < 0; j++) {
+                uint8_t rgb[28 * 28 * 3];
+                for (int p = 0; p < 28 * 28; p++)
+                    rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = d->images[j * 784 + p];
+                flava_image img = {28, 28, rgb};
+                float want[3 * 32 * 32], cb[3 * 16 * 16];
+                ck_assert_int_eq(flava_image_preprocess(want, &img, 32, 0), FLAVA_OK);
+                ck_assert_int_eq(flava_image_codebook(cb, &img, 16), FLAVA_OK);
+                if (!memcmp(want, batch->pixel_values + i * 3 * 32 * 32, sizeof want) &&
+                    !memcmp(cb, batch->codebook_pixel_values + i * 3 * 16 * 16, sizeof cb))
+                    k = j;
+            }
+            ck_assert_msg(k >= 0, "batch %ld sample %d matches no item", b, i);
+            ck_assert_int_eq(batch->class_labels[i], d->labels[k]);
+        }
+        seen += batch->B;
+    }
+    log->steps = seen;
+    flava_loader_close(l);
+}
+
+START_TEST(test_loader_images_shuffled_independent_of_threads)
+{
+    flava_idx_set d;
+    ck_assert_int_eq(flava_idx_load(&d, FMNIST "/t10k-images-idx3-ubyte.gz",
+                                    FMNIST "/t10k-labels-idx1-ubyte.gz"), FLAVA_OK);
+    static run_log a, b;
+    run_loader(&a, &d, 10, 2, 2, 2);
+    run_loader(&b, &d, 10, 1, 1, 2);
+    ck_assert_int_eq(a.steps, 20);
+    ck_assert_mem_eq(a.labels, b.labels, sizeof a.labels);
+    ck_assert_mem_eq(a.pixels, b.pixels, sizeof a.pixels);
+    /* each epoch holds every sample once, in an order that changes */
+    int want[10] = {0}, e0[10] = {0}, e1[10] = {0};
+    for (int i = 0; i < 10; i++) {
+        want[d.labels[i]]++;
+        e0[a.labels[i]]++;
+        e1[a.labels[10 + i]]++;
+    }
+    ck_assert_mem_eq(want, e0, sizeof want);
+    ck_assert_mem_eq(want, e1, sizeof want);
+    ck_assert_int_ne(memcmp(a.labels, a.labels + 10, 10 * sizeof(int32_t)), 0);
+    flava_idx_set_free(&d);
+}
+END_TEST
+
+/* A stand-in tokenizer: one id per byte, text_b's bytes typed 1. */
+static flava_status byte_encode(void *self, int32_t *ids, int32_t *types, int *len, int max_len,
+                                const char *a, const char *b)
+{
+    (void)self;
+    int n = 0;
+    for (const char *p = a; *p && n < max_len; p++, n++) {
+        ids[n] = (unsigned char)*p;
+        types[n] = 0;
+    }
+    for (const char *p = b ? b : ""; *p && n < max_len; p++, n++) {
+        ids[n] = (unsigned char)*p;
+        types[n] = 1;
+    }
+    *len = n;
+    return FLAVA_OK;
+}
+
+START_TEST(test_loader_text_pairs)
+{
+    const char *a[3] = {"ab", "cdefghij", "k"}, *b[3] = {"x", "y", "zz"};
+    float targets[3] = {0.5f, 1.5f, 2.5f};
+    flava_loader_source src = {.n = 3, .text_a = a, .text_b = b, .regression_targets = targets};
+    flava_text_encoder enc = {byte_encode, NULL, -7};
+    flava_loader_opts o = {.batch_size = 3, .max_text_len = 5, .prefetch = 1, .threads = 2};
+    flava_loader *l;
+    ck_assert_int_eq(flava_loader_open(&l, &src, &enc, &o), FLAVA_OK);
+    const flava_batch *batch;
+    long epoch, step;
+    ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+    ck_assert_ptr_null(batch->pixel_values);
+    int32_t ids[15] = {'a', 'b', 'x', -7, -7, 'c', 'd', 'e', 'f', 'g', 'k', 'z', 'z', -7, -7};
+    int32_t types[15] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0};
+    float mask[15] = {1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    ck_assert_mem_eq(batch->input_ids, ids, sizeof ids);
+    ck_assert_mem_eq(batch->token_type_ids, types, sizeof types);
+    ck_assert_mem_eq(batch->attention_mask, mask, sizeof mask);
+    ck_assert_mem_eq(batch->regression_targets, targets, sizeof targets);
+    ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+    ck_assert_int_eq(epoch, 1); /* unshuffled: the same batch again */
+    ck_assert_mem_eq(batch->input_ids, ids, sizeof ids);
+    flava_loader_close(l);
+}
+END_TEST
+
+START_TEST(test_loader_errors)
+{
+    make_tmp();
+    write_png_tmp("a.png");
+    write_tmp("broken.png", "\x89PNG\r\n\x1a\n broken", 16);
+    const char *p = write_tmp("pairs.tsv", "filepath\ttitle\na.png\tfine\nbroken.png\tbad\n"
+                                           "a.png\tfine\n", -1);
+    flava_imagetext pairs;
+    ck_assert_int_eq(flava_imagetext_load(&pairs, p, NULL, NULL), FLAVA_OK);
+    flava_loader_source src = {.n = pairs.n, .pairs = &pairs};
+    flava_text_encoder enc = {byte_encode, NULL, 0};
+    flava_loader_opts o = {.batch_size = 3, .image_size = 16, .max_text_len = 4, .prefetch = 2,
+                           .threads = 2};
+    flava_loader *l;
+    ck_assert_int_eq(flava_loader_open(&l, &src, &enc, &o), FLAVA_OK);
+    const flava_batch *batch;
+    long epoch, step;
+    for (int k = 0; k < 2; k++) /* and it stays failed */
+        expect_error(flava_loader_next(l, &batch, &epoch, &step), FLAVA_ERR_FORMAT, 3,
+                     "batch 0 (epoch 0), sample 1", "broken.png", "corrupt PNG");
+    flava_loader_close(l);
+    expect_error(flava_loader_open(&l, &src, NULL, &o), FLAVA_ERR_ARG, 1, "text encoder");
+    o.threads = 0;
+    expect_error(flava_loader_open(&l, &src, &enc, &o), FLAVA_ERR_ARG, 1, "threads 0");
+    o.threads = 1;
+    o.drop_last = 1;
+    o.batch_size = 4;
+    expect_error(flava_loader_open(&l, &src, &enc, &o), FLAVA_ERR_ARG, 1, "no full batch");
+    flava_loader_source texts = {.n = 1, .text_a = (const char *[]){"x"}};
+    o.batch_size = 1;
+    expect_error(flava_loader_open(&l, &texts, &enc, &o), FLAVA_ERR_ARG, 1, "no images");
+    flava_imagetext_free(&pairs);
+    remove_tmp();
+}
+END_TEST
+
 static Suite *make_data_suite(void)
 {
     Suite *s = suite_create("data");
@@ -1042,6 +1204,9 @@ static Suite *make_data_suite(void)
     tcase_add_test(tc, test_vqa_load_accuracy_vocab);
     tcase_add_test(tc, test_vqa_malformed);
     tcase_add_test(tc, test_scenes_read_back);
+    tcase_add_test(tc, test_loader_images_shuffled_independent_of_threads);
+    tcase_add_test(tc, test_loader_text_pairs);
+    tcase_add_test(tc, test_loader_errors);
     suite_add_tcase(s, tc);
     return s;
 }
