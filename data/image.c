@@ -367,49 +367,73 @@ static inline uint8_t clip8(int32_t acc)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* out[y][x][c] over rows y0..y1 of `in` (stride in_w), horizontal taps. */
+/* One row of the horizontal pass; inlined with `ch` a constant so that the
+ * channel loops unroll, `restrict` so that the uint8 stores do not force
+ * reloading the taps. */
+static inline void row_horizontal(uint8_t *restrict dst, int out_w, const uint8_t *restrict src,
+                                  int ch, const taps *t)
+{
+    const int32_t *restrict weights = t->w;
+    const int *restrict first = t->first, *restrict count = t->count;
+    for (int x = 0; x < out_w; x++) {
+        const int32_t *restrict w = weights + (size_t)x * t->ksize;
+        const uint8_t *restrict p = src + (size_t)first[x] * ch;
+        int n = count[x];
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++)
+                acc[c] += p[i * ch + c] * w[i];
+        for (int c = 0; c < ch; c++)
+            dst[x * ch + c] = clip8(acc[c] + (1 << (PRECISION_BITS - 1)));
+    }
+}
+
+/* `rows` rows of `in` (in_w pixels of ch <= 4 channels) to out_w pixels. */
 static void pass_horizontal(uint8_t *out, int out_w, const uint8_t *in, int in_w, int rows,
                             int ch, const taps *t)
 {
     for (int y = 0; y < rows; y++) {
         const uint8_t *src = in + (size_t)y * in_w * ch;
         uint8_t *dst = out + (size_t)y * out_w * ch;
-        for (int x = 0; x < out_w; x++) {
-            const int32_t *w = t->w + (size_t)x * t->ksize;
-            const uint8_t *p = src + (size_t)t->first[x] * ch;
-            for (int c = 0; c < ch; c++) {
-                int32_t acc = 1 << (PRECISION_BITS - 1);
-                for (int i = 0; i < t->count[x]; i++)
-                    acc += p[i * ch + c] * w[i];
-                dst[x * ch + c] = clip8(acc);
-            }
-        }
+        if (ch == 3)
+            row_horizontal(dst, out_w, src, 3, t);
+        else if (ch == 1)
+            row_horizontal(dst, out_w, src, 1, t);
+        else
+            row_horizontal(dst, out_w, src, ch, t);
     }
 }
 
+/* Output row y accumulates whole input rows (acc holds one row of sums), so
+ * the inner loop runs along memory and vectorises. */
 static void pass_vertical(uint8_t *out, int out_h, const uint8_t *in, int w_px, int row0, int ch,
-                          const taps *t)
+                          const taps *t, int32_t *acc)
 {
     size_t stride = (size_t)w_px * ch;
     for (int y = 0; y < out_h; y++) {
         const int32_t *w = t->w + (size_t)y * t->ksize;
         const uint8_t *src = in + (size_t)(t->first[y] - row0) * stride;
-        uint8_t *dst = out + (size_t)y * stride;
-        for (size_t x = 0; x < stride; x++) {
-            int32_t acc = 1 << (PRECISION_BITS - 1);
-            for (int i = 0; i < t->count[y]; i++)
-                acc += src[i * stride + x] * w[i];
-            dst[x] = clip8(acc);
+        for (size_t x = 0; x < stride; x++)
+            acc[x] = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < t->count[y]; i++) {
+            const uint8_t *row = src + i * stride;
+            int32_t wi = w[i];
+            for (size_t x = 0; x < stride; x++)
+                acc[x] += row[x] * wi;
         }
+        uint8_t *dst = out + (size_t)y * stride;
+        for (size_t x = 0; x < stride; x++)
+            dst[x] = clip8(acc[x]);
     }
 }
 
 flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_t *in, int in_w,
                                 int in_h, int channels, flava_resample filter)
 {
-    if (out_w <= 0 || out_h <= 0 || in_w <= 0 || in_h <= 0 || channels <= 0)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "cannot resize %dx%d to %dx%d with %d channels",
-                           in_w, in_h, out_w, out_h, channels);
+    if (out_w <= 0 || out_h <= 0 || in_w <= 0 || in_h <= 0 || channels <= 0 || channels > 4)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "cannot resize %dx%d to %dx%d with %d channels "
+                           "(expected positive sizes and 1 to 4 channels)", in_w, in_h, out_w,
+                           out_h, channels);
     size_t row = (size_t)in_w * channels;
     if (out_w == in_w && out_h == in_h) {
         memcpy(out, in, row * in_h);
@@ -417,9 +441,12 @@ flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_
     }
     taps th = {0}, tv = {0};
     uint8_t *tmp = NULL;
+    int32_t *acc = NULL;
     flava_status s = FLAVA_OK;
     if (out_h != in_h)
         s = taps_make(&tv, in_h, out_h, filter);
+    if (s == FLAVA_OK && out_h != in_h)
+        s = flava_alloc((void **)&acc, sizeof(int32_t) * out_w * channels, "resize row sums");
     /* Like PIL, the horizontal pass only runs over the rows the vertical
      * pass will read (all of them when there is no vertical pass). */
     int row0 = 0, rows = in_h;
@@ -436,10 +463,11 @@ flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_
     }
     if (s == FLAVA_OK && out_h != in_h) {
         if (tmp)
-            pass_vertical(out, out_h, tmp, out_w, row0, channels, &tv);
+            pass_vertical(out, out_h, tmp, out_w, row0, channels, &tv, acc);
         else
-            pass_vertical(out, out_h, in, in_w, 0, channels, &tv);
+            pass_vertical(out, out_h, in, in_w, 0, channels, &tv, acc);
     }
+    flava_free(acc);
     flava_free(tmp);
     taps_free(&th);
     taps_free(&tv);
