@@ -24,7 +24,9 @@ static const char *const number_words[][2] = {
 };
 
 /* Apostrophe-less spellings and what the evaluation restores (its table,
- * including its oddities, so that accuracies agree). */
+ * including its oddities, so that accuracies agree; its capitalised keys
+ * "Im", "Ive", "Id've", "I'dve" never match a lower-cased word, so they are
+ * left out, and so are its entries that map a word to itself). */
 static const char *const contractions[][2] = {
     {"aint", "ain't"}, {"arent", "aren't"}, {"cant", "can't"}, {"couldve", "could've"},
     {"couldnt", "couldn't"}, {"couldn'tve", "couldn't've"}, {"couldnt've", "couldn't've"},
@@ -32,7 +34,6 @@ static const char *const contractions[][2] = {
     {"hadnt've", "hadn't've"}, {"hadn'tve", "hadn't've"}, {"hasnt", "hasn't"},
     {"havent", "haven't"}, {"hed", "he'd"}, {"hed've", "he'd've"}, {"he'dve", "he'd've"},
     {"hes", "he's"}, {"howd", "how'd"}, {"howll", "how'll"}, {"hows", "how's"},
-    {"id've", "i'd've"}, {"i'dve", "i'd've"}, {"im", "i'm"}, {"ive", "i've"},
     {"isnt", "isn't"}, {"itd", "it'd"}, {"itd've", "it'd've"}, {"it'dve", "it'd've"},
     {"itll", "it'll"}, {"maam", "ma'am"}, {"mightnt", "mightn't"},
     {"mightnt've", "mightn't've"}, {"mightn'tve", "mightn't've"}, {"mightve", "might've"},

@@ -723,6 +723,8 @@ START_TEST(test_vqa_normalize)
         {"it's", "it's"},
         {"(left)", "left"},                           /* "(" and ")" not spaced -> spaces */
         {"a", ""},
+        {"Im sure", "im sure"},                       /* the script's "Im" key never matches */
+        {"youre right", "you're right"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char *out;
