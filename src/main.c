@@ -9,6 +9,8 @@
 
 static const flava_command commands[] = {
     {"data", "generate data sets (scenes)", flava_cmd_data},
+    {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
+    {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {NULL, NULL, NULL},
 };
 
