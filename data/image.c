@@ -12,6 +12,8 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "tsv.h"
+
 const float flava_image_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 const float flava_image_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
@@ -25,41 +27,13 @@ void flava_image_free(flava_image *img)
     img->width = img->height = 0;
 }
 
-static flava_status read_whole_file(uint8_t **data, size_t *n, const char *path)
-{
-    *data = NULL;
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open image: %s", path, strerror(errno));
-    flava_status s = FLAVA_OK;
-    if (fseek(f, 0, SEEK_END) != 0 || ftell(f) < 0) {
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot determine the file size", path);
-        goto done;
-    }
-    long len = ftell(f);
-    rewind(f);
-    s = flava_alloc((void **)data, (size_t)len, path);
-    if (s != FLAVA_OK)
-        goto done;
-    if (fread(*data, 1, (size_t)len, f) != (size_t)len) {
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: short read of %ld bytes", path, len);
-        flava_free(*data);
-        *data = NULL;
-        goto done;
-    }
-    *n = (size_t)len;
-done:
-    fclose(f);
-    return s;
-}
-
 flava_status flava_image_read(flava_image *img, const char *path)
 {
-    uint8_t *data;
+    char *data;
     size_t n;
-    FLAVA_TRY(read_whole_file(&data, &n, path));
-    flava_status s = flava_image_decode(img, data, n, path);
+    img->rgb = NULL;
+    FLAVA_TRY(flava_file_read(&data, &n, path));
+    flava_status s = flava_image_decode(img, (const uint8_t *)data, n, path);
     flava_free(data);
     return s;
 }

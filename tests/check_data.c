@@ -372,6 +372,7 @@ START_TEST(test_image_malformed)
     expect_error(flava_image_read(&img, p), FLAVA_ERR_FORMAT, 1, "empty.jpg");
     expect_error(flava_image_read(&img, "/nonexistent/a.png"), FLAVA_ERR_IO, 1,
                  "/nonexistent/a.png");
+    expect_error(flava_image_read(&img, tmp), FLAVA_ERR_IO, 2, tmp, "not a regular file");
     remove_tmp();
 }
 END_TEST
