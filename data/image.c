@@ -31,7 +31,7 @@ flava_status flava_image_read(flava_image *img, const char *path)
 {
     char *data;
     size_t n;
-    img->rgb = NULL;
+    *img = (flava_image){0};
     FLAVA_TRY(flava_file_read(&data, &n, path));
     flava_status s = flava_image_decode(img, (const uint8_t *)data, n, path);
     flava_free(data);
