@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
-    {"data", "generate data sets (scenes)", flava_cmd_data},
+    {"data", "generate or convert data sets (scenes, spam)", flava_cmd_data},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
