@@ -8,5 +8,8 @@
 #include "ctx.h"
 #include "ops.h"
 #include "batch.h"
+#include "safetensors.h"
+#include "optim.h"
+#include "cfg.h"
 
 #endif

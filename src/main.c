@@ -8,6 +8,8 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
+    {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {NULL, NULL, NULL},
 };
 
