@@ -11,6 +11,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "safetensors.h"
+
 /* ---- helpers ---- */
 
 static float *fvec(int64_t n, uint64_t seed, float lo, float hi)
@@ -659,6 +661,177 @@ START_TEST(test_mse)
 }
 END_TEST
 
+/* ---- the same ops against PyTorch (tests/reference/ops_rest_fixtures.py) ---- */
+
+static flava_st *fx;
+
+static void fx_setup(void)
+{
+    char path[4096];
+    ctx_setup();
+    ck_assert_int_eq(flava_st_read(&fx, test_path(path, sizeof path,
+                                                  "tests/fixtures/ops_rest.safetensors")),
+                     FLAVA_OK);
+}
+
+static void fx_teardown(void)
+{
+    flava_st_free(fx);
+    ctx_teardown();
+}
+
+static const flava_st_tensor *fx_tensor(const char *prefix, const char *name, int64_t n)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", prefix, name);
+    const flava_st_tensor *t = flava_st_find(fx, key);
+    ck_assert_msg(t != NULL, "fixture tensor %s missing", key);
+    ck_assert_msg(flava_st_numel(t) == n, "fixture tensor %s has %lld elements, expected %lld",
+                  key, (long long)flava_st_numel(t), (long long)n);
+    return t;
+}
+
+static float *fx_f32(const char *prefix, const char *name, int64_t n)
+{
+    float *x = fvec(n, 0, 0, 0);
+    ck_assert_int_eq(flava_st_to_f32(x, fx_tensor(prefix, name, n)), FLAVA_OK);
+    return x;
+}
+
+static int32_t *fx_i32(const char *prefix, const char *name, int64_t n)
+{
+    int32_t *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(flava_st_to_i32(x, fx_tensor(prefix, name, n)), FLAVA_OK);
+    return x;
+}
+
+/* got ≈ PyTorch's to 1e-5 relative (1e-6 absolute near 0); prints the worst. */
+static void fx_match(const char *prefix, const char *name, const float *got, int64_t n)
+{
+    float *want = fx_f32(prefix, name, n);
+    double *ref = dvec(want, n);
+    char what[128];
+    snprintf(what, sizeof what, "%s.%s vs torch", prefix, name);
+    int64_t where;
+    printf("%-32s worst %.3g of tolerance\n", what, test_worst(got, ref, n, 1e-5, 1e-6, &where));
+    ck_assert_close(got, ref, n, 1e-5, 1e-6, what);
+    free(want), free(ref);
+}
+
+static void fx_conv(const char *prefix, const flava_conv2d_dims *d)
+{
+    int64_t nin = (int64_t)d->N * d->C * d->H * d->W;
+    int64_t nw = (int64_t)d->OC * (d->C / d->groups) * d->KH * d->KW;
+    int64_t nout = (int64_t)d->N * d->OC * flava_conv2d_out_h(d) * flava_conv2d_out_w(d);
+    float *x = fx_f32(prefix, "x", nin), *w = fx_f32(prefix, "w", nw);
+    float *b = fx_f32(prefix, "b", d->OC), *R = fx_f32(prefix, "R", nout);
+    float *y = fvec(nout, 0, 0, 0), *dx = fvec(nin, 0, 0, 0), *dw = fvec(nw, 0, 0, 0),
+          *db = fvec(d->OC, 0, 0, 0);
+    ck_assert_int_eq(conv2d_forward(ctx, y, x, w, b, d), FLAVA_OK);
+    ck_assert_int_eq(conv2d_backward(ctx, dx, dw, db, R, x, w, d), FLAVA_OK);
+    fx_match(prefix, "y", y, nout);
+    fx_match(prefix, "dx", dx, nin);
+    fx_match(prefix, "dw", dw, nw);
+    fx_match(prefix, "db", db, d->OC);
+    free(x), free(w), free(b), free(R), free(y), free(dx), free(dw), free(db);
+}
+
+START_TEST(test_torch_conv)
+{
+    flava_conv2d_dims grouped = {.N = 2, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 3,
+                                 .stride = 2, .pad = 1, .groups = 2};
+    flava_conv2d_dims depthwise = {.N = 1, .C = 4, .H = 7, .W = 7, .OC = 4, .KH = 3, .KW = 3,
+                                   .stride = 1, .pad = 1, .groups = 4, .src_nhwc = 1,
+                                   .dst_nhwc = 1};
+    flava_conv2d_dims patch = {.N = 2, .C = 3, .H = 32, .W = 32, .OC = 16, .KH = 8, .KW = 8,
+                               .stride = 8, .pad = 0, .groups = 1, .dst_nhwc = 1};
+    fx_conv("conv_grouped", &grouped);
+    fx_conv("conv_depthwise", &depthwise);
+    fx_conv("conv_patch", &patch);
+}
+END_TEST
+
+START_TEST(test_torch_maxpool)
+{
+    const char *names[2] = {"maxpool_2s2", "maxpool_3s2"};
+    const int N = 2, C = 3, H = 8, W = 9;
+    for (int i = 0; i < 2; i++) {
+        int k = 2 + i, s = 2, OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+        int64_t nin = N * C * H * W, nout = N * C * OH * OW;
+        float *x = fx_f32(names[i], "x", nin), *R = fx_f32(names[i], "R", nout);
+        float *y = fvec(nout, 0, 0, 0), *dx = fvec(nin, 0, 0, 0);
+        void *ws = malloc(maxpool2d_workspace_bytes(ctx, N, C, H, W, k, s));
+        ck_assert_int_eq(maxpool2d_forward(ctx, y, ws, x, N, C, H, W, k, s), FLAVA_OK);
+        ck_assert_int_eq(maxpool2d_backward(ctx, dx, R, ws, N, C, H, W, k, s), FLAVA_OK);
+        fx_match(names[i], "y", y, nout);
+        fx_match(names[i], "dx", dx, nin);
+        free(x), free(R), free(y), free(dx), free(ws);
+    }
+}
+END_TEST
+
+START_TEST(test_torch_embedding_l2norm)
+{
+    const int N = 23, C = 70, V = 11;
+    int32_t *ids = fx_i32("embedding", "ids", N);
+    float *table = fx_f32("embedding", "table", V * C), *R = fx_f32("embedding", "R", N * C);
+    float *y = fvec(N * C, 0, 0, 0), *dt = fvec(V * C, 0, 0, 0);
+    ck_assert_int_eq(embedding_forward(y, ids, table, N, C, V), FLAVA_OK);
+    ck_assert_int_eq(embedding_backward(dt, R, ids, N, C), FLAVA_OK);
+    fx_match("embedding", "y", y, N * C);
+    fx_match("embedding", "dtable", dt, V * C);
+    free(ids), free(table), free(R), free(y), free(dt);
+
+    const int LN = 5, LC = 33;
+    float *x = fx_f32("l2norm", "x", LN * LC), *LR = fx_f32("l2norm", "R", LN * LC);
+    float *ly = fvec(LN * LC, 0, 0, 0), *dx = fvec(LN * LC, 0, 0, 0), norm[5];
+    ck_assert_int_eq(l2norm_forward(ly, norm, x, LN, LC), FLAVA_OK);
+    ck_assert_int_eq(l2norm_backward(dx, LR, ly, norm, LN, LC), FLAVA_OK);
+    fx_match("l2norm", "y", ly, LN * LC);
+    fx_match("l2norm", "dx", dx, LN * LC);
+    free(x), free(LR), free(ly), free(dx);
+}
+END_TEST
+
+START_TEST(test_torch_losses)
+{
+    float loss, *R, *g;
+    const int N = 7, V = 10;
+    float *logits = fx_f32("cross_entropy", "logits", N * V), probs[7 * 10];
+    int32_t *labels = fx_i32("cross_entropy", "labels", N);
+    int count;
+    R = fx_f32("cross_entropy", "R", 1);
+    g = fvec(N * V, 0, 0, 0);
+    ck_assert_int_eq(cross_entropy_forward(&loss, &count, probs, logits, labels, N, V), FLAVA_OK);
+    ck_assert_int_eq(count, N - 1);
+    ck_assert_int_eq(cross_entropy_backward(g, R[0], probs, labels, N, V), FLAVA_OK);
+    fx_match("cross_entropy", "loss", &loss, 1);
+    fx_match("cross_entropy", "dlogits", g, N * V);
+    free(logits), free(labels), free(R), free(g);
+
+    const int BN = 4, BV = 9;
+    float *bl = fx_f32("bce", "logits", BN * BV), *bt = fx_f32("bce", "targets", BN * BV);
+    R = fx_f32("bce", "R", 1);
+    g = fvec(BN * BV, 0, 0, 0);
+    ck_assert_int_eq(bce_logits_forward(&loss, bl, bt, BN, BV), FLAVA_OK);
+    ck_assert_int_eq(bce_logits_backward(g, R[0], bl, bt, BN, BV), FLAVA_OK);
+    fx_match("bce", "loss", &loss, 1);
+    fx_match("bce", "dlogits", g, BN * BV);
+    free(bl), free(bt), free(R), free(g);
+
+    const int M = 31;
+    float *p = fx_f32("mse", "pred", M), *t = fx_f32("mse", "target", M);
+    R = fx_f32("mse", "R", 1);
+    g = fvec(M, 0, 0, 0);
+    ck_assert_int_eq(mse_forward(&loss, p, t, M), FLAVA_OK);
+    ck_assert_int_eq(mse_backward(g, R[0], p, t, M), FLAVA_OK);
+    fx_match("mse", "loss", &loss, 1);
+    fx_match("mse", "dpred", g, M);
+    free(p), free(t), free(R), free(g);
+}
+END_TEST
+
 static Suite *make_ops_rest_suite(void)
 {
     Suite *s = suite_create("ops_rest");
@@ -687,6 +860,14 @@ static Suite *make_ops_rest_suite(void)
     tcase_add_test(tc, test_cross_entropy_all_ignored_and_bad_label);
     tcase_add_test(tc, test_bce_logits);
     tcase_add_test(tc, test_mse);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("torch");
+    tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
+    tcase_add_test(tc, test_torch_conv);
+    tcase_add_test(tc, test_torch_maxpool);
+    tcase_add_test(tc, test_torch_embedding_l2norm);
+    tcase_add_test(tc, test_torch_losses);
     suite_add_tcase(s, tc);
     return s;
 }
