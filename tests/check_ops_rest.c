@@ -172,35 +172,25 @@ static void run_conv(const flava_conv2d_dims *d, int bias, double rtol, double a
     free(dinp0), free(dw0), free(db0), free(dinp), free(dw), free(db);
 }
 
-START_TEST(test_conv_padded)
-{
-    flava_conv2d_dims d = {.N = 2, .C = 3, .H = 7, .W = 6, .OC = 5, .KH = 3, .KW = 3,
-                           .stride = 1, .pad = 1, .groups = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
-}
-END_TEST
+/* padding; stride with a non-square kernel and NHWC input; groups with NHWC
+ * output; depthwise (channel multiplier 2) NHWC to NHWC; batch 1 */
+static const struct conv_test {
+    flava_conv2d_dims d;
+    int bias;
+} conv_tests[] = {
+    {{.N = 2, .C = 3, .H = 7, .W = 6, .OC = 5, .KH = 3, .KW = 3, .stride = 1, .pad = 1,
+      .groups = 1}, 1},
+    {{.N = 1, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 2, .stride = 2, .pad = 0,
+      .groups = 1, .src_nhwc = 1}, 0},
+    {{.N = 2, .C = 6, .H = 5, .W = 5, .OC = 4, .KH = 3, .KW = 3, .stride = 1, .pad = 1,
+      .groups = 2, .dst_nhwc = 1}, 1},
+    {{.N = 3, .C = 4, .H = 8, .W = 7, .OC = 8, .KH = 3, .KW = 3, .stride = 2, .pad = 1,
+      .groups = 4, .src_nhwc = 1, .dst_nhwc = 1}, 1},
+};
 
-START_TEST(test_conv_strided_nhwc_in)
+START_TEST(test_conv)
 {
-    flava_conv2d_dims d = {.N = 1, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 2,
-                           .stride = 2, .pad = 0, .groups = 1, .src_nhwc = 1};
-    run_conv(&d, 0, 1e-4, 1e-5);
-}
-END_TEST
-
-START_TEST(test_conv_grouped_nhwc_out)
-{
-    flava_conv2d_dims d = {.N = 2, .C = 6, .H = 5, .W = 5, .OC = 4, .KH = 3, .KW = 3,
-                           .stride = 1, .pad = 1, .groups = 2, .dst_nhwc = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
-}
-END_TEST
-
-START_TEST(test_conv_depthwise_nhwc)
-{
-    flava_conv2d_dims d = {.N = 3, .C = 4, .H = 8, .W = 7, .OC = 8, .KH = 3, .KW = 3,
-                           .stride = 2, .pad = 1, .groups = 4, .src_nhwc = 1, .dst_nhwc = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
+    run_conv(&conv_tests[_i].d, conv_tests[_i].bias, 1e-4, 1e-5);
 }
 END_TEST
 
@@ -837,10 +827,7 @@ static Suite *make_ops_rest_suite(void)
     Suite *s = suite_create("ops_rest");
     TCase *tc = tcase_create("conv_pool");
     tcase_add_checked_fixture(tc, ctx_setup, ctx_teardown);
-    tcase_add_test(tc, test_conv_padded);
-    tcase_add_test(tc, test_conv_strided_nhwc_in);
-    tcase_add_test(tc, test_conv_grouped_nhwc_out);
-    tcase_add_test(tc, test_conv_depthwise_nhwc);
+    tcase_add_loop_test(tc, test_conv, 0, (int)(sizeof conv_tests / sizeof conv_tests[0]));
     tcase_add_test(tc, test_conv_bf16);
     tcase_add_test(tc, test_conv_null_gradients);
     tcase_add_test(tc, test_conv_patch_embedding);
