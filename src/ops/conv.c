@@ -66,9 +66,10 @@ static flava_status weights_md(dnnl_memory_desc_t *md, const flava_conv2d_dims *
                                dnnl_data_type_t dt, int any)
 {
     int g = d->groups;
-    /* dnnl_dims_t: oneDNN reads all DNNL_MAX_NDIMS entries */
-    dnnl_dims_t dims = {g, d->OC / g, d->C / g, d->KH, d->KW};
-    const int64_t *p = g > 1 ? dims : dims + 1;
+    /* full dnnl_dims_t arrays: oneDNN's prototypes take DNNL_MAX_NDIMS entries */
+    dnnl_dims_t grouped = {g, d->OC / g, d->C / g, d->KH, d->KW};
+    dnnl_dims_t plain = {d->OC, d->C, d->KH, d->KW};
+    const int64_t *p = g > 1 ? grouped : plain;
     int nd = g > 1 ? 5 : 4;
     if (any) {
         FLAVA_DNNL(dnnl_memory_desc_init_by_tag(md, nd, p, dt, dnnl_format_tag_any));
