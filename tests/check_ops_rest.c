@@ -415,20 +415,33 @@ START_TEST(test_embedding)
 }
 END_TEST
 
-/* The scatter-add gives the same bits with one thread and with two. */
-START_TEST(test_embedding_deterministic)
+/* The scatter-add and the loss sums give the same bits with one thread and
+ * with two. */
+START_TEST(test_deterministic_across_threads)
 {
     const int32_t *ids = emb_ids();
-    float *R = fvec(EMB_N * EMB_C, 2, -1, 1);
-    float *g1 = fvec(EMB_V * EMB_C, 0, 0, 0), *g2 = fvec(EMB_V * EMB_C, 0, 0, 0);
+    enum { RN = 300, RV = 7 };
+    float *R = fvec(EMB_N * EMB_C, 2, -1, 1), *x = fvec(RN * RV, 3, -5, 5);
+    float *t = fvec(RN * RV, 4, 0, 1), *probs = fvec(RN * RV, 0, 0, 0);
+    int32_t labels[RN];
+    for (int n = 0; n < RN; n++)
+        labels[n] = n % 3 ? n % RV : -100;
+    float *g[2], loss[2][3];
+    int count;
     int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    ck_assert_int_eq(embedding_backward(g1, R, ids, EMB_N, EMB_C), FLAVA_OK);
-    omp_set_num_threads(2);
-    ck_assert_int_eq(embedding_backward(g2, R, ids, EMB_N, EMB_C), FLAVA_OK);
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k + 1);
+        g[k] = fvec(EMB_V * EMB_C, 0, 0, 0);
+        ck_assert_int_eq(embedding_backward(g[k], R, ids, EMB_N, EMB_C), FLAVA_OK);
+        ck_assert_int_eq(cross_entropy_forward(&loss[k][0], &count, probs, x, labels, RN, RV),
+                         FLAVA_OK);
+        ck_assert_int_eq(bce_logits_forward(&loss[k][1], x, t, RN, RV), FLAVA_OK);
+        ck_assert_int_eq(mse_forward(&loss[k][2], x, t, RN * RV), FLAVA_OK);
+    }
     omp_set_num_threads(threads);
-    ck_assert_mem_eq(g1, g2, EMB_V * EMB_C * sizeof(float));
-    free(R), free(g1), free(g2);
+    ck_assert_mem_eq(g[0], g[1], EMB_V * EMB_C * sizeof(float));
+    ck_assert_mem_eq(loss[0], loss[1], sizeof loss[0]);
+    free(R), free(x), free(t), free(probs), free(g[0]), free(g[1]);
 }
 END_TEST
 
@@ -839,7 +852,7 @@ static Suite *make_ops_rest_suite(void)
 
     tc = tcase_create("glue");
     tcase_add_test(tc, test_embedding);
-    tcase_add_test(tc, test_embedding_deterministic);
+    tcase_add_test(tc, test_deterministic_across_threads);
     tcase_add_test(tc, test_embedding_bad_id);
     tcase_add_test(tc, test_l2norm);
     tcase_add_test(tc, test_l2norm_tiny_row);
