@@ -8,5 +8,6 @@
 #include "ctx.h"
 #include "ops.h"
 #include "batch.h"
+#include "safetensors.h"
 
 #endif

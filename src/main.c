@@ -8,6 +8,7 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
     {NULL, NULL, NULL},
 };
 
