@@ -110,21 +110,41 @@ const float *flava_kmeans_centroids(const flava_kmeans *km, int *K, int *C, int 
     return km->centroids;
 }
 
+/* Double-precision sums in LANES interleaved partial sums: a fixed order
+ * (so the same result on any thread count) that still vectorises. */
+enum { LANES = 8 };
+
 static double sqdist(const float *a, const float *b, int D)
 {
-    double s = 0;
-    for (int i = 0; i < D; i++) {
+    double acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= D; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double d = (double)a[i + l] - b[i + l];
+            acc[l] += d * d;
+        }
+    for (; i < D; i++) {
         double d = (double)a[i] - b[i];
-        s += d * d;
+        acc[0] += d * d;
     }
+    double s = 0;
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
     return s;
 }
 
 static double sqnorm(const float *a, int D)
 {
+    double acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= D; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += (double)a[i + l] * a[i + l];
+    for (; i < D; i++)
+        acc[0] += (double)a[i] * a[i];
     double s = 0;
-    for (int i = 0; i < D; i++)
-        s += (double)a[i] * a[i];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
     return s;
 }
 
