@@ -1,7 +1,6 @@
 /* kmeans.c - the k-means patch codebook (see kmeans.h). */
 #include "kmeans.h"
 
-#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
