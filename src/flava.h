@@ -9,5 +9,6 @@
 #include "ops.h"
 #include "batch.h"
 #include "safetensors.h"
+#include "optim.h"
 
 #endif
