@@ -1107,12 +1107,13 @@ static void finish(flava_sweep_run *r, int status, bool stopping)
         r->state = FLAVA_SWEEP_OK;
         return;
     }
-    last_log_line(line, sizeof line, r);
     if (stopping) {
         r->state = FLAVA_SWEEP_INTERRUPTED;
-        set_error(r, "%s", line);
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+            set_error(r, "killed at the end of the grace period");
         return;
     }
+    last_log_line(line, sizeof line, r);
     r->state = FLAVA_SWEEP_FAILED;
     if (WIFEXITED(status))
         set_error(r, "exit status %d: %s", WEXITSTATUS(status), line);

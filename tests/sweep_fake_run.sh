@@ -5,12 +5,13 @@
 #   -s fake.sleep=S     sleep S seconds first (default 0.3)
 #   -s fake.value=V     the metric's value (default: the value of optim.lr,
 #                       else 0.5)
-# The task is the config file's name without .cfg; every start is
-# appended to $FAKE_RUN_LOG (one line: run.dir and flags) when it is set.
+#   -s fake.deaf=1      ignore Ctrl-C (SIGINT)
+# The task is the config file's name without .cfg. When $FAKE_RUN_LOG is
+# set, each run appends "start NAME resume=yes|no" and "end NAME" to it.
 set -eu
 command=$1
 shift
-config= dir= fail=0 sleep=0.3 value= lr= resume=no
+config= dir= fail=0 sleep=0.3 value= lr= resume=no deaf=0
 while [ $# -gt 0 ]; do
     case $1 in
     -c) config=$2; shift ;;
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
         fake.fail=*) fail=${2#fake.fail=} ;;
         fake.sleep=*) sleep=${2#fake.sleep=} ;;
         fake.value=*) value=${2#fake.value=} ;;
+        fake.deaf=*) deaf=${2#fake.deaf=} ;;
         optim.lr=*) lr=${2#optim.lr=} ;;
         esac
         shift ;;
@@ -30,9 +32,13 @@ while [ $# -gt 0 ]; do
 done
 [ -f "$config" ] || { echo "fake run: no config $config" >&2; exit 2; }
 [ -n "$dir" ] || { echo "fake run: no run.dir" >&2; exit 2; }
-[ -n "${FAKE_RUN_LOG:-}" ] && echo "$(basename "$dir") resume=$resume" >> "$FAKE_RUN_LOG"
+[ "$deaf" = 1 ] && trap '' INT
+name=$(basename "$dir")
+log() { if [ -n "${FAKE_RUN_LOG:-}" ]; then echo "$*" >> "$FAKE_RUN_LOG"; fi; }
+log "start $name resume=$resume"
 echo "fake $command of $config into $dir"
 sleep "$sleep"
+log "end $name"
 if [ "$fail" = 1 ]; then
     echo "step 3: loss is NaN | giving up"
     exit 3
