@@ -733,14 +733,18 @@ static flava_status load_section(const loader *ld, const section_ref *ref)
     return st;
 }
 
-/* Names must be unique: they are folders. */
+/* Names must be unique: they are folders, next to the tables. */
 static flava_status check_unique(const flava_sweep *s)
 {
-    for (int i = 0; i < s->nruns; i++)
+    for (int i = 0; i < s->nruns; i++) {
+        if (!strncmp(s->runs[i].name, "results.", 8))
+            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: run name '%s' is taken by the tables (results.*)",
+                               s->runs[i].where, s->runs[i].name);
         for (int j = 0; j < i; j++)
             if (!strcmp(s->runs[i].name, s->runs[j].name))
                 return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: run name '%s' is taken already (%s)",
                                    s->runs[i].where, s->runs[i].name, s->runs[j].where);
+    }
     return FLAVA_OK;
 }
 

@@ -242,6 +242,8 @@ START_TEST(test_config_errors)
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.p=x/y|x_y\n", NULL, 0,
                  "run name 'g-p=x_y' is taken already", "s.cfg:4");
     expect_error("[run.g-p=1]\n", NULL, 0, "s.cfg:1", "bad section name");
+    expect_error("[run.results.md]\ncommand = eval\nconfig = a.cfg\n", NULL, 0, "s.cfg:1",
+                 "taken by the tables");
     /* overrides */
     expect_error(run_ok, (const char *const[]){"run.r.comand=eval"}, 1, "-s run.r.comand=eval",
                  "nearest known key: run.r.command");
