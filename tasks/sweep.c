@@ -88,6 +88,13 @@ static bool is_command(const char *c)
     return false;
 }
 
+static void free_strings(char **a, int n)
+{
+    for (int i = 0; a && i < n; i++)
+        free(a[i]);
+    free(a);
+}
+
 /* ---- results.json ---- */
 
 void flava_sweep_result_free(flava_sweep_result *r)
@@ -96,9 +103,7 @@ void flava_sweep_result_free(flava_sweep_result *r)
     free(r->task);
     free(r->dataset);
     free(r->metric);
-    for (int i = 0; i < r->nmetrics; i++)
-        free(r->names[i]);
-    free(r->names);
+    free_strings(r->names, r->nmetrics);
     free(r->values);
     memset(r, 0, sizeof *r);
 }
@@ -285,17 +290,13 @@ void flava_sweep_free(flava_sweep *s)
         free(r->command);
         free(r->config);
         free(r->dir);
-        for (int j = 0; j < r->nsets; j++)
-            free(r->sets[j]);
-        free(r->sets);
+        free_strings(r->sets, r->nsets);
         free(r->params);
         free(r->error);
         flava_sweep_result_free(&r->result);
     }
     free(s->runs);
-    for (int j = 0; j < s->nparams; j++)
-        free(s->param_keys[j]);
-    free(s->param_keys);
+    free_strings(s->param_keys, s->nparams);
     free(s->path);
     free(s->out);
     free(s->program);
@@ -449,13 +450,6 @@ static flava_status assignments(char ***out, int *n, const loader *ld, const cha
         (*n)++;
     }
     return FLAVA_OK;
-}
-
-static void free_strings(char **a, int n)
-{
-    for (int i = 0; a && i < n; i++)
-        free(a[i]);
-    free(a);
 }
 
 /* Length of the section.key part of an assignment. */

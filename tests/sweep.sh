@@ -10,6 +10,14 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export FAKE_RUN_LOG="$dir/starts"
+wait_for_start() { # NAME: until the fake run NAME has started, 10 s at most
+    i=0
+    until grep -q "start $1" "$FAKE_RUN_LOG"; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "run $1 never started"
+        sleep 0.1
+    done
+}
 
 touch "$dir/zeroshot.cfg" "$dir/vqa.cfg"
 cat > "$dir/s.cfg" <<EOF
@@ -124,12 +132,7 @@ EOF
 : > "$FAKE_RUN_LOG"
 "$flava" sweep -c "$dir/c.cfg" > "$dir/stdout" 2> "$dir/stderr" &
 pid=$!
-i=0
-until grep -q 'start long' "$FAKE_RUN_LOG"; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "the long run never started"
-    sleep 0.1
-done
+wait_for_start long
 kill -INT $pid
 status=0
 wait $pid || status=$?
@@ -143,12 +146,7 @@ grep -q 'later' "$FAKE_RUN_LOG" && fail "a run started after Ctrl-C"
 rm -rf "$dir/cout"
 "$flava" sweep -c "$dir/c.cfg" -s run.long.set=fake.sleep=30 -s sweep.grace=60 > /dev/null 2> "$dir/stderr" &
 pid=$!
-i=0
-until grep -q 'start long' "$FAKE_RUN_LOG"; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "the long run never started"
-    sleep 0.1
-done
+wait_for_start long
 start=$(date +%s)
 kill -INT $pid
 wait $pid && fail "an interrupted sweep exited 0"
