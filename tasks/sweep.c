@@ -34,6 +34,8 @@ static const flava_cfg_key sweep_keys[] = {
     {"sweep", "program", FLAVA_CFG_STRING, "",
      "the program run, relative to the sweep file; empty: this flava"},
     {"sweep", "format", FLAVA_CFG_LIST, "md,csv,json", "tables written as out/results.*: md, csv, json"},
+    {"sweep", "threads", FLAVA_CFG_INT, "0",
+     "OpenMP threads of each run (OMP_NUM_THREADS); 0: as set in the environment, else cores / parallel"},
     {"sweep", "grace", FLAVA_CFG_FLOAT, "30",
      "seconds the running runs get to stop after Ctrl-C before they are killed"},
 };
@@ -656,6 +658,16 @@ static flava_status load_sweep_section(const loader *ld)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.parallel = %lld: expected 1 to %d",
                            flava_cfg_where(c, "sweep", "parallel"), (long long)parallel, MAX_PARALLEL);
     s->parallel = (int)parallel;
+    int64_t threads;
+    FLAVA_TRY(flava_cfg_get_int(c, "sweep", "threads", &threads));
+    if (threads < 0 || threads > 4096)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.threads = %lld: expected 0 to 4096",
+                           flava_cfg_where(c, "sweep", "threads"), (long long)threads);
+    /* runs side by side must not each take every core */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads == 0 && !getenv("OMP_NUM_THREADS"))
+        threads = cores > s->parallel ? cores / s->parallel : 1;
+    s->threads = (int)threads;
     FLAVA_TRY(flava_cfg_get_float(c, "sweep", "grace", &s->grace));
     if (s->grace < 0)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.grace = %g: expected seconds >= 0",
@@ -893,8 +905,11 @@ static flava_status command_line(char **out, const flava_sweep *s, int i)
         st = quote_args(&program, prog_argv, 0);
         free(real);
     }
+    char env[32] = "";
+    if (s->threads)
+        snprintf(env, sizeof env, "OMP_NUM_THREADS=%d ", s->threads);
     if (st == FLAVA_OK)
-        st = format_string(out, "%s %s", program, args);
+        st = format_string(out, "%s%s %s", env, program, args);
     free(program);
     free(args);
     free(argv);
@@ -1062,6 +1077,10 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
         dup2(null_fd, 0);
         dup2(fd, 1);
         dup2(fd, 2);
+        char threads[16];
+        snprintf(threads, sizeof threads, "%d", s->threads);
+        if (s->threads)
+            setenv("OMP_NUM_THREADS", threads, 1);
         execv(argv[0], argv);
         dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -1220,8 +1239,10 @@ flava_status flava_sweep_execute(flava_sweep *s, FILE *log, int *nfailed)
     for (int i = 0; i < s->nruns; i++)
         done += s->runs[i].earlier;
     if (st == FLAVA_OK) {
-        fprintf(log, "sweep: %d runs, %d complete already, %d at a time; output in %s\n", s->nruns,
-                done, s->parallel, s->out);
+        fprintf(log, "sweep: %d runs, %d complete already, %d at a time", s->nruns, done, s->parallel);
+        if (s->threads)
+            fprintf(log, " with %d thread%s each", s->threads, s->threads == 1 ? "" : "s");
+        fprintf(log, "; output in %s\n", s->out);
         st = flava_sweep_write_tables(s);
     }
     if (st == FLAVA_OK)

@@ -186,6 +186,32 @@ START_TEST(test_set_items_and_overrides)
 }
 END_TEST
 
+START_TEST(test_threads)
+{
+    /* side by side runs share the cores unless told otherwise */
+    char *saved = getenv("OMP_NUM_THREADS") ? strdup(getenv("OMP_NUM_THREADS")) : NULL;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *text = "[sweep]\nparallel = 2\n[run.r]\ncommand = eval\nconfig = a.cfg\n";
+    flava_sweep *s;
+    unsetenv("OMP_NUM_THREADS");
+    ck_assert_int_eq(load_text(&s, text, NULL, 0), FLAVA_OK);
+    ck_assert_int_eq(s->threads, cores >= 2 ? cores / 2 : 1);
+    flava_sweep_free(s);
+    setenv("OMP_NUM_THREADS", "5", 1);
+    ck_assert_int_eq(load_text(&s, text, NULL, 0), FLAVA_OK);
+    ck_assert_int_eq(s->threads, 0); /* the environment's, inherited */
+    flava_sweep_free(s);
+    ck_assert_int_eq(load_text(&s, text, (const char *const[]){"sweep.threads=7"}, 1), FLAVA_OK);
+    ck_assert_int_eq(s->threads, 7);
+    flava_sweep_free(s);
+    if (saved)
+        setenv("OMP_NUM_THREADS", saved, 1);
+    else
+        unsetenv("OMP_NUM_THREADS");
+    free(saved);
+}
+END_TEST
+
 static const char *const run_ok = "[run.r]\ncommand = eval\nconfig = a.cfg\n";
 
 START_TEST(test_config_errors)
@@ -215,6 +241,8 @@ START_TEST(test_config_errors)
                  "s.cfg:2", "unknown format 'html'");
     expect_error("[sweep]\nprogram = nothere.sh\n[run.r]\ncommand = eval\nconfig = a.cfg\n", NULL, 0,
                  "s.cfg:2", "cannot execute");
+    expect_error("[sweep]\nthreads = -1\n[run.r]\ncommand = eval\nconfig = a.cfg\n", NULL, 0,
+                 "s.cfg:2", "expected 0 to 4096");
     expect_error("[sweep]\ngrace = -1\n[run.r]\ncommand = eval\nconfig = a.cfg\n", NULL, 0, "s.cfg:2",
                  "grace");
     expect_error("[sweep]\nout = x\n", NULL, 0, "nothing to run", NULL);
@@ -483,6 +511,7 @@ static Suite *make_sweep_suite(void)
     tcase_add_test(tc, test_grid_columns_union);
     tcase_add_test(tc, test_run_names);
     tcase_add_test(tc, test_set_items_and_overrides);
+    tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_sweep_file_missing);
     tcase_add_test(tc, test_result_parse);

@@ -44,7 +44,7 @@ EOF
 
 # --- first pass: one run fails, the others go on; the sweep exits 1
 status=0
-"$flava" sweep -c "$dir/s.cfg" > "$dir/stdout" 2> "$dir/stderr" || status=$?
+"$flava" sweep -c "$dir/s.cfg" -s sweep.threads=3 > "$dir/stdout" 2> "$dir/stderr" || status=$?
 [ "$status" -eq 1 ] || fail "exit status $status with a failed run, expected 1: $(cat "$dir/stderr")"
 grep -q '1 of 6 runs failed' "$dir/stderr" || fail "no failure count: $(cat "$dir/stderr")"
 md="$dir/out/results.md"
@@ -63,7 +63,8 @@ grep -q '^| lr-lr=0.5-seed=1 | vqa | fashion-mnist | accuracy | 0.5 | 0.5 | 1 | 
 grep -q '^bad,eval,,,,,,,failed,exit status 3: step 3: loss is NaN | giving up,' "$dir/out/results.csv" ||
     fail "bad row in CSV: $(cat "$dir/out/results.csv")"
 grep -q 'step 3: loss is NaN' "$dir/out/bad/output.log" || fail "the run's output is not in its log"
-grep -q "^'\?/.*sweep_fake_run.sh'\? eval -c $dir/zeroshot.cfg -s fake.value=0.812 -s fake.sleep=0.5 -s run.dir=$dir/out/zs\$" \
+grep -q '^threads 3$' "$dir/out/bad/output.log" || fail "OMP_NUM_THREADS is not sweep.threads"
+grep -q "^OMP_NUM_THREADS=3 '\?/.*sweep_fake_run.sh'\? eval -c $dir/zeroshot.cfg -s fake.value=0.812 -s fake.sleep=0.5 -s run.dir=$dir/out/zs\$" \
     "$dir/out/zs/command.txt" || fail "command.txt: $(cat "$dir/out/zs/command.txt")"
 # two at a time: at most two runs between their start and end, and two at once
 conc=$(awk '$1 == "start" { n++; if (n > max) max = n } $1 == "end" { n-- } END { print max }' "$FAKE_RUN_LOG")

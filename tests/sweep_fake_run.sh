@@ -37,6 +37,7 @@ name=$(basename "$dir")
 log() { if [ -n "${FAKE_RUN_LOG:-}" ]; then echo "$*" >> "$FAKE_RUN_LOG"; fi; }
 log "start $name resume=$resume"
 echo "fake $command of $config into $dir"
+echo "threads ${OMP_NUM_THREADS:-unset}"
 sleep "$sleep"
 log "end $name"
 if [ "$fail" = 1 ]; then
