@@ -988,7 +988,9 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-/* The last non-empty line of a run's output.log, shortened. */
+/* Why a run failed, from the end of its output.log: the last line with
+ * "error:" (flava's error line, which FLAVA_DEBUG follows with another),
+ * else the last non-empty line; shortened. */
 static void last_log_line(char *line, size_t n, const flava_sweep_run *r)
 {
     char path[4200], tail[4096];
@@ -1015,9 +1017,18 @@ static void last_log_line(char *line, size_t n, const flava_sweep_run *r)
         *--end = '\0';
     if (end == tail)
         return;
-    char *start = end;
+    char *last = end, *start = end;
+    while (last > tail && last[-1] != '\n')
+        last--;
+    for (char *p = tail; (p = strstr(p, "error:")); p++)
+        start = p;
+    if (start == end)
+        start = last;
     while (start > tail && start[-1] != '\n')
         start--;
+    char *eol = strchr(start, '\n');
+    if (eol)
+        *eol = '\0';
     snprintf(line, n, "%s", trim(start));
 }
 

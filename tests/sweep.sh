@@ -56,11 +56,11 @@ rows=$(awk -F' [|] ' 'NR > 2 { sub(/^[|] /, "", $1); printf "%s ", $1 }' "$md")
     fail "rows: $rows"
 grep -q '^| zs | zeroshot | fashion-mnist | accuracy | 0.812 |  |  | ok | 1.5 s |$' "$md" ||
     fail "zs row: $(cat "$md")"
-grep -q '^| bad |  |  |  |  |  |  | failed: exit status 3: step 3: loss is NaN \\| giving up | ' "$md" ||
+grep -q '^| bad |  |  |  |  |  |  | failed: exit status 3: flava eval: error: step 3: loss is NaN \\| giving up | ' "$md" ||
     fail "bad row: $(cat "$md")"
 grep -q '^| lr-lr=0.5-seed=1 | vqa | fashion-mnist | accuracy | 0.5 | 0.5 | 1 | ok | 1.5 s |$' "$md" ||
     fail "grid row: $(cat "$md")"
-grep -q '^bad,eval,,,,,,,failed,exit status 3: step 3: loss is NaN | giving up,' "$dir/out/results.csv" ||
+grep -q '^bad,eval,,,,,,,failed,exit status 3: flava eval: error: step 3: loss is NaN | giving up,' "$dir/out/results.csv" ||
     fail "bad row in CSV: $(cat "$dir/out/results.csv")"
 grep -q 'step 3: loss is NaN' "$dir/out/bad/output.log" || fail "the run's output is not in its log"
 grep -q '^threads 3$' "$dir/out/bad/output.log" || fail "OMP_NUM_THREADS is not sweep.threads"

@@ -41,7 +41,8 @@ echo "threads ${OMP_NUM_THREADS:-unset}"
 sleep "$sleep"
 log "end $name"
 if [ "$fail" = 1 ]; then
-    echo "step 3: loss is NaN | giving up"
+    echo "flava $command: error: step 3: loss is NaN | giving up" >&2
+    echo "  (raised at src/train.c:42)" >&2
     exit 3
 fi
 [ -n "$value" ] || value=${lr:-0.5}
