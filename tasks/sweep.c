@@ -624,16 +624,16 @@ static flava_status expand_grid(flava_sweep *s, const loader *ld, const section_
             if (st == FLAVA_OK)
                 st = format_string(&point[nsets + a], "%s=%s", ax[a].key, v);
         }
+        if (st != FLAVA_OK) {
+            free(name);
+            free_strings(point, nsets + nvary);
+            break;
+        }
         for (int a = 0; a < nvary; a++) {
             strcat(name, "-");
             strcat(name, ax[a].label);
             strcat(name, "=");
             append_sanitized(name, strchr(point[nsets + a], '=') + 1);
-        }
-        if (st != FLAVA_OK) {
-            free(name);
-            free_strings(point, nsets + nvary);
-            break;
         }
         st = add_run(s, name, where, command, config, point, nsets + nvary, nvary, resume);
     }
