@@ -10,8 +10,9 @@
  *   and pooling run as oneDNN primitives cached per shape in the context
  *   (no allocation after the first call with a shape); the rest is plain C
  *   with OpenMP.
- * - With flava_ctx_precision() == FLAVA_PRECISION_BF16 the matmuls read bf16
- *   copies of their inputs and accumulate in f32; everything else is f32. */
+ * - With flava_ctx_precision() == FLAVA_PRECISION_BF16 the matmuls and the
+ *   convolution forward read bf16 copies of their inputs and accumulate in
+ *   f32; everything else is f32. */
 #ifndef FLAVA_OPS_H
 #define FLAVA_OPS_H
 
@@ -47,13 +48,15 @@ flava_status softmax_forward(flava_ctx *ctx, float *out, const float *inp, int r
 flava_status softmax_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
                               int rows, int cols);
 
-/* ---- layer norm over the last axis of [N, C]; mean/rstd [N] saved ---- */
-flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *rstd,
+/* ---- layer norm over the last axis of [N, C]; mean/var [N] (the biased
+ * variance, as oneDNN keeps it) saved for backward, or both NULL for
+ * inference ---- */
+flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *var,
                                const float *inp, const float *w, const float *b,
                                int N, int C, float eps);
 flava_status layernorm_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
                                 const float *dout, const float *inp, const float *w,
-                                const float *mean, const float *rstd, int N, int C, float eps);
+                                const float *mean, const float *var, int N, int C, float eps);
 
 /* ---- elementwise activations over n values ---- */
 flava_status gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n); /* erf GELU */
