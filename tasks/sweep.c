@@ -257,28 +257,6 @@ static cJSON *result_json(const flava_sweep_result *r)
     return o;
 }
 
-flava_status flava_sweep_result_write(const char *run_dir, const flava_sweep_result *r)
-{
-    char path[4200];
-    if (snprintf(path, sizeof path, "%s/results.json", run_dir) >= (int)sizeof path)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "run directory path too long: %s", run_dir);
-    if (!r->command || !is_command(r->command) || !r->task || !r->dataset || !r->metric)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "%s: command, task, dataset and metric are required", path);
-    cJSON *o = result_json(r);
-    char *text = o ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    if (!text)
-        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot build %s", path);
-    /* check what we promise: the reader accepts it */
-    flava_sweep_result back;
-    flava_status s = flava_sweep_result_parse(&back, text, path);
-    flava_sweep_result_free(&back);
-    if (s == FLAVA_OK)
-        s = write_atomic(path, text);
-    free(text);
-    return s;
-}
-
 /* ---- loading ---- */
 
 void flava_sweep_free(flava_sweep *s)

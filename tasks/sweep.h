@@ -8,6 +8,7 @@
  *   {"command": "eval", "task": "zeroshot", "dataset": "fashion-mnist",
  *    "metric": "accuracy", "value": 0.812,
  *    "metrics": {"accuracy": 0.812, "top5": 0.97}, "wall_seconds": 41.2}
+ * (tasks/task.h's flava_results_write writes it.)
  * A run whose results.json exists and is valid is complete and skipped when
  * the sweep starts again. The table (Markdown, CSV, JSON) has one row per
  * run in the sweep file's order. `flava sweep --help` documents the keys. */
@@ -34,9 +35,6 @@ typedef struct flava_sweep_result {
  * metrics[metric]. On failure *r is left empty. */
 flava_status flava_sweep_result_parse(flava_sweep_result *r, const char *json, const char *where);
 flava_status flava_sweep_result_read(flava_sweep_result *r, const char *path);
-/* Writes RUN_DIR/results.json (through a temporary file and a rename, so a
- * reader never sees half a file), for the run commands. */
-flava_status flava_sweep_result_write(const char *run_dir, const flava_sweep_result *r);
 void flava_sweep_result_free(flava_sweep_result *r);
 
 typedef enum flava_sweep_state {

@@ -345,32 +345,6 @@ START_TEST(test_result_errors)
 }
 END_TEST
 
-START_TEST(test_result_write_read)
-{
-    char *names[] = {"recall@1", "recall@5"};
-    double values[] = {0.25, 0.75};
-    flava_sweep_result w = {.command = "eval", .task = "retrieval", .dataset = "scenes",
-                            .metric = "recall@5", .value = 0.75, .nmetrics = 2, .names = names,
-                            .values = values, .wall_seconds = 3.25};
-    ck_assert_int_eq(flava_sweep_result_write(dir, &w), FLAVA_OK);
-    char path[512];
-    snprintf(path, sizeof path, "%s/results.json", dir);
-    flava_sweep_result r;
-    ck_assert_int_eq(flava_sweep_result_read(&r, path), FLAVA_OK);
-    ck_assert_str_eq(r.task, "retrieval");
-    ck_assert_str_eq(r.metric, "recall@5");
-    ck_assert_double_eq(r.value, 0.75);
-    ck_assert_double_eq(r.values[0], 0.25);
-    ck_assert_double_eq(r.wall_seconds, 3.25);
-    flava_sweep_result_free(&r);
-    /* what the reader would refuse is not written */
-    w.metric = "recall@10";
-    ck_assert_int_eq(flava_sweep_result_write(dir, &w), FLAVA_ERR_FORMAT);
-    snprintf(path, sizeof path, "%s/none.json", dir);
-    ck_assert_int_eq(flava_sweep_result_read(&r, path), FLAVA_ERR_IO);
-}
-END_TEST
-
 static char *table(flava_status (*write)(const flava_sweep *, FILE *), const flava_sweep *s)
 {
     char *text = NULL;
@@ -516,7 +490,6 @@ static Suite *make_sweep_suite(void)
     tcase_add_test(tc, test_sweep_file_missing);
     tcase_add_test(tc, test_result_parse);
     tcase_add_test(tc, test_result_errors);
-    tcase_add_test(tc, test_result_write_read);
     tcase_add_test(tc, test_table_md);
     tcase_add_test(tc, test_table_csv);
     tcase_add_test(tc, test_table_json);
