@@ -22,6 +22,7 @@
 
 #include "cfg.h"
 #include "runlog.h"
+#include "tsv.h"
 
 enum { MAX_GRID_POINTS = 10000, MAX_PARALLEL = 256, ERROR_LINE_MAX = 300 };
 
@@ -59,12 +60,6 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static flava_status dup_string(char **out, const char *s)
-{
-    *out = strdup(s);
-    return *out ? FLAVA_OK : FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot copy '%.80s'", s);
 }
 
 static flava_status format_string(char **out, const char *fmt, ...)
@@ -115,7 +110,7 @@ static flava_status json_string(char **out, const cJSON *root, const char *key, 
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsString(v) || !*v->valuestring)
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: \"%s\" must be a non-empty string", where, key);
-    return dup_string(out, v->valuestring);
+    return flava_strdup(out, v->valuestring);
 }
 
 static flava_status json_number(double *out, const cJSON *v, const char *key, const char *where)
@@ -156,7 +151,7 @@ static flava_status parse_result(flava_sweep_result *r, const cJSON *root, const
         char key[256];
         snprintf(key, sizeof key, "metrics.%s", m->string);
         FLAVA_TRY(json_number(&r->values[r->nmetrics], m, key, where));
-        FLAVA_TRY(dup_string(&r->names[r->nmetrics], m->string));
+        FLAVA_TRY(flava_strdup(&r->names[r->nmetrics], m->string));
         double v = r->values[r->nmetrics++];
         if (strcmp(m->string, r->metric))
             continue;
@@ -186,36 +181,14 @@ flava_status flava_sweep_result_parse(flava_sweep_result *r, const char *json, c
     return s;
 }
 
-/* The whole of a small text file, NUL-terminated. */
-static flava_status read_text(char **out, const char *path, long max_bytes)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *buf = malloc((size_t)max_bytes + 1);
-    size_t n = buf ? fread(buf, 1, (size_t)max_bytes + 1, f) : 0;
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf)
-        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot read %s", path);
-    if (failed || n > (size_t)max_bytes) {
-        free(buf);
-        return FLAVA_ERROR(failed ? FLAVA_ERR_IO : FLAVA_ERR_FORMAT, "%s: %s", path,
-                           failed ? "read error" : "larger than expected");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return FLAVA_OK;
-}
-
 flava_status flava_sweep_result_read(flava_sweep_result *r, const char *path)
 {
     memset(r, 0, sizeof *r);
     char *text;
-    FLAVA_TRY(read_text(&text, path, 1 << 20));
+    size_t n;
+    FLAVA_TRY(flava_file_read(&text, &n, path));
     flava_status s = flava_sweep_result_parse(r, text, path);
-    free(text);
+    flava_free(text);
     return s;
 }
 
@@ -351,7 +324,7 @@ static flava_status scan_sections(loader *ld, const char *path)
         ld->refs = grown;
         section_ref *ref = &ld->refs[ld->nrefs];
         *ref = (section_ref){.line = lineno, .grid = grid};
-        if ((st = dup_string(&ref->section, name)) != FLAVA_OK)
+        if ((st = flava_strdup(&ref->section, name)) != FLAVA_OK)
             break;
         ld->nrefs++;
         for (int k = 0; k < GRID_KEYS; k++) {
@@ -371,7 +344,7 @@ static flava_status resolve_path(char **out, const loader *ld, const char *secti
                                  const char *value)
 {
     if (value[0] == '/')
-        return dup_string(out, value);
+        return flava_strdup(out, value);
     const char *base = !strcmp(flava_cfg_where(ld->cfg, section, key), "-s") ? ld->cwd : ld->base;
     return format_string(out, "%s/%s", base, value);
 }
@@ -525,9 +498,9 @@ static flava_status add_run(flava_sweep *s, char *name, const char *where, const
     flava_sweep_run *r = &s->runs[s->nruns++];
     *r = (flava_sweep_run){.name = name, .sets = sets, .nsets = nsets, .nvaried = nvaried,
                            .resume = resume, .pid = -1};
-    FLAVA_TRY(dup_string(&r->where, where));
-    FLAVA_TRY(dup_string(&r->command, command));
-    FLAVA_TRY(dup_string(&r->config, config));
+    FLAVA_TRY(flava_strdup(&r->where, where));
+    FLAVA_TRY(flava_strdup(&r->command, command));
+    FLAVA_TRY(flava_strdup(&r->config, config));
     return format_string(&r->dir, "%s/%s", s->out, name);
 }
 
@@ -594,7 +567,7 @@ static flava_status expand_grid(flava_sweep *s, const loader *ld, const section_
         }
         strcpy(name, strchr(ref->section, '.') + 1);
         for (int j = 0; st == FLAVA_OK && j < nsets; j++)
-            st = dup_string(&point[j], sets[j]);
+            st = flava_strdup(&point[j], sets[j]);
         long rest = p;
         for (int a = nvary - 1; a >= 0; a--) { /* mixed radix, last axis fastest */
             const char *v = ax[a].values[rest % ax[a].n];
@@ -652,7 +625,7 @@ static flava_status load_sweep_section(const loader *ld)
                            flava_cfg_where(c, "sweep", "grace"), s->grace);
     FLAVA_TRY(flava_cfg_get_string(c, "sweep", "program", &program));
     if (!*program)
-        FLAVA_TRY(dup_string(&s->program, "/proc/self/exe"));
+        FLAVA_TRY(flava_strdup(&s->program, "/proc/self/exe"));
     else
         FLAVA_TRY(resolve_path(&s->program, ld, "sweep", "program", program));
     if (access(s->program, X_OK) != 0)
@@ -760,7 +733,7 @@ static flava_status register_keys(loader *ld)
 static flava_status load(loader *ld, const char *path, const char *const *overrides, int noverrides)
 {
     flava_sweep *s = ld->s;
-    FLAVA_TRY(dup_string(&s->path, path));
+    FLAVA_TRY(flava_strdup(&s->path, path));
     FLAVA_TRY(scan_sections(ld, path));
     char *copy = strdup(path);
     char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
@@ -912,7 +885,8 @@ static flava_status check_same_command(const flava_sweep *s, int i)
     FLAVA_TRY(run_file(path, sizeof path, r, "command.txt"));
     if (access(path, F_OK) != 0)
         return FLAVA_OK;
-    FLAVA_TRY(read_text(&saved, path, 1 << 20));
+    size_t n;
+    FLAVA_TRY(flava_file_read(&saved, &n, path));
     flava_status st = flava_sweep_argv(&argv, s, i, false);
     if (st == FLAVA_OK) {
         st = quote_args(&args, argv, 1);
@@ -920,7 +894,8 @@ static flava_status check_same_command(const flava_sweep *s, int i)
     }
     if (st == FLAVA_OK) {
         char *t = trim(saved);
-        size_t n = strlen(t), m = strlen(args);
+        size_t m = strlen(args);
+        n = strlen(t);
         if (n <= m || strcmp(t + n - m, args) || t[n - m - 1] != ' ')
             st = FLAVA_ERROR(FLAVA_ERR_CONFIG,
                              "%s: run %s is complete but was run with another command (%s): remove "
@@ -928,7 +903,7 @@ static flava_status check_same_command(const flava_sweep *s, int i)
                              r->where, r->name, path, r->dir);
     }
     free(args);
-    free(saved);
+    flava_free(saved);
     return st;
 }
 

@@ -308,6 +308,10 @@ START_TEST(test_result_parse)
     ck_assert_str_eq(r.names[1], "top5");
     ck_assert_double_eq(r.values[1], 0.97);
     flava_sweep_result_free(&r);
+    char path[512];
+    snprintf(path, sizeof path, "%s/none.json", dir);
+    ck_assert_int_eq(flava_sweep_result_read(&r, path), FLAVA_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "none.json"));
 }
 END_TEST
 
