@@ -261,6 +261,8 @@ START_TEST(test_config_errors)
                  "lists '2' twice");
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=2||3\n", NULL, 0, "s.cfg:4",
                  "empty value");
+    expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=2|3; c.d=0|1\n", NULL, 0,
+                 "s.cfg:4", "value '3; c.d=0' has an '=': separate the keys with commas");
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=1|2|3|4|5|6|7|8|9|10,"
                  "c.d=1|2|3|4|5|6|7|8|9|10, e.f=1|2|3|4|5|6|7|8|9|10, g.h=1|2|3|4|5|6|7|8|9|10|11\n",
                  NULL, 0, "s.cfg:4", "more than 10000 grid points");
