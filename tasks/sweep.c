@@ -464,9 +464,9 @@ static flava_status parse_axis(axis *a, const char *assignment, const char *wher
         if (!*v)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: vary %s has an empty value (in '%s')", where,
                                a->key, assignment);
-        if (strchr(v, '=')) /* most likely keys run together: a.b=1|2; c.d=3 */
+        if (strchr(v, ';')) /* keys run together, a.b=1|2; c.d=3 (a value may hold '=': paths) */
             return FLAVA_ERROR(FLAVA_ERR_CONFIG,
-                               "%s: vary %s: value '%s' has an '=': separate the keys with commas",
+                               "%s: vary %s: value '%s' has a ';': separate the keys with commas",
                                where, a->key, v);
         for (int i = 0; i < a->n - 1; i++)
             if (!strcmp(a->values[i], v))

@@ -143,11 +143,12 @@ START_TEST(test_run_names)
      * with characters unfit for a folder name gets _ for them */
     ck_assert_int_eq(load_text(&s,
                                "[grid.n]\ncommand = eval\nconfig = a.cfg\n"
-                               "vary = train.seed=1, data.seed=2, data.path=x/y z\n",
+                               "vary = train.seed=1, data.seed=2, data.path=x/y z|o/lr=1/m\n",
                                NULL, 0),
                      FLAVA_OK);
-    ck_assert_int_eq(s->nruns, 1);
+    ck_assert_int_eq(s->nruns, 2);
     ck_assert_str_eq(s->runs[0].name, "n-train.seed=1-data.seed=2-path=x_y_z");
+    ck_assert_str_eq(s->runs[1].name, "n-train.seed=1-data.seed=2-path=o_lr=1_m");
     expect_sets(&s->runs[0], (const char *const[]){"train.seed=1", "data.seed=2", "data.path=x/y z"}, 3);
     flava_sweep_free(s);
 }
@@ -262,7 +263,9 @@ START_TEST(test_config_errors)
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=2||3\n", NULL, 0, "s.cfg:4",
                  "empty value");
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=2|3; c.d=0|1\n", NULL, 0,
-                 "s.cfg:4", "value '3; c.d=0' has an '=': separate the keys with commas");
+                 "s.cfg:4", "value '3; c.d=0' has a ';': separate the keys with commas");
+    expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=2|3;c.d=0|1\n", NULL, 0,
+                 "s.cfg:4", "value '3;c.d=0' has a ';'");
     expect_error("[grid.g]\ncommand = eval\nconfig = a.cfg\nvary = a.b=1|2|3|4|5|6|7|8|9|10,"
                  "c.d=1|2|3|4|5|6|7|8|9|10, e.f=1|2|3|4|5|6|7|8|9|10, g.h=1|2|3|4|5|6|7|8|9|10|11\n",
                  NULL, 0, "s.cfg:4", "more than 10000 grid points");
