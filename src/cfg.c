@@ -1,6 +1,7 @@
 /* cfg.c - INI run configuration with registered, typed keys. */
 #include "cfg.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -478,34 +479,43 @@ flava_status flava_cfg_get_string(flava_cfg *c, const char *section, const char 
     return lookup(out, NULL, c, section, key, FLAVA_CFG_STRING);
 }
 
+/* A list value split at the commas into trimmed items, in *buf (a copy of
+ * v) and *items; false if out of memory. */
+static bool split_list(char **buf, char ***items, int *n, const char *v)
+{
+    int count = *v ? 1 : 0;
+    for (const char *p = v; *p; p++)
+        count += *p == ',';
+    *buf = strdup(v);
+    *items = calloc((size_t)count + 1, sizeof **items);
+    if (!*buf || !*items) {
+        free(*buf);
+        free(*items);
+        *buf = NULL;
+        *items = NULL;
+        return false;
+    }
+    char *p = *buf;
+    for (int i = 0; i < count; i++) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        (*items)[i] = trim(p);
+        if (comma)
+            p = comma + 1;
+    }
+    *n = count;
+    return true;
+}
+
 flava_status flava_cfg_get_list(flava_cfg *c, const char *section, const char *key,
                                 const char *const **items, int *n)
 {
     const char *v;
     entry *e;
     FLAVA_TRY(lookup(&v, &e, c, section, key, FLAVA_CFG_LIST));
-    if (!e->list_buf) {
-        int count = *v ? 1 : 0;
-        for (const char *p = v; *p; p++)
-            count += *p == ',';
-        e->list_buf = strdup(v);
-        e->items = calloc((size_t)count + 1, sizeof *e->items);
-        if (!e->list_buf || !e->items) {
-            clear_list(e);
-            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot split config list %s.%s", section, key);
-        }
-        char *p = e->list_buf;
-        for (int i = 0; i < count; i++) {
-            char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            e->items[i] = trim(p);
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
-        e->nitems = count;
-    }
+    if (!e->list_buf && !split_list(&e->list_buf, &e->items, &e->nitems, v))
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot split config list %s.%s", section, key);
     *items = (const char *const *)e->items;
     *n = e->nitems;
     return FLAVA_OK;
@@ -586,5 +596,58 @@ flava_status flava_cfg_write(const flava_cfg *c, const char *path)
     int failed = ferror(f);
     if (fclose(f) != 0 || failed)
         return FLAVA_ERROR(FLAVA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return FLAVA_OK;
+}
+
+/* One value as its JSON type; values were checked when set. */
+static cJSON *json_value(const flava_cfg_key *k, const char *v)
+{
+    bool b = false;
+    switch (k->type) {
+    case FLAVA_CFG_INT:
+    case FLAVA_CFG_FLOAT:
+        return cJSON_CreateNumber(strtod(v, NULL));
+    case FLAVA_CFG_BOOL:
+        parse_bool(v, &b);
+        return cJSON_CreateBool(b);
+    case FLAVA_CFG_LIST: {
+        char *buf, **items;
+        int n;
+        if (!split_list(&buf, &items, &n, v))
+            return NULL;
+        cJSON *a = cJSON_CreateStringArray((const char *const *)items, n);
+        free(buf);
+        free(items);
+        return a;
+    }
+    case FLAVA_CFG_STRING:
+        break;
+    }
+    return cJSON_CreateString(v);
+}
+
+flava_status flava_cfg_to_json(const flava_cfg *c, char **out)
+{
+    *out = NULL;
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root != NULL;
+    for (int i = 0; ok && i < c->n; i++) {
+        const flava_cfg_key *k = c->e[i].k;
+        const char *v = c->e[i].value ? c->e[i].value : k->def;
+        if (!v)
+            continue;
+        cJSON *section = cJSON_GetObjectItemCaseSensitive(root, k->section);
+        if (!section)
+            section = cJSON_AddObjectToObject(root, k->section);
+        cJSON *value = section ? json_value(k, v) : NULL;
+        ok = value && cJSON_AddItemToObject(section, k->key, value);
+        if (!ok)
+            cJSON_Delete(value);
+    }
+    if (ok)
+        *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!*out)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot build the configuration as JSON");
     return FLAVA_OK;
 }

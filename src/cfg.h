@@ -76,4 +76,9 @@ void flava_cfg_describe(const flava_cfg *c, FILE *f);
 /* The resolved configuration as INI, loadable again (for the run directory). */
 flava_status flava_cfg_write(const flava_cfg *c, const char *path);
 
+/* The resolved configuration as JSON, {"section": {"key": value}} with
+ * typed values (lists as arrays of strings), for a checkpoint's
+ * __metadata__; required keys not set are left out. *out is freed with free(). */
+flava_status flava_cfg_to_json(const flava_cfg *c, char **out);
+
 #endif

@@ -2,6 +2,7 @@
  * error path, unread-key warnings, the key listing and the written config. */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -294,7 +295,7 @@ START_TEST(test_warn_unread)
 }
 END_TEST
 
-START_TEST(test_describe_and_write_roundtrip)
+START_TEST(test_describe_write_and_json)
 {
     flava_cfg *c = make_cfg();
     char *out = NULL;
@@ -347,6 +348,28 @@ START_TEST(test_describe_and_write_roundtrip)
     ck_assert_int_eq(n, 0);
     flava_cfg_free(back);
 
+    /* And as JSON, typed. */
+    char *json;
+    ck_assert_int_eq(flava_cfg_to_json(c, &json), FLAVA_OK);
+    cJSON *root = cJSON_Parse(json);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *optim = cJSON_GetObjectItemCaseSensitive(root, "optim");
+    const cJSON *scenes = cJSON_GetObjectItemCaseSensitive(root, "data.scenes");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(model, "hidden_size")->valuedouble, 768);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(model, "layer_norm_eps")->valuedouble, 1e-12);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(model, "name")->valuestring, "flava-full");
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(optim, "lr")->valuedouble, 2.5e-4);
+    const cJSON *nd = cJSON_GetObjectItemCaseSensitive(optim, "no_decay");
+    ck_assert_int_eq(cJSON_GetArraySize(nd), 2);
+    ck_assert_str_eq(cJSON_GetArrayItem(nd, 1)->valuestring, "ln");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(scenes, "grid")));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(scenes, "items")), 0);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(scenes, "path")); /* required, unset */
+    ck_assert_int_eq(cJSON_GetArraySize(root), 3);
+    cJSON_Delete(root);
+    free(json);
+
     ck_assert_int_eq(flava_cfg_write(c, "/nonexistent/out.cfg"), FLAVA_ERR_IO);
     ck_assert_msg_has("cannot create /nonexistent/out.cfg");
     flava_cfg_free(c);
@@ -364,7 +387,7 @@ static Suite *make_config_suite(void)
     tcase_add_test(tc, test_io_and_nul_errors);
     tcase_add_test(tc, test_required_and_misuse);
     tcase_add_test(tc, test_warn_unread);
-    tcase_add_test(tc, test_describe_and_write_roundtrip);
+    tcase_add_test(tc, test_describe_write_and_json);
     suite_add_tcase(s, tc);
     return s;
 }

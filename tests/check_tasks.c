@@ -1,7 +1,9 @@
 /* check_tasks.c - the numerical pieces of the evaluation tasks. */
 #include "testutil.h"
 
+#include "logreg.h"
 #include "recall.h"
+#include "safetensors.h"
 
 /* 3 images, 5 texts (image 0 has two captions). Ranks worked out by hand. */
 START_TEST(test_recall_hand_checked)
@@ -51,6 +53,61 @@ START_TEST(test_recall_rejects_bad_image_index)
 }
 END_TEST
 
+/* The solver against scikit-learn's LogisticRegression (lbfgs, tol 1e-12)
+ * on the same data: coefficients, intercepts and probabilities. */
+START_TEST(test_logreg_matches_sklearn)
+{
+    enum { N = 300, D = 6, K = 4 };
+    char path[512];
+    flava_st *st;
+    ck_assert_int_eq(flava_st_read(&st, test_path(path, sizeof path, "tests/fixtures/logreg.safetensors")),
+                     FLAVA_OK);
+    static float X[N * D], coef[K * D], intercept[K], probs_ref[N * K], C;
+    static int32_t y[N];
+    const int64_t sx[2] = {N, D}, sy[1] = {N}, sc[2] = {K, D}, si[1] = {K}, sp[2] = {N, K}, s1[1] = {1};
+    ck_assert_int_eq(flava_st_load_f32(X, st, "X", 2, sx), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_i32(y, st, "y", 1, sy), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(coef, st, "coef", 2, sc), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(intercept, st, "intercept", 1, si), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(probs_ref, st, "probs", 2, sp), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(&C, st, "C", 1, s1), FLAVA_OK);
+    flava_st_free(st);
+
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    flava_logreg m;
+    ck_assert_int_eq(flava_logreg_fit(ctx, &m, X, y, N, D, K, C, 1000, 1e-5), FLAVA_OK);
+    /* sklearn's multinomial coefficients are defined up to a common shift
+     * per feature only without a penalty; with L2 they are unique. */
+    double ref[K * D], refb[K], refp[N * K];
+    for (int i = 0; i < K * D; i++)
+        ref[i] = coef[i];
+    for (int k = 0; k < K; k++)
+        refb[k] = intercept[k];
+    for (int i = 0; i < N * K; i++)
+        refp[i] = probs_ref[i];
+    ck_assert_close(m.W, ref, K * D, 1e-3, 1e-4, "logreg coef");
+    ck_assert_close(m.b, refb, K, 1e-3, 1e-4, "logreg intercept");
+    static float probs[N * K];
+    static int32_t pred[N];
+    ck_assert_int_eq(flava_logreg_predict(ctx, pred, probs, &m, X, N), FLAVA_OK);
+    ck_assert_close(probs, refp, N * K, 1e-3, 1e-5, "logreg probabilities");
+    for (int n = 0; n < N; n++) { /* argmax agrees with the probabilities */
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            best = probs[n * K + k] > probs[n * K + best] ? k : best;
+        ck_assert_int_eq(pred[n], best);
+    }
+    flava_logreg_free(&m);
+
+    /* bad labels are refused, naming the sample */
+    y[5] = K;
+    ck_assert_int_eq(flava_logreg_fit(ctx, &m, X, y, N, D, K, C, 10, 1e-5), FLAVA_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "label 4 of sample 5"));
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 static Suite *make_tasks_suite(void)
 {
     Suite *s = suite_create("tasks");
@@ -59,6 +116,9 @@ static Suite *make_tasks_suite(void)
     tcase_add_test(tc, test_recall_ties_count_against_query);
     tcase_add_test(tc, test_recall_rejects_bad_image_index);
     suite_add_tcase(s, tc);
+    TCase *lr = tcase_create("logreg");
+    tcase_add_test(lr, test_logreg_matches_sklearn);
+    suite_add_tcase(s, lr);
     return s;
 }
 
