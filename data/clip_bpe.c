@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clip_unicode.h"
+#include "unicode.h"
 
 /* ---- growable arrays ---- */
 
@@ -133,52 +133,20 @@ static flava_status utf8_push(bytevec *out, uint32_t c)
     return bytes_push(out, b, n);
 }
 
-/* ---- the generated tables ---- */
-
-static int cmp_u32(const void *key, const void *row)
-{
-    uint32_t k = *(const uint32_t *)key, r = *(const uint32_t *)row;
-    return k < r ? -1 : k > r;
-}
-
-static int cmp_range(const void *key, const void *row)
-{
-    uint32_t k = *(const uint32_t *)key;
-    const uint32_t *r = row;
-    return k < r[0] ? -1 : k > r[1];
-}
-
-static int in_ranges(const uint32_t (*ranges)[2], size_t n, uint32_t c)
-{
-    return bsearch(&c, ranges, n, sizeof *ranges, cmp_range) != NULL;
-}
-
-static int is_letter(uint32_t c)
-{
-    return in_ranges(flava_clip_letter, flava_clip_letter_count, c);
-}
-
-static int is_number(uint32_t c)
-{
-    return in_ranges(flava_clip_number, flava_clip_number_count, c);
-}
-
-static int is_space(uint32_t c) { return in_ranges(flava_clip_space, flava_clip_space_count, c); }
-
 /* ---- html.unescape ---- */
 
 static int cmp_entity(const void *key, const void *row)
 {
-    return strcmp(key, ((const flava_clip_entity *)row)->name);
+    return strcmp(key, ((const flava_html_entity *)row)->name);
 }
 
-static const flava_clip_entity *entity(const char *name)
+static const flava_html_entity *entity(const char *name)
 {
-    return bsearch(name, flava_clip_html5, flava_clip_html5_count, sizeof *flava_clip_html5,
+    return bsearch(name, flava_html5, flava_html5_count, sizeof *flava_html5,
                    cmp_entity);
 }
 
-static flava_status push_entity(cpvec *out, const flava_clip_entity *e)
+static flava_status push_entity(cpvec *out, const flava_html_entity *e)
 {
     FLAVA_TRY(cp_push(out, e->cp[0]));
     return e->cp[1] ? cp_push(out, e->cp[1]) : FLAVA_OK;
@@ -189,13 +157,13 @@ static flava_status push_entity(cpvec *out, const flava_clip_entity *e)
  * HTML forbids, else the character itself. */
 static int charref(uint32_t *out, uint32_t num)
 {
-    const uint32_t(*m)[2] = bsearch(&num, flava_clip_charref, flava_clip_charref_count,
-                                    sizeof *flava_clip_charref, cmp_u32);
+    const uint32_t *m = flava_uni_lookup(flava_html_charref, flava_html_charref_count,
+                                         sizeof *flava_html_charref, num);
     if (m)
-        *out = (*m)[1];
+        *out = m[1];
     else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF)
         *out = 0xFFFD;
-    else if (in_ranges(flava_clip_bad_charref, flava_clip_bad_charref_count, num))
+    else if (flava_uni_in_ranges(flava_html_bad_charref, flava_html_bad_charref_count, num))
         return 0;
     else
         *out = num;
@@ -255,7 +223,7 @@ static flava_status unescape_at(size_t *used, cpvec *out, const uint32_t *in, si
         len++;
     }
     name[ascii] = '\0';
-    const flava_clip_entity *e = ascii == len ? entity(name) : NULL;
+    const flava_html_entity *e = ascii == len ? entity(name) : NULL;
     if (e) {
         FLAVA_TRY(push_entity(out, e));
         *used = len;
@@ -297,7 +265,7 @@ static flava_status whitespace_clean(cpvec *out, const cpvec *in)
     out->n = 0;
     int gap = 0;
     for (size_t i = 0; i < in->n; i++) {
-        if (is_space(in->v[i])) {
+        if (flava_uni_is(FLAVA_UNI_SPACE, in->v[i])) {
             gap = out->n > 0;
             continue;
         }
@@ -309,42 +277,16 @@ static flava_status whitespace_clean(cpvec *out, const cpvec *in)
     return FLAVA_OK;
 }
 
-static int ignorable(uint32_t c)
-{
-    return in_ranges(flava_clip_case_ignorable, flava_clip_case_ignorable_count, c);
-}
-
-static int cased(uint32_t c) { return in_ranges(flava_clip_cased, flava_clip_cased_count, c); }
-
-/* Capital sigma at i is final when a cased letter precedes it and none
- * follows it, case-ignorable characters skipped (Python's rule). */
-static int final_sigma(const uint32_t *s, size_t n, size_t i)
-{
-    size_t j = i;
-    while (j > 0 && ignorable(s[j - 1]))
-        j--;
-    if (j == 0 || !cased(s[j - 1]))
-        return 0;
-    for (j = i + 1; j < n && ignorable(s[j]); j++)
-        ;
-    return j == n || !cased(s[j]);
-}
-
 /* str.lower() */
 static flava_status lower(cpvec *out, const cpvec *in)
 {
     out->n = 0;
     for (size_t i = 0; i < in->n; i++) {
-        uint32_t c = in->v[i];
-        if (c == 0x3A3 && final_sigma(in->v, in->n, i)) {
-            FLAVA_TRY(cp_push(out, 0x3C2));
-            continue;
-        }
-        const uint32_t(*m)[3] = bsearch(&c, flava_clip_lower, flava_clip_lower_count,
-                                        sizeof *flava_clip_lower, cmp_u32);
-        FLAVA_TRY(cp_push(out, m ? (*m)[1] : c));
-        if (m && (*m)[2])
-            FLAVA_TRY(cp_push(out, (*m)[2]));
+        uint32_t low[2];
+        int k = flava_uni_lower(low, in->v, in->n, i);
+        FLAVA_TRY(cp_push(out, low[0]));
+        if (k == 2)
+            FLAVA_TRY(cp_push(out, low[1]));
     }
     return FLAVA_OK;
 }
@@ -743,7 +685,7 @@ static int starts_with(const uint32_t *s, size_t n, size_t i, const char *lit)
 
 /* What no branch of CLIP's pattern matches: whitespace, and U+0345 (the
  * regex module's IGNORECASE keeps it out of \p{L} and of its complement). */
-static int unmatched(uint32_t c) { return c == 0x345 || is_space(c); }
+static int unmatched(uint32_t c) { return c == 0x345 || flava_uni_is(FLAVA_UNI_SPACE, c); }
 
 /* The length of CLIP's pattern matched at s[i], 0 where nothing matches;
  * *special gets the id of a special token matched. */
@@ -769,14 +711,15 @@ static size_t match_at(int32_t *special, const flava_clip_bpe *t, const uint32_t
     if (unmatched(s[i]))
         return 0;
     size_t j = i;
-    if (is_letter(s[i])) {
-        while (j < n && is_letter(s[j]))
+    if (flava_uni_is(FLAVA_UNI_LETTER, s[i])) {
+        while (j < n && flava_uni_is(FLAVA_UNI_LETTER, s[j]))
             j++;
         return j - i;
     }
-    if (is_number(s[i]))
+    if (flava_uni_is(FLAVA_UNI_NUMBER, s[i]))
         return 1;
-    while (j < n && !unmatched(s[j]) && !is_letter(s[j]) && !is_number(s[j]))
+    while (j < n && !unmatched(s[j]) && !flava_uni_is(FLAVA_UNI_LETTER, s[j]) &&
+           !flava_uni_is(FLAVA_UNI_NUMBER, s[j]))
         j++;
     return j - i;
 }
