@@ -11,4 +11,6 @@ typedef struct flava_command {
     flava_status (*run)(int argc, char **argv);
 } flava_command;
 
+flava_status flava_cmd_report(int argc, char **argv);
+
 #endif

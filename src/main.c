@@ -8,6 +8,7 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {NULL, NULL, NULL},
 };
 

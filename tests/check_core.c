@@ -2,6 +2,9 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <unistd.h>
+
+#include "runlog.h"
 
 START_TEST(test_error_message_names_place)
 {
@@ -86,6 +89,43 @@ START_TEST(test_cache_lookup_insert_grow)
 }
 END_TEST
 
+START_TEST(test_runlog_writes_metrics_and_log)
+{
+    char dir[] = "/tmp/flava-runlog-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char run[256], path[300];
+    snprintf(run, sizeof run, "%s/a/b/run", dir);
+    flava_runlog rl;
+    ck_assert_int_eq(flava_runlog_open(&rl, run, 0, 10), FLAVA_OK);
+    const char *names[2] = {"loss", "loss_info.mlm"};
+    const double values[2] = {2.5, 0.125};
+    ck_assert_int_eq(flava_runlog_metrics(&rl, 3, names, values, 2), FLAVA_OK);
+    flava_runlog_printf(&rl, "hello %d", 42);
+    flava_runlog_close(&rl);
+
+    char line[256];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    fclose(f);
+    ck_assert_str_eq(line, "{\"step\": 3, \"loss\": 2.5, \"loss_info.mlm\": 0.125}\n");
+    snprintf(path, sizeof path, "%s/log.txt", run);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(line, "hello 42"));
+
+    /* a file where a directory should be */
+    snprintf(path, sizeof path, "%s/metrics.jsonl/x", run);
+    ck_assert_int_eq(flava_mkdirs(path), FLAVA_ERR_IO);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *make_core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -94,6 +134,7 @@ static Suite *make_core_suite(void)
     tcase_add_test(tc, test_rng_streams_repeat_and_differ);
     tcase_add_test(tc, test_rng_moments);
     tcase_add_test(tc, test_cache_lookup_insert_grow);
+    tcase_add_test(tc, test_runlog_writes_metrics_and_log);
     suite_add_tcase(s, tc);
     return s;
 }
