@@ -188,14 +188,14 @@ size_t flava_encoder_scratch_floats(const flava_encoder_spec *s, int B, int T)
     return N * C + 2 * N * wide;
 }
 
-static flava_status act_forward(flava_ctx *ctx, flava_activation act, float *out,
-                                const float *inp, int64_t n)
+flava_status flava_act_forward(flava_ctx *ctx, flava_activation act, float *out,
+                               const float *inp, int64_t n)
 {
     return act == FLAVA_ACT_GELU ? gelu_forward(ctx, out, inp, n) : relu_forward(ctx, out, inp, n);
 }
 
-static flava_status act_backward(flava_ctx *ctx, flava_activation act, float *dinp,
-                                 const float *dout, const float *inp, int64_t n)
+flava_status flava_act_backward(flava_ctx *ctx, flava_activation act, float *dinp,
+                                const float *dout, const float *inp, int64_t n)
 {
     return act == FLAVA_ACT_GELU ? gelu_backward(ctx, dinp, dout, inp, n)
                                  : relu_backward(ctx, dinp, dout, inp, n);
@@ -240,7 +240,7 @@ flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const
             FLAVA_TRY(layernorm_forward(ctx, ln2, m2, v2s, r1, PP(o->ln2_w), PP(o->ln2_b), N, C,
                                         s->eps));
             FLAVA_TRY(linear_forward(ctx, fc1, ln2, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
-            FLAVA_TRY(act_forward(ctx, s->act, act, fc1, (int64_t)NF));
+            FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)NF));
             FLAVA_TRY(linear_forward(ctx, y, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
             add_inplace(y, r1, NC);
         } else {
@@ -248,7 +248,7 @@ flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const
             FLAVA_TRY(layernorm_forward(ctx, ln1, m1, v1s, r1, PP(o->ln1_w), PP(o->ln1_b), N, C,
                                         s->eps));
             FLAVA_TRY(linear_forward(ctx, fc1, ln1, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
-            FLAVA_TRY(act_forward(ctx, s->act, act, fc1, (int64_t)NF));
+            FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)NF));
             FLAVA_TRY(linear_forward(ctx, r2, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
             add_inplace(r2, ln1, NC);
             FLAVA_TRY(layernorm_forward(ctx, y, m2, v2s, r2, PP(o->ln2_w), PP(o->ln2_b), N, C,
@@ -301,7 +301,7 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->fc2_w), GG(o->fc2_b), dx, act,
                                       PP(o->fc2_w), N, FF, C));
             memset(d2, 0, NF * sizeof *d2);
-            FLAVA_TRY(act_backward(ctx, s->act, d2, d1, fc1, (int64_t)NF));
+            FLAVA_TRY(flava_act_backward(ctx, s->act, d2, d1, fc1, (int64_t)NF));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->fc1_w), GG(o->fc1_b), d2, ln2,
                                       PP(o->fc1_w), N, C, FF));
@@ -329,7 +329,7 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
             FLAVA_TRY(linear_backward(ctx, d2, GG(o->fc2_w), GG(o->fc2_b), d1, act,
                                       PP(o->fc2_w), N, FF, C));
             memset(d1, 0, NF * sizeof *d1);
-            FLAVA_TRY(act_backward(ctx, s->act, d1, d2, fc1, (int64_t)NF));
+            FLAVA_TRY(flava_act_backward(ctx, s->act, d1, d2, fc1, (int64_t)NF));
             FLAVA_TRY(linear_backward(ctx, dx, GG(o->fc1_w), GG(o->fc1_b), d1, ln1,
                                       PP(o->fc1_w), N, C, FF));
             memset(d1, 0, NC * sizeof *d1);

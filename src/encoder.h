@@ -26,6 +26,11 @@ typedef enum flava_activation {
 
 /* Parses an HF `hidden_act` string ("gelu", "relu"). */
 flava_status flava_activation_parse(flava_activation *out, const char *name);
+/* The activation over n values, forward and (accumulating) backward. */
+flava_status flava_act_forward(flava_ctx *ctx, flava_activation act, float *out,
+                               const float *inp, int64_t n);
+flava_status flava_act_backward(flava_ctx *ctx, flava_activation act, float *dinp,
+                                const float *dout, const float *inp, int64_t n);
 
 typedef struct flava_encoder_spec {
     int layers, hidden, heads, intermediate;

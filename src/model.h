@@ -109,8 +109,11 @@ typedef struct flava_head_io {
     float *grads;              /* NULL when not training */
     flava_seq image, text;     /* unmasked passes */
     flava_seq image_masked, text_masked, multimodal_masked;
-    const float *image_pooled, *text_pooled, *multimodal_masked_pooled; /* [B,C] */
-    float *d_multimodal_masked_pooled;
+    /* pooled outputs (tanh(dense(CLS))) of the masked-slot passes, which in
+     * fine-tuning (no masks given) see the plain inputs, and their
+     * gradients: [0] image, [1] text, [2] multimodal; NULL if not run */
+    const float *pooled[3];
+    float *dpooled[3];
     const uint8_t *pos_mask;   /* [B] positive pairs (ITM labels), or NULL = all */
 } flava_head_io;
 
@@ -126,12 +129,14 @@ typedef struct flava_head_state {
     float loss;        /* unweighted loss of the last forward */
     const float *logits; /* [nrows, ncols] of the last forward */
     int ncols;
+    const float *logits2; /* a second output (contrastive: per text), same shape */
     double correct;    /* metric numerator (e.g. correct predictions) */
 } flava_head_state;
 
 struct flava_head_ops {
     const char *name;   /* run-config name and `loss_info.<name>` */
-    const char *logits_name; /* HF output name of its logits */
+    const char *logits_name;  /* HF output name of its logits */
+    const char *logits2_name; /* of its second output, or NULL */
     /* Adds its parameters to the table (NULL: it has none). */
     flava_status (*declare)(flava_param_table *t, const flava_config *c);
     /* Floats of working memory for a batch of B samples, T tokens, P patches. */
@@ -165,23 +170,27 @@ typedef struct flava_linear_off {
 
 /* Activations of one pass of one modality (carved from the model arena). */
 typedef struct flava_image_pass {
+    int ran;
     float *patches;    /* [B,P,C] conv output (NHWC) */
     flava_encoder_acts enc;
     float *cls, *pooled_pre, *pooled; /* [B,C] */
-    float *dout, *dlast;              /* [B,S,C] gradients of out and x[L] */
+    float *dout, *dlast, *dpooled;    /* gradients of out and x[L] [B,S,C], pooled [B,C] */
 } flava_image_pass;
 typedef struct flava_text_pass {
+    int ran;
+    const int32_t *ids;
     float *emb, *emb_mean, *emb_var;  /* [B,T,C] pre-LN sum, LN stats */
     flava_encoder_acts enc;
     float *cls, *pooled_pre, *pooled;
-    float *dout, *dlast;
+    float *dout, *dlast, *dpooled;
 } flava_text_pass;
 typedef struct flava_mm_pass {
     float *key_mask;                 /* [B,S] */
     float *img_proj, *txt_proj;      /* [B,Si,Cm], [B,T,Cm] */
     flava_encoder_acts enc;
+    int ran;
     float *cls, *pooled_pre, *pooled;
-    float *dout, *dpooled;
+    float *dout, *dlast, *dpooled;
 } flava_mm_pass;
 
 struct flava_model {
@@ -205,7 +214,7 @@ struct flava_model {
     flava_image_pass img, img_m;
     flava_text_pass txt, txt_m;
     flava_mm_pass mm, mm_m;
-    float *enc_scratch;
+    float *enc_scratch, *tmp_a, *tmp_b;
     int32_t *zero_types;  /* [B,T] token types when the batch has none */
     uint8_t *pos_mask;    /* [B] */
     flava_head_state head[FLAVA_NUM_HEADS];
