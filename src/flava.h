@@ -8,5 +8,7 @@
 #include "ctx.h"
 #include "ops.h"
 #include "batch.h"
+#include "safetensors.h"
+#include "optim.h"
 
 #endif

@@ -19,8 +19,10 @@ def save(path, tensors, metadata=None):
     offset = 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
-        raw = t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else \
-            t.to(torch.uint8).numpy().tobytes()
+        # flattened first: a 0-d tensor cannot be viewed as bytes
+        flat = t.reshape(-1)
+        raw = flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else \
+            flat.to(torch.uint8).numpy().tobytes()
         header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
@@ -47,6 +49,9 @@ def load(path):
     for name, h in header.items():
         a, b = h["data_offsets"]
         dtype = _TORCH[h["dtype"]]
+        if a == b:  # frombuffer refuses an empty buffer
+            out[name] = torch.empty(h["shape"], dtype=dtype)
+            continue
         raw = torch.frombuffer(bytearray(data[a:b]), dtype=torch.uint8)
         if dtype == torch.bool:
             t = raw.to(torch.bool)
