@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codebook.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -167,6 +168,8 @@ static void free_acts(flava_model *m)
     m->zero_types = NULL;
     flava_free(m->pos_mask);
     m->pos_mask = NULL;
+    flava_free(m->codebook_labels);
+    m->codebook_labels = NULL;
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
         flava_free(m->head[h].mem);
         flava_free(m->head[h].rows);
@@ -181,6 +184,7 @@ void flava_model_destroy(flava_model *m)
     if (!m)
         return;
     free_acts(m);
+    flava_codebook_destroy(m->codebook);
     flava_encoder_free(&m->image_enc);
     flava_encoder_free(&m->text_enc);
     flava_encoder_free(&m->mm_enc);
@@ -352,6 +356,8 @@ static flava_status bind(flava_model *m, int B, int T, int P)
     FLAVA_TRY(flava_alloc((void **)&m->zero_types, (size_t)B * (T ? T : 1) * sizeof(int32_t),
                           "the token types"));
     FLAVA_TRY(flava_alloc((void **)&m->pos_mask, (size_t)B, "the positive-pair mask"));
+    FLAVA_TRY(flava_alloc((void **)&m->codebook_labels, (size_t)B * P * sizeof(int32_t),
+                          "the codebook labels"));
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
         if (!m->heads.enabled[h])
             continue;
@@ -677,13 +683,23 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     if (m->img_m.ran && m->txt_m.ran)
         FLAVA_TRY(mm_forward(ctx, m, &m->mm_m, &m->img_m, &m->txt_m, b));
 
+    /* MIM targets from the codebook when the batch brings none (HF) */
+    m->view = *b;
+    if (!b->mim_labels && (m->img_m.ran || m->mm_m.ran) && m->codebook &&
+        b->codebook_pixel_values) {
+        const int n = 8 * side; /* three 2x2 pools down to the patch grid */
+        FLAVA_TRY(flava_codebook_forward(ctx, m->codebook, m->codebook_labels, NULL,
+                                         b->codebook_pixel_values, b->B, n, n));
+        m->view.mim_labels = m->codebook_labels;
+    }
+
     const int Ci = c->image.enc.hidden_size, Ct = c->text.enc.hidden_size,
               Cm = c->multimodal.enc.hidden_size;
     flava_head_io *io = &m->io;
     memset(io, 0, sizeof *io);
     io->ctx = ctx;
     io->model = m;
-    io->batch = b;
+    io->batch = &m->view;
     io->params = m->params;
     io->grads = m->grads;
     io->image = seq_of(&m->img.enc, m->img.dout, m->img.ran, Ci);

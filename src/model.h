@@ -193,8 +193,13 @@ typedef struct flava_mm_pass {
     float *dout, *dlast, *dpooled;
 } flava_mm_pass;
 
+struct flava_codebook;
+
 struct flava_model {
     flava_config cfg;
+    /* the frozen dVAE giving MIM targets when a batch has no mim_labels;
+     * NULL unless the checkpoint has `image_codebook.*` weights */
+    struct flava_codebook *codebook;
     flava_head_set heads;
     flava_param_table table;
     float *params, *grads; /* grads NULL until flava_model_alloc_grads */
@@ -217,6 +222,8 @@ struct flava_model {
     float *enc_scratch, *tmp_a, *tmp_b;
     int32_t *zero_types;  /* [B,T] token types when the batch has none */
     uint8_t *pos_mask;    /* [B] */
+    int32_t *codebook_labels; /* [B,P] MIM targets from the codebook */
+    flava_batch view;     /* the batch the heads read (codebook labels filled in) */
     flava_head_state head[FLAVA_NUM_HEADS];
     int head_ran[FLAVA_NUM_HEADS];
     flava_head_io io;
