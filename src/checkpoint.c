@@ -518,8 +518,17 @@ flava_status flava_batch_read(flava_batch *b, const flava_st *st, const flava_co
     IN(input_ids_masked, 0, 2, 1);
     IN(token_type_ids, 0, 2, 1);
     IN(mlm_labels, 0, 2, 1);
+    /* attention_mask: HF passes it as integers; the model wants floats */
+    const flava_st_tensor *am = flava_st_find(st, "attention_mask");
+    const int am_float = am && (am->dtype == FLAVA_F32 || am->dtype == FLAVA_BF16);
     if (s == FLAVA_OK)
-        s = read_input(&mask, 1, st, "attention_mask", bt, 2, 1);
+        s = read_input(&mask, am_float, st, "attention_mask", bt, 2, 1);
+    if (s == FLAVA_OK && mask && !am_float) {
+        int32_t *iv = mask;
+        float *fv = mask; /* same size: converted in place */
+        for (int64_t i = 0; i < bt[0] * bt[1]; i++)
+            fv[i] = (float)iv[i];
+    }
     b->attention_mask = mask;
     img[0] = bt[0];
     if (s == FLAVA_OK)

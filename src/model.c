@@ -324,7 +324,7 @@ static size_t layout(flava_model *m, float *mem)
         TAKE(mp[k]->pooled, B * Cm);
         TAKE(mp[k]->dpooled, B * Cm);
         TAKE(mp[k]->dout, (size_t)B * Sm * Cm);
-        TAKE(mp[k]->dlast, (size_t)B * Sm * Cm);
+        TAKE(mp[k]->out_pos, (size_t)B * Sm * Cm);
     }
     size_t scratch = flava_encoder_scratch_floats(&m->image_enc.spec, B, Si);
     size_t s2 = flava_encoder_scratch_floats(&m->text_enc.spec, B, T);
@@ -537,6 +537,10 @@ static flava_status text_backward(flava_ctx *ctx, flava_model *m, flava_text_pas
                                  tp->emb_mean, tp->emb_var, N, C,
                                  (float)m->cfg.text.enc.layer_norm_eps));
     FLAVA_TRY(embedding_backward(GRD(e->word), de, tp->ids, N, C));
+    /* nn.Embedding(padding_idx): the padding row never learns */
+    const int pad = m->cfg.text.pad_token_id;
+    if (pad >= 0 && pad < m->cfg.text.vocab_size)
+        memset(GRD(e->word) + (size_t)pad * C, 0, (size_t)C * sizeof(float));
     FLAVA_TRY(embedding_backward(GRD(e->type), de, types, N, C));
     float *gpos = GRD(e->pos);
 #pragma omp parallel for schedule(static)
@@ -742,6 +746,70 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     return FLAVA_OK;
 }
 
+static void add_output(flava_output *o, int *n, const char *name, const float *data, int ndim,
+                       int64_t d0, int64_t d1, int64_t d2)
+{
+    flava_output *e = &o[(*n)++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->data = data;
+    e->ndim = ndim;
+    e->shape[0] = d0, e->shape[1] = d1, e->shape[2] = d2;
+}
+
+static void add_scalar(flava_output *o, int *n, const char *name, float v)
+{
+    add_output(o, n, name, NULL, 0, 0, 0, 0);
+    o[*n - 1].value = v;
+    o[*n - 1].data = &o[*n - 1].value;
+}
+
+int flava_model_outputs(flava_model *m, flava_output *out)
+{
+    int n = 0;
+    const flava_encoder_acts *a[5] = {&m->img.enc, &m->txt.enc, &m->mm.enc, &m->img_m.enc,
+                                      &m->txt_m.enc};
+    const int ran[5] = {m->img.ran, m->txt.ran, m->mm.ran, m->img_m.ran, m->txt_m.ran};
+    const int C[5] = {m->cfg.image.enc.hidden_size, m->cfg.text.enc.hidden_size,
+                      m->cfg.multimodal.enc.hidden_size, m->cfg.image.enc.hidden_size,
+                      m->cfg.text.enc.hidden_size};
+    static const char *const names[5] = {"image_embeddings", "text_embeddings",
+                                         "multimodal_embeddings", "image_masked_embeddings",
+                                         "text_masked_embeddings"};
+    for (int k = 0; k < 5; k++)
+        if (ran[k])
+            add_output(out, &n, names[k], a[k]->out, 3, a[k]->B, a[k]->T, C[k]);
+    if (m->mm_m.ran) {
+        /* HF keeps the positive pairs only once ITM has filtered them */
+        const int S = mm_seq(m), Cm = m->cfg.multimodal.enc.hidden_size;
+        int rows = 0;
+        for (int i = 0; i < m->B; i++) {
+            if (m->io.pos_mask && !m->io.pos_mask[i])
+                continue;
+            memcpy(m->mm_m.out_pos + (size_t)rows * S * Cm, m->mm_m.enc.out + (size_t)i * S * Cm,
+                   (size_t)S * Cm * sizeof(float));
+            rows++;
+        }
+        add_output(out, &n, "multimodal_masked_embeddings", m->mm_m.out_pos, 3, rows, S, Cm);
+    }
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+        if (!m->head_ran[h])
+            continue;
+        const flava_head_state *st = &m->head[h];
+        const flava_head_ops *ops = flava_heads[h];
+        add_output(out, &n, ops->logits_name, st->logits, 2, st->nrows, st->ncols, 0);
+        if (ops->logits2_name)
+            add_output(out, &n, ops->logits2_name, st->logits2, 2, st->nrows, st->ncols, 0);
+        if (st->count > 0) {
+            char name[64];
+            snprintf(name, sizeof name, "loss_info.%s", ops->name);
+            add_scalar(out, &n, name, (float)(m->heads.weight[h] * st->loss));
+        }
+    }
+    if (m->has_loss)
+        add_scalar(out, &n, "loss", m->loss);
+    return n;
+}
+
 static void zero_pass_grads(float *dout, float *dlast, float *dpooled, size_t n, size_t nb)
 {
     memset(dout, 0, n * sizeof *dout);
@@ -766,9 +834,10 @@ flava_status flava_model_backward(flava_ctx *ctx, flava_model *m, const flava_ba
             zero_pass_grads(tp[k]->dout, tp[k]->dlast, tp[k]->dpooled, (size_t)B * T * Ct,
                             B * Ct);
     }
-    if (m->mm_m.ran)
-        zero_pass_grads(m->mm_m.dout, m->mm_m.dlast, m->mm_m.dpooled, (size_t)B * Sm * Cm,
-                        B * Cm);
+    if (m->mm_m.ran) {
+        memset(m->mm_m.dout, 0, (size_t)B * Sm * Cm * sizeof(float));
+        memset(m->mm_m.dpooled, 0, B * Cm * sizeof(float));
+    }
     int use_pooled = 0; /* fine-tuning heads read the pooled outputs */
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
         if (!m->head_ran[h] || m->head[h].count == 0)

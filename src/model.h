@@ -190,7 +190,8 @@ typedef struct flava_mm_pass {
     flava_encoder_acts enc;
     int ran;
     float *cls, *pooled_pre, *pooled;
-    float *dout, *dlast, *dpooled;
+    float *dout, *dpooled;
+    float *out_pos; /* out's rows of the positive pairs (HF's filtered output) */
 } flava_mm_pass;
 
 struct flava_codebook;
@@ -254,6 +255,21 @@ float *flava_model_param(const flava_model *m, const char *name, float **grad);
  * runs it: unmasked and masked passes, heads, weighted total in m->loss.
  * With `train`, keeps what backward needs and clamps logit_scale. */
 flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_batch *b, int train);
+/* One named output of the last forward, as HF FlavaForPreTrainingOutput
+ * names it (losses as `loss_info.<name>`, the multimodal sequences as
+ * `*_embeddings`, each head's logits under its HF name). */
+typedef struct flava_output {
+    char name[64];
+    const float *data;
+    int ndim;
+    int64_t shape[3];
+    float value; /* a scalar's value (data points here) */
+} flava_output;
+enum { FLAVA_MAX_OUTPUTS = 32 };
+/* Fills out[] (FLAVA_MAX_OUTPUTS entries) and returns how many. The
+ * pointers stay valid until the next forward. */
+int flava_model_outputs(flava_model *m, flava_output *out);
+
 /* Backward of m->loss; gradients accumulate into m->grads. */
 flava_status flava_model_backward(flava_ctx *ctx, flava_model *m, const flava_batch *b);
 
