@@ -150,8 +150,12 @@ flava_status layernorm_backward(flava_ctx *ctx, float *dinp, float *dw, float *d
         {DNNL_ARG_SRC, m[LN_SRC]},           {DNNL_ARG_DIFF_DST, m[LN_DDST]},
         {DNNL_ARG_MEAN, m[LN_MEAN]},         {DNNL_ARG_VARIANCE, m[LN_VAR]},
         {DNNL_ARG_SCALE, m[LN_SCALE]},       {DNNL_ARG_DIFF_SRC, m[LN_DST]},
-        {DNNL_ARG_DIFF_SCALE, m[LN_DSCALE]}, {DNNL_ARG_DIFF_SHIFT, m[LN_DSHIFT]}};
-    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, 8, args));
+        {DNNL_ARG_DIFF_SCALE, m[LN_DSCALE]}, {DNNL_ARG_DIFF_SHIFT, m[LN_DSHIFT]},
+        {DNNL_ARG_SHIFT, m[LN_SHIFT]}};
+    /* oneDNN 2.6 wants a shift argument in backward although no gradient
+     * depends on it; w (of the same size, only read) stands in for it. */
+    FLAVA_TRY(flava_dnnl_bind(m[LN_SHIFT], w));
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, 9, args));
     if (dinp)
         flava_dnnl_accumulate(dinp, e->dsrc, (int64_t)N * C);
     if (dw)
