@@ -10,6 +10,7 @@
 static const flava_command commands[] = {
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
+    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {NULL, NULL, NULL},
 };
 

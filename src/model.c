@@ -224,10 +224,17 @@ void flava_model_init_weights(flava_model *m, uint64_t seed)
                 x[k] = fill;
             continue;
         }
-        flava_rng r;
-        flava_rng_init(&r, seed, (uint64_t)i);
-        for (size_t k = 0; k < p->numel; k++)
-            x[k] = (float)(c->initializer_range * flava_rng_normal(&r));
+        /* one stream per chunk of a tensor: the same values for any number
+         * of threads */
+        const size_t chunk = (size_t)1 << 16, nchunks = (p->numel + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic)
+        for (size_t ch = 0; ch < nchunks; ch++) {
+            flava_rng r;
+            flava_rng_init(&r, seed, ((uint64_t)i << 32) | ch);
+            size_t end = (ch + 1) * chunk < p->numel ? (ch + 1) * chunk : p->numel;
+            for (size_t k = ch * chunk; k < end; k++)
+                x[k] = (float)(c->initializer_range * flava_rng_normal(&r));
+        }
     }
     /* nn.Embedding(padding_idx=pad_token_id) starts with a zero padding row */
     const int pad = c->text.pad_token_id, Ct = c->text.enc.hidden_size;

@@ -20,28 +20,6 @@ static const char *fixture(char *buf, size_t n, const char *name)
     return test_path(buf, n, rel);
 }
 
-/* Worst |a - ref| / (|ref| + 1e-2 max|ref| + floor) over the tensor:
- * relative, with near-zero entries judged against the tensor's magnitude
- * and `floor` (gradients that are zero in exact arithmetic, e.g. of key
- * biases, come out as float rounding noise). */
-static double worst_rel(const float *a, const float *ref, int64_t n, double floor,
-                        double *scale_out, int64_t *at)
-{
-    double scale = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    *at = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]) / (fabs(ref[i]) + 1e-2 * scale + floor + 1e-30);
-        if (!(e <= worst)) {
-            worst = isnan(e) ? INFINITY : e;
-            *at = i;
-        }
-    }
-    *scale_out = scale;
-    return worst;
-}
-
 static char worst_name[256]; /* the tensor of the worst error so far */
 
 static void expect_close(const char *what, const float *a, const flava_st_tensor *t, double rtol,
@@ -51,9 +29,8 @@ static void expect_close(const char *what, const float *a, const flava_st_tensor
     float *ref = malloc((size_t)(n ? n : 1) * sizeof *ref);
     ck_assert_ptr_nonnull(ref);
     ck_assert_int_eq(flava_st_to_f32(ref, t), FLAVA_OK);
-    double scale;
     int64_t at;
-    double w = worst_rel(a, ref, n, floor, &scale, &at);
+    double w = flava_rel_error(a, ref, n, floor, &at);
     if (w > *worst_seen) {
         *worst_seen = w;
         snprintf(worst_name, sizeof worst_name, "%s", t->name);
@@ -424,7 +401,9 @@ START_TEST(test_flava_full_forward)
     printf("FLAVA-full: %zu parameters in flava.* (%.1fM)\n", enc, enc / 1e6);
     ck_assert_uint_ge(enc, 240000000);
     ck_assert_uint_le(enc, 242000000);
+    double t0 = flava_now();
     flava_model_init_weights(m, 1);
+    double t1 = flava_now();
     flava_ctx *ctx;
     ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
     flava_batch b = {0};
@@ -441,6 +420,8 @@ START_TEST(test_flava_full_forward)
     flava_status s = flava_model_forward(ctx, m, &b, 0);
     ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
     ck_assert(m->mm_m.ran && m->img.ran && m->txt.ran);
+    printf("FLAVA-full: init %.1f s, forward (batch 1, both passes) %.1f s\n", t1 - t0,
+           flava_now() - t1);
     const float *o = m->mm_m.enc.out;
     for (int i = 0; i < (1 + 197 + 16) * 768; i++)
         ck_assert(isfinite(o[i]));
