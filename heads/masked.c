@@ -76,10 +76,10 @@ size_t masked_mem_floats(const masked_head *h, const flava_config *c, int B, int
 int masked_applies(const masked_head *h, const flava_head_io *io)
 {
     switch (h->seq) {
-    case MASKED_SEQ_IMAGE: /* unimodal: only without text */
-        return io->image_masked.h && !io->multimodal_masked.h;
+    case MASKED_SEQ_IMAGE: /* unimodal: only without text (HF) */
+        return io->image_masked.h && (!io->multimodal_masked.h || io->unimodal_on_paired);
     case MASKED_SEQ_TEXT:
-        return io->text_masked.h && !io->multimodal_masked.h;
+        return io->text_masked.h && (!io->multimodal_masked.h || io->unimodal_on_paired);
     default: return io->multimodal_masked.h != NULL;
     }
 }
