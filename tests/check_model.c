@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -389,6 +390,106 @@ START_TEST(test_checkpoint_errors)
 }
 END_TEST
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A HuggingFace folder: config.json + model.safetensors (no metadata), then
+ * the same weights in two BF16 shards listed by model.safetensors.index.json. */
+START_TEST(test_checkpoint_hf_folder)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char dir[4096], p[4200];
+    tmp_path(dir, sizeof dir, "hf");
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    char *json;
+    ck_assert_int_eq(flava_config_to_json(&json, &m->cfg), FLAVA_OK);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_text(p, json);
+    free(json);
+
+    /* one file, F32, the tied bias under one name only (as HF saves it) */
+    flava_st_tensor *t = calloc((size_t)m->table.n, sizeof *t);
+    uint16_t *bf = malloc(m->table.total * sizeof *bf);
+    for (size_t i = 0; i < m->table.total; i++) { /* round to nearest even */
+        uint32_t u;
+        memcpy(&u, &m->params[i], 4);
+        bf[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        t[i].name = pp->name;
+        t[i].dtype = FLAVA_F32;
+        t[i].ndim = pp->ndim;
+        memcpy(t[i].shape, pp->shape, sizeof pp->shape);
+        t[i].data = m->params + pp->offset;
+        t[i].nbytes = pp->numel * 4;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t, m->table.n, NULL, 0), FLAVA_OK);
+    flava_model *h;
+    flava_status s = flava_checkpoint_load(&h, dir, NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(memcmp(h->params, m->params, m->table.total * 4), 0);
+    flava_model_destroy(h);
+    unlink(p);
+
+    /* two BF16 shards and an index */
+    int half = m->table.n / 2;
+    for (int i = 0; i < m->table.n; i++) {
+        t[i].dtype = FLAVA_BF16;
+        t[i].data = bf + m->table.p[i].offset;
+        t[i].nbytes = m->table.p[i].numel * 2;
+    }
+    char idx[65536] = "{\"metadata\": {}, \"weight_map\": {";
+    for (int i = 0; i < m->table.n; i++) {
+        size_t k = strlen(idx);
+        snprintf(idx + k, sizeof idx - k, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
+                 i ? ", " : "", t[i].name, i < half ? 1 : 2);
+    }
+    strcat(idx, "}}");
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    write_text(p, idx);
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t, half, NULL, 0), FLAVA_OK);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t + half, m->table.n - half, NULL, 0), FLAVA_OK);
+    s = flava_checkpoint_load(&h, dir, NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    for (size_t i = 0; i < m->table.total; i++) {
+        uint32_t u = (uint32_t)bf[i] << 16;
+        float want;
+        memcpy(&want, &u, 4);
+        ck_assert_msg(h->params[i] == want, "element %zu: %g, expected %g", i, h->params[i],
+                      want);
+        ck_assert(fabsf(h->params[i] - m->params[i]) <= 4e-3f * fabsf(m->params[i]) + 1e-30f);
+    }
+    flava_model_destroy(h);
+    unlink(p);
+    /* a shard gone: the error names it */
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    unlink(p);
+    s = flava_checkpoint_load(&h, dir, NULL, 1, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), "model-00001-of-00002"), "%s",
+                  flava_error_message());
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    unlink(p);
+    rmdir(dir);
+    free(t);
+    free(bf);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 /* FLAVA-full (HF defaults): the parameter count and one forward pass. */
 START_TEST(test_flava_full_forward)
 {
@@ -445,6 +546,7 @@ Suite *make_model_suite(void)
     tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_checkpoint_errors);
+    tcase_add_test(tc, test_checkpoint_hf_folder);
     suite_add_tcase(s, tc);
     tc = tcase_create("full");
     tcase_add_test(tc, test_flava_full_forward);
