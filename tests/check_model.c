@@ -242,6 +242,94 @@ START_TEST(test_bf16_losses)
 }
 END_TEST
 
+/* Fine-tuning heads (tests/reference/finetune_fixtures.py): VQA on the
+ * multimodal pooled output, classification on the image CLS, regression on
+ * the text CLS: logits, loss and the gradients the fixture holds. */
+static void check_finetune(const char *name, flava_head_id id, const char *key,
+                           const char *value, const char *input)
+{
+    char p[4096], f[128];
+    flava_config c;
+    ck_assert_int_eq(flava_checkpoint_read_config(
+                         &c, fixture(p, sizeof p, "flava_tiny_model.safetensors")),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, key, value), FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, "classifier_input", input), FLAVA_OK);
+    flava_head_set heads = {{0}, {0}};
+    heads.enabled[id] = 1;
+    heads.weight[id] = 1;
+    flava_model *m;
+    ck_assert_int_eq(flava_model_create(&m, &c, &heads), FLAVA_OK);
+    flava_model_init_weights(m, 3);
+    /* the pretraining checkpoint has no such head: a partial load */
+    flava_status s = flava_checkpoint_load_weights(m, p, 0);
+    ck_assert_int_eq(s, FLAVA_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "missing"));
+    ck_assert_int_eq(flava_checkpoint_load_weights(m, p, 1), FLAVA_OK);
+    snprintf(f, sizeof f, "finetune_tiny_%s.safetensors", name);
+    flava_st *ref;
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, f)), FLAVA_OK);
+    int nhead = 0;
+    for (int i = 0; i < flava_st_count(ref); i++) {
+        const flava_st_tensor *t = flava_st_get(ref, i);
+        if (strncmp(t->name, "param.", 6))
+            continue;
+        const flava_param *pp = flava_params_find(&m->table, t->name + 6);
+        ck_assert_msg(pp != NULL, "%s: no parameter %s", name, t->name + 6);
+        ck_assert_int_eq(flava_st_numel(t), (int64_t)pp->numel);
+        ck_assert_int_eq(flava_st_to_f32(m->params + pp->offset, t), FLAVA_OK);
+        nhead++;
+    }
+    ck_assert_int_eq(nhead, 6);
+    flava_batch b;
+    s = flava_batch_read(&b, ref, &m->cfg);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    s = flava_model_forward(ctx, m, &b, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert(m->head_ran[id] && m->has_loss);
+    double worst = 0, worst_grad = 0;
+    expect_close(name, m->head[id].logits, flava_st_find(ref, "logits"), 1e-4, 0, &worst);
+    expect_close(name, &m->loss, flava_st_find(ref, "loss"), 1e-4, 0, &worst);
+    ck_assert_int_eq(flava_model_backward(ctx, m, &b), FLAVA_OK);
+    int ngrad = 0;
+    for (int i = 0; i < flava_st_count(ref); i++) {
+        const flava_st_tensor *t = flava_st_get(ref, i);
+        if (strncmp(t->name, "grad.", 5))
+            continue;
+        const flava_param *pp = flava_params_find(&m->table, t->name + 5);
+        ck_assert_msg(pp != NULL, "%s: no parameter %s", name, t->name + 5);
+        expect_close(name, m->grads + pp->offset, t, 1e-3, 1e-4, &worst_grad);
+        ngrad++;
+    }
+    printf("%s: logits and loss worst rel err %.3g, %d gradients worst %.3g\n", name, worst,
+           ngrad, worst_grad);
+    flava_batch_free(&b);
+    flava_st_free(ref);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+
+START_TEST(test_finetune_vqa)
+{
+    check_finetune("vqa", FLAVA_HEAD_VQA, "vqa_num_answers", "5", "multimodal");
+}
+END_TEST
+
+START_TEST(test_finetune_classify)
+{
+    check_finetune("classify", FLAVA_HEAD_CLASSIFY, "num_labels", "4", "image");
+}
+END_TEST
+
+START_TEST(test_finetune_regress)
+{
+    check_finetune("regress", FLAVA_HEAD_CLASSIFY, "num_labels", "1", "text");
+}
+END_TEST
+
 static const char *tmp_path(char *buf, size_t n, const char *name)
 {
     const char *dir = getenv("FLAVA_BUILDDIR");
@@ -579,6 +667,9 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_text_batch);
     tcase_add_test(tc, test_adamw_three_steps);
     tcase_add_test(tc, test_bf16_losses);
+    tcase_add_test(tc, test_finetune_vqa);
+    tcase_add_test(tc, test_finetune_classify);
+    tcase_add_test(tc, test_finetune_regress);
     suite_add_tcase(s, tc);
     tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_checkpoint_round_trip);
