@@ -351,9 +351,9 @@ static void text_acts_free(flava_align_text_acts *a)
 {
     if (!a)
         return;
-    free(a->mem);
-    free(a->zero_types);
-    free(a);
+    flava_free(a->mem);
+    flava_free(a->zero_types);
+    flava_free(a);
 }
 
 void flava_align_destroy(flava_align *m)
@@ -365,11 +365,11 @@ void flava_align_destroy(flava_align *m)
     flava_encoder_free(&m->text);
     flava_params_free(&m->table);
     flava_params_free(&m->buffers);
-    free(m->params);
-    free(m->grads);
-    free(m->buf);
-    free(m->counters);
-    free(m);
+    flava_free(m->params);
+    flava_free(m->grads);
+    flava_free(m->buf);
+    flava_free(m->counters);
+    flava_free(m);
 }
 
 static void fill_normal(float *w, size_t n, flava_rng *r, double std)
@@ -718,7 +718,7 @@ static flava_status read_text(char **out, const char *path)
         (*out)[n] = '\0';
     fclose(f);
     if (st != FLAVA_OK) {
-        free(*out);
+        flava_free(*out);
         *out = NULL;
     }
     return st;
@@ -727,7 +727,7 @@ static flava_status read_text(char **out, const char *path)
 static void source_free(source *s)
 {
     flava_st_free(s->st);
-    free(s->config_json);
+    flava_free(s->config_json);
     memset(s, 0, sizeof *s);
 }
 
@@ -899,8 +899,8 @@ flava_status flava_align_save(const flava_align *m, const char *path)
         const flava_st_kv meta[] = {{"config", json}, {"format", "pt"}};
         st = flava_st_write(path, t, n, meta, 2);
     }
-    free(json);
-    free(names);
-    free(t);
+    free(json); /* cJSON's */
+    flava_free(names);
+    flava_free(t);
     return st;
 }

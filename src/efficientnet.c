@@ -380,9 +380,9 @@ static void acts_free(flava_effnet_acts *a)
 {
     if (!a)
         return;
-    free(a->mem);
-    free(a->blk);
-    free(a);
+    flava_free(a->mem);
+    flava_free(a->blk);
+    flava_free(a);
 }
 
 void flava_effnet_free(flava_effnet *e)
