@@ -144,13 +144,7 @@ static flava_status read_field(char *base, const field *f, const cJSON *v, const
                                    dot, f->name, i);
             ((int *)p)[i] = (int)x->valuedouble;
         }
-        /* the per-stage lists share one count: they must agree */
-        int *count = (int *)(base + f->count);
-        if (f->count == offsetof(flava_effnet_config, nstages) && *count != n &&
-            strcmp(f->name, "kernel_sizes"))
-            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s%s%s has %d entries, kernel_sizes %d",
-                               what, s, dot, f->name, n, *count);
-        *count = n;
+        *(int *)(base + f->count) = n;
         return FLAVA_OK;
     }
     }
@@ -159,6 +153,34 @@ static flava_status read_field(char *base, const field *f, const cJSON *v, const
                        f->type == F_INT      ? "an integer"
                        : f->type == F_DOUBLE ? "a number"
                                              : "a short string");
+}
+
+/* The six per-stage lists share one length (HF indexes them together):
+ * the lists a JSON object gives must agree, and a new length needs all
+ * six. */
+static flava_status check_stage_lists(const cJSON *obj, int current, const char *what)
+{
+    static const char *const lists[] = {"kernel_sizes", "in_channels",       "out_channels",
+                                        "strides",      "num_block_repeats", "expand_ratios"};
+    int len = -1;
+    const char *first = NULL, *absent = NULL;
+    for (int i = 0; i < 6; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, lists[i]);
+        if (!cJSON_IsArray(v)) {
+            absent = absent ? absent : lists[i];
+            continue;
+        }
+        int n = cJSON_GetArraySize(v);
+        if (len >= 0 && n != len)
+            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: vision_config.%s has %d entries, %s %d",
+                               what, lists[i], n, first, len);
+        len = n, first = first ? first : lists[i];
+    }
+    if (len >= 0 && len != current && absent)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "%s: vision_config.%s has %d entries but vision_config.%s is not "
+                           "given (it keeps %d)", what, first, len, absent, current);
+    return FLAVA_OK;
 }
 
 flava_status flava_align_config_from_json(flava_align_config *c, const char *json,
@@ -183,7 +205,8 @@ flava_status flava_align_config_from_json(flava_align_config *c, const char *jso
             st = FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s is not an object", what, s->name);
             break;
         }
-        /* kernel_sizes first: the other stage lists are checked against it */
+        if (s->base == offsetof(flava_align_config, vision))
+            st = check_stage_lists(obj, c->vision.nstages, what);
         for (int j = 0; st == FLAVA_OK && j < s->n; j++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, s->fields[j].name);
             if (v && !cJSON_IsNull(v))

@@ -103,8 +103,11 @@ flava_status flava_align_encode_texts(flava_ctx *ctx, flava_align *m, float *fea
 
 /* The contrastive forward over a batch of B image-text pairs. train: batch
  * norm with batch statistics, running statistics and counters updated,
- * residual dropout with masks from `dropout_seed`; otherwise inference
- * (the text tower has no dropout in either mode). Fills m's outputs. */
+ * residual dropout with masks from `dropout_seed`; otherwise inference.
+ * The text tower runs without dropout in either mode: the shared encoder
+ * has none, so text_config's hidden_dropout_prob and
+ * attention_probs_dropout_prob (0.1 in align-base) are read and saved but
+ * not applied. Fills m's outputs. */
 flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_align_inputs *in,
                                  int train, uint64_t dropout_seed);
 /* Accumulates d loss / d parameter into m->grads for the last forward. */

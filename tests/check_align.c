@@ -5,6 +5,7 @@
  * mode; checkpoints (round trip, a missing key, a wrong shape); init. */
 #include "testutil.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "align.h"
@@ -242,6 +243,42 @@ START_TEST(test_checkpoint_round_trip)
 }
 END_TEST
 
+/* An HF folder: config.json + model.safetensors. */
+START_TEST(test_load_hf_folder)
+{
+    flava_st *st = open_fixture("tests/fixtures/align_tiny_model.safetensors");
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/check_align_hf_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(flava_st_meta(st, "config"), f);
+    fclose(f);
+    int n = flava_st_count(st);
+    flava_st_tensor *t = malloc((size_t)n * sizeof *t);
+    for (int i = 0; i < n; i++)
+        t[i] = *flava_st_get(st, i);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(path, t, n, NULL, 0), FLAVA_OK);
+    flava_align *m = NULL;
+    flava_status s = flava_align_load(&m, dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    flava_align *ref = load_tiny();
+    ck_assert_int_eq(memcmp(m->params, ref->params, ref->table.total * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(m->buf, ref->buf, ref->buffers.total * sizeof(float)), 0);
+    flava_align_destroy(ref);
+    flava_align_destroy(m);
+    free(t);
+    flava_st_free(st);
+}
+END_TEST
+
 /* Rewrites the tiny model without `drop`, or with `reshape` given the
  * wrong shape, and expects the load to fail naming it. */
 static void check_bad_checkpoint(const char *drop, const char *reshape, flava_status want)
@@ -307,6 +344,14 @@ START_TEST(test_config_defaults_and_errors)
                          "cfg"),
                      FLAVA_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(flava_error_message(), "vision_config.strides"));
+    ck_assert_int_eq(flava_align_config_from_json(
+                         &c, "{\"vision_config\": {\"kernel_sizes\": [3, 5]}}", "cfg"),
+                     FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "vision_config.in_channels"));
+    ck_assert_int_eq(flava_align_config_from_json(
+                         &c, "{\"text_config\": {\"hidden_size\": \"big\"}}", "cfg"),
+                     FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "text_config.hidden_size"));
     ck_assert_int_eq(flava_align_config_from_json(&c, "{\"model_type\": \"clip\"}", "cfg"),
                      FLAVA_ERR_CONFIG);
 }
@@ -396,6 +441,7 @@ Suite *make_align_suite(void)
     tcase_add_test(tc, test_encode_matches_forward);
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_load_refuses_missing_key);
+    tcase_add_test(tc, test_load_hf_folder);
     tcase_add_test(tc, test_config_defaults_and_errors);
     tcase_add_test(tc, test_init_as_hf);
     tcase_add_test(tc, test_gradient_steps_lower_loss);
