@@ -13,6 +13,13 @@
  * drop_connect_rate * block / blocks and the residual add. No top conv:
  * the pooled output is the mean over HxW of the last block, [B, C_last].
  *
+ * Batch-norm momentum as HF has it: HF hands batch_norm_momentum (0.99)
+ * straight to torch's BatchNorm2d, whose convention is r = (1 - m) r +
+ * m batch, so the batch statistic gets weight 0.99 (TensorFlow's
+ * EfficientNet means the reverse by 0.99). We follow HF, so running
+ * statistics match an HF training run; the expansion batch norms, built by
+ * HF without the config's momentum, use torch's default 0.1.
+ *
  * Parameters go into the caller's table under HF names
  * (PREFIX.embeddings.convolution.weight, PREFIX.encoder.blocks.N...);
  * the running statistics into a second table (buffers: not trained, not
