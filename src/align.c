@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "tsv.h"
 
 /* HF AlignModel's contrastive_loss: cross_entropy(..., label_smoothing=0.1) */
 #define ALIGN_LABEL_SMOOTHING 0.1
@@ -723,30 +724,6 @@ typedef struct source {
     char *config_json;
 } source;
 
-static flava_status read_text(char **out, const char *path)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    flava_status st = FLAVA_OK;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0)
-        st = FLAVA_ERROR(FLAVA_ERR_IO, "cannot size %s: %s", path, strerror(errno));
-    if (st == FLAVA_OK)
-        st = flava_alloc((void **)out, (size_t)n + 1, path);
-    if (st == FLAVA_OK && fread(*out, 1, (size_t)n, f) != (size_t)n)
-        st = FLAVA_ERROR(FLAVA_ERR_IO, "cannot read %s", path);
-    if (st == FLAVA_OK)
-        (*out)[n] = '\0';
-    fclose(f);
-    if (st != FLAVA_OK) {
-        flava_free(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
 static void source_free(source *s)
 {
     flava_st_free(s->st);
@@ -764,7 +741,8 @@ static flava_status source_open(source *s, const char *path)
         return flava_st_read(&s->st, path);
     char p[4096];
     snprintf(p, sizeof p, "%s/config.json", path);
-    flava_status st = read_text(&s->config_json, p);
+    size_t n;
+    flava_status st = flava_file_read(&s->config_json, &n, p);
     snprintf(p, sizeof p, "%s/model.safetensors", path);
     if (st == FLAVA_OK)
         st = flava_st_read(&s->st, p);
