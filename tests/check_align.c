@@ -123,14 +123,35 @@ static flava_align *load_tiny(void)
     return m;
 }
 
+/* A context, the tiny model and the fixture inputs. */
+typedef struct rig {
+    flava_ctx *ctx;
+    flava_align *m;
+    inputs x;
+} rig;
+
+static void rig_open(rig *r)
+{
+    ck_assert_int_eq(flava_ctx_create(&r->ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    r->m = load_tiny();
+    read_inputs(&r->x);
+}
+
+static void rig_close(rig *r)
+{
+    free_inputs(&r->x);
+    flava_align_destroy(r->m);
+    flava_ctx_destroy(r->ctx);
+}
+
 /* One forward + backward in `mode`, everything compared with the fixture. */
 static void check_step(int train)
 {
-    flava_ctx *ctx;
-    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
-    flava_align *m = load_tiny();
-    inputs x;
-    read_inputs(&x);
+    rig r;
+    rig_open(&r);
+    flava_ctx *ctx = r.ctx;
+    flava_align *m = r.m;
+    inputs x = r.x;
     flava_st *ref = open_fixture(train ? "tests/fixtures/align_tiny_train.safetensors"
                                        : "tests/fixtures/align_tiny_eval.safetensors");
     const char *seed = flava_st_meta(ref, "dropout_seed");
@@ -171,9 +192,7 @@ static void check_step(int train)
            train ? "train" : "eval", worst, gworst, gname, bworst);
     flava_st_free(model);
     flava_st_free(ref);
-    free_inputs(&x);
-    flava_align_destroy(m);
-    flava_ctx_destroy(ctx);
+    rig_close(&r);
 }
 
 START_TEST(test_train_step_matches_reference) { check_step(1); }
@@ -186,11 +205,11 @@ END_TEST
  * normalised, they are the inference outputs. */
 START_TEST(test_encode_matches_forward)
 {
-    flava_ctx *ctx;
-    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
-    flava_align *m = load_tiny();
-    inputs x;
-    read_inputs(&x);
+    rig r;
+    rig_open(&r);
+    flava_ctx *ctx = r.ctx;
+    flava_align *m = r.m;
+    inputs x = r.x;
     const int B = x.in.B, P = m->cfg.projection_dim;
     float *img = malloc((size_t)B * P * sizeof *img), *txt = malloc((size_t)B * P * sizeof *txt);
     ck_assert_int_eq(flava_align_encode_images(ctx, m, img, x.pixels, B, x.in.H, x.in.W), FLAVA_OK);
@@ -208,9 +227,7 @@ START_TEST(test_encode_matches_forward)
     flava_st_free(ref);
     free(img);
     free(txt);
-    free_inputs(&x);
-    flava_align_destroy(m);
-    flava_ctx_destroy(ctx);
+    rig_close(&r);
 }
 END_TEST
 
@@ -406,11 +423,11 @@ END_TEST
  * step) lower the loss on a fixed batch: the gradients train. */
 START_TEST(test_gradient_steps_lower_loss)
 {
-    flava_ctx *ctx;
-    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
-    flava_align *m = load_tiny();
-    inputs x;
-    read_inputs(&x);
+    rig r;
+    rig_open(&r);
+    flava_ctx *ctx = r.ctx;
+    flava_align *m = r.m;
+    inputs x = r.x;
     ck_assert_int_eq(flava_align_alloc_grads(m), FLAVA_OK);
     float first = 0, last = 0;
     for (int step = 0; step < 8; step++) {
@@ -425,9 +442,7 @@ START_TEST(test_gradient_steps_lower_loss)
     }
     printf("check_align: 8 gradient steps, loss %.4f -> %.4f\n", (double)first, (double)last);
     ck_assert_msg(last < 0.8f * first, "loss %g -> %g", (double)first, (double)last);
-    free_inputs(&x);
-    flava_align_destroy(m);
-    flava_ctx_destroy(ctx);
+    rig_close(&r);
 }
 END_TEST
 
