@@ -446,6 +446,31 @@ START_TEST(test_gradient_steps_lower_loss)
 }
 END_TEST
 
+/* bf16 precision (matmuls and the conv forward in bf16 where the CPU has
+ * it): the loss and logits stay near the exact ones. */
+START_TEST(test_bf16_near_exact)
+{
+    rig r;
+    rig_open(&r);
+    flava_ctx_set_precision(r.ctx, FLAVA_PRECISION_BF16);
+    ck_assert_int_eq(flava_align_forward(r.ctx, r.m, &r.x.in, 0, 0), FLAVA_OK);
+    flava_st *ref = open_fixture("tests/fixtures/align_tiny_eval.safetensors");
+    float want[9], loss;
+    const int B = r.x.in.B;
+    fixture_f32(ref, "loss", 1, &loss);
+    fixture_f32(ref, "logits_per_image", (int64_t)B * B, want);
+    double worst = 0;
+    for (int i = 0; i < B * B; i++)
+        worst = fmax(worst, fabs(r.m->logits_per_image[i] - want[i]));
+    printf("check_align bf16 (has bf16: %d): loss %.5f (exact %.5f), logits max abs err %.2e\n",
+           flava_ctx_has_bf16(r.ctx), (double)r.m->loss, (double)loss, worst);
+    ck_assert(fabsf(r.m->loss - loss) <= 0.02f * loss);
+    ck_assert(worst <= 0.05);
+    flava_st_free(ref);
+    rig_close(&r);
+}
+END_TEST
+
 Suite *make_align_suite(void);
 Suite *make_align_suite(void)
 {
@@ -460,6 +485,7 @@ Suite *make_align_suite(void)
     tcase_add_test(tc, test_config_defaults_and_errors);
     tcase_add_test(tc, test_init_as_hf);
     tcase_add_test(tc, test_gradient_steps_lower_loss);
+    tcase_add_test(tc, test_bf16_near_exact);
     suite_add_tcase(s, tc);
     return s;
 }
