@@ -10,5 +10,9 @@
 #include "batch.h"
 #include "safetensors.h"
 #include "optim.h"
+#include "params.h"
+#include "encoder.h"
+#include "model.h"
+#include "checkpoint.h"
 
 #endif
