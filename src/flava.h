@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "safetensors.h"
 #include "optim.h"
+#include "cfg.h"
 #include "params.h"
 #include "encoder.h"
 #include "model.h"

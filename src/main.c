@@ -8,8 +8,8 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
-    {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
+    {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {NULL, NULL, NULL},
 };

@@ -374,6 +374,38 @@ START_TEST(test_truncated_and_missing_files)
 }
 END_TEST
 
+/* The reference implementation puts __metadata__ first and may pad the
+ * header to any length with spaces; offsets need no alignment. */
+START_TEST(test_reads_other_writers_layout)
+{
+    make_dir();
+    char path[512];
+    const char header[] = "{\"__metadata__\":{\"format\":\"pt\"},"
+                          "\"b\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
+                          "\"a\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[3,7]}}   ";
+    unsigned char file[8 + sizeof header - 1 + 7];
+    uint64_t hlen = sizeof header - 1;
+    memcpy(file, &hlen, 8);
+    memcpy(file + 8, header, hlen);
+    const unsigned char data[7] = {1, 2, 3, 0x80, 0x3f, 0x00, 0xc0}; /* bf16 1.0, -2.0 */
+    memcpy(file + 8 + hlen, data, 7);
+    spit(in_dir(path, sizeof path, "hf.safetensors"), file, sizeof file);
+    flava_st *st;
+    ck_assert_int_eq(flava_st_read(&st, path), FLAVA_OK);
+    ck_assert_str_eq(flava_st_meta(st, "format"), "pt");
+    ck_assert_str_eq(flava_st_get(st, 0)->name, "a");
+    float a[2];
+    ck_assert_int_eq(flava_st_load_f32(a, st, "a", 1, (const int64_t[]){2}), FLAVA_OK);
+    ck_assert_float_eq(a[0], 1.0f);
+    ck_assert_float_eq(a[1], -2.0f);
+    int32_t b[3];
+    ck_assert_int_eq(flava_st_load_i32(b, st, "b", 1, (const int64_t[]){3}), FLAVA_OK);
+    ck_assert(b[0] == 1 && b[1] == 2 && b[2] == 3);
+    flava_st_free(st);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_expect_names_tensor_and_shapes)
 {
     char path[512];
@@ -512,6 +544,7 @@ static Suite *make_safetensors_suite(void)
     tcase_add_test(tc, test_rewrite_is_byte_identical);
     tcase_add_loop_test(tc, test_malformed_files, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, test_truncated_and_missing_files);
+    tcase_add_test(tc, test_reads_other_writers_layout);
     tcase_add_test(tc, test_expect_names_tensor_and_shapes);
     tcase_add_test(tc, test_writer_rejects_bad_input);
     tcase_add_test(tc, test_atomic_write);
