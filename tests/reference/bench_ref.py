@@ -17,8 +17,15 @@ group). Threads: 2. Precision: f32, and bf16 autocast (torch.autocast('cpu',
 dtype=torch.bfloat16): matmuls/convs in bf16, f32 master weights).
 
 Run: /usr/bin/python3 tests/reference/bench_ref.py [--steps N] [--warmup N]
+         [--precision f32|bf16|both]
 Prints, per precision, the median step time and samples/s over N steps
-after the warm-up.
+after the warm-up (defaults 1 + 3 steps each).
+
+Caveat: Debian's torch 1.13 is built without MKL (BLAS_INFO=generic, GEMMs
+through OpenBLAS); its f32 torch.bmm -- the attention products -- falls back
+to a slow kernel (measured ~1-3 GFLOP/s against ~80 for a Linear), so the
+f32 figure understates what PyTorch does elsewhere. bf16 bmm goes through
+oneDNN and does not suffer from this.
 """
 import argparse
 import os
@@ -75,6 +82,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--precision", choices=("f32", "bf16", "both"), default="both")
     args = ap.parse_args()
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(0)
@@ -91,18 +99,21 @@ def main():
     n_params = sum(p.numel() for _, p in named)
     print(f"bench-small: {n_params / 1e6:.1f}M trainable parameters, batch {B}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}")
-    for bf16 in (False, True):
-        times = []
+    for bf16 in {"f32": (False,), "bf16": (True,), "both": (False, True)}[args.precision]:
+        times, cpu = [], []
         for i in range(args.warmup + args.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = step(model, opt, batch, bf16)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         med = statistics.median(times)
         losses = " ".join(f"{k[10:]}={v.item():.3f}" for k, v in out.items()
                           if k.startswith("loss_info."))
-        print(f"{'bf16' if bf16 else 'f32 '}: median step {med:.3f} s over {len(times)} "
-              f"steps -> {B / med:.2f} samples/s   ({losses})")
+        # CPU seconds tell how much of the 2 cores the step got on a shared machine
+        print(f"{'bf16' if bf16 else 'f32 '}: median step {med:.3f} s "
+              f"(CPU {statistics.median(cpu):.1f} s) over {len(times)} steps -> "
+              f"{B / med:.2f} samples/s   ({losses})")
 
 
 if __name__ == "__main__":

@@ -394,7 +394,10 @@ class MaskedPredictionHead(nn.Module):
 
     def forward(self, x):
         t = self.transform
-        return self.decoder(t.LayerNorm(F.gelu(t.dense(x))))
+        h = F.gelu(t.dense(x))
+        # no-op in f32/f64; under torch 1.13's CPU bf16 autocast LayerNorm
+        # refuses a bf16 input with f32 weights
+        return self.decoder(t.LayerNorm(h.to(t.LayerNorm.weight.dtype)))
 
 
 class ITMHead(nn.Module):
