@@ -330,6 +330,44 @@ START_TEST(test_finetune_regress)
 }
 END_TEST
 
+/* A smaller batch after a larger one reuses the arena (no allocation) and
+ * gives what a fresh model gives. */
+START_TEST(test_smaller_batch_reuses_arena)
+{
+    flava_ctx *ctx, *ctx2;
+    flava_model *m = load_tiny(&ctx), *fresh = load_tiny(&ctx2);
+    flava_batch b;
+    flava_st *in;
+    read_batch(&b, &in, m, "image_text");
+    ck_assert_int_eq(flava_model_forward(ctx, m, &b, 0), FLAVA_OK);
+    float *arena = m->arena;
+    flava_batch two = b;
+    two.B = 2;
+    ck_assert_int_eq(flava_model_forward(ctx, m, &two, 0), FLAVA_OK);
+    ck_assert_ptr_eq(m->arena, arena);
+    ck_assert_int_eq(flava_model_forward(ctx2, fresh, &two, 0), FLAVA_OK);
+    flava_output a[FLAVA_MAX_OUTPUTS], f[FLAVA_MAX_OUTPUTS];
+    int na = flava_model_outputs(m, a), nf = flava_model_outputs(fresh, f);
+    ck_assert_int_eq(na, nf);
+    for (int i = 0; i < na; i++) {
+        ck_assert_str_eq(a[i].name, f[i].name);
+        int64_t n = 1;
+        for (int d = 0; d < a[i].ndim; d++) {
+            ck_assert_int_eq(a[i].shape[d], f[i].shape[d]);
+            n *= a[i].shape[d];
+        }
+        ck_assert_msg(!memcmp(a[i].data, f[i].data, (size_t)n * sizeof(float)), "%s differs",
+                      a[i].name);
+    }
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_model_destroy(fresh);
+    flava_ctx_destroy(ctx2);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 /* The encoder in FLAVA's unused configuration (post-LN, ReLU, causal with
  * a key mask, no final LN) against tests/reference/encoder_fixtures.py. */
 START_TEST(test_encoder_post_ln)
@@ -773,6 +811,7 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_finetune_regress);
     suite_add_tcase(s, tc);
     tcase_add_test(tc, test_encoder_post_ln);
+    tcase_add_test(tc, test_smaller_batch_reuses_arena);
     tcase_add_test(tc, test_config_json);
     tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_checkpoint_round_trip);
