@@ -12,6 +12,7 @@ typedef struct flava_command {
 } flava_command;
 
 flava_status flava_cmd_data(int argc, char **argv); /* data VERB: generators, converters */
+flava_status flava_cmd_forward(int argc, char **argv);
 flava_status flava_cmd_info(int argc, char **argv);
 flava_status flava_cmd_report(int argc, char **argv);
 flava_status flava_cmd_tokenizer(int argc, char **argv);
