@@ -61,6 +61,10 @@ flava_status layernorm_backward(flava_ctx *ctx, float *dinp, float *dw, float *d
 flava_status gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n); /* erf GELU */
 flava_status gelu_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
                            int64_t n);
+/* CLIP's quick_gelu: x * sigmoid(1.702 x) */
+flava_status quick_gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status quick_gelu_backward(flava_ctx *ctx, float *dinp, const float *dout,
+                                 const float *inp, int64_t n);
 flava_status tanh_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
 flava_status tanh_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
                            int64_t n);
