@@ -8,8 +8,9 @@ semantics, see its docstring).
 Two tiny configs, each a model file and an io file:
 - quick_gelu: hidden_act quick_gelu in both towers, text eos_token_id 2 (the
   original checkpoints' config: pooled at argmax(input_ids)).
-- gelu: hidden_act gelu, eos_token_id 49 = the pad id too (pooled at the
-  FIRST eos, as later HF configs do).
+- gelu: hidden_act gelu, eos_token_id 3 = the pad id too (pooled at the
+  FIRST eos, as later HF configs do; BOS 48 is the largest id, so argmax
+  pooling would differ).
 model file: every parameter under its HF name (F32), the config JSON (HF
 CLIPConfig fields, model_type "clip") in __metadata__["config"]. Weights are
 HF's init drawn from a torch.Generator, then biases, LayerNorms and
@@ -51,16 +52,16 @@ def config(act, eos):
 
 
 def inputs(gen, eos_pool):
-    """4 captions of T=9 with lengths 9, 5, 7, 3: BOS, words, EOS, padding.
-    With eos_pool 2 the EOS is the largest id (49) and padding is 0; else
-    EOS = pad = eos_pool."""
+    """4 captions of T=9 with lengths 9, 5, 7, 3: BOS (48), words, EOS,
+    padding. With eos_pool 2 (legacy) the EOS is the largest id, 49, and
+    padding is 0; else EOS = pad = eos_pool and words avoid it."""
     B, T, lengths = 4, 9, [9, 5, 7, 3]
     ids = torch.zeros(B, T, dtype=torch.int64)
     mask = torch.zeros(B, T, dtype=torch.int64)
-    eos = 49
+    eos = 49 if eos_pool == 2 else eos_pool
     pad = 0 if eos_pool == 2 else eos
     for b, n in enumerate(lengths):
-        words = torch.randint(2, 48, (n - 2,), generator=gen)
+        words = torch.randint(2 if eos_pool == 2 else eos + 1, 48, (n - 2,), generator=gen)
         ids[b] = pad
         ids[b, 0] = 48
         ids[b, 1:n - 1] = words
@@ -96,4 +97,4 @@ def make(act, eos_pool, seed):
 if __name__ == "__main__":
     torch.set_num_threads(2)
     make("quick_gelu", 2, 1234)
-    make("gelu", 49, 4321)
+    make("gelu", 3, 4321)
