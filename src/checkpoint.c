@@ -305,8 +305,23 @@ static flava_status load_table(const source *s, const flava_param_table *tab, fl
     return FLAVA_OK;
 }
 
+/* Refuses mis-shaped tensors, and missing or unexpected keys unless partial. */
 static flava_status load_verdict(const char *path, const namelist *missing,
-                                 const namelist *unexpected, const namelist *bad, int partial);
+                                 const namelist *unexpected, const namelist *bad, int partial)
+{
+    if (bad->count)
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: %d tensor(s) of the wrong shape: %s%s", path,
+                           bad->count, bad->buf, bad->count > 12 ? ", ..." : "");
+    if (!partial && (missing->count || unexpected->count))
+        return FLAVA_ERROR(FLAVA_ERR_FORMAT,
+                           "%s: %d missing key(s)%s%s%s; %d unexpected key(s)%s%s%s "
+                           "(a partial load allows both)",
+                           path, missing->count, missing->count ? ": " : "", missing->buf,
+                           missing->count > 12 ? ", ..." : "", unexpected->count,
+                           unexpected->count ? ": " : "", unexpected->buf,
+                           unexpected->count > 12 ? ", ..." : "");
+    return FLAVA_OK;
+}
 
 flava_status flava_checkpoint_load_table(const flava_param_table *t, float *params,
                                          const char *path, int partial)
@@ -334,23 +349,6 @@ flava_status flava_checkpoint_load_weights(flava_model *m, const char *path, int
     source_free(&s);
     FLAVA_TRY(st);
     return load_verdict(path, &missing, &unexpected, &bad, partial);
-}
-
-static flava_status load_verdict(const char *path, const namelist *missing,
-                                 const namelist *unexpected, const namelist *bad, int partial)
-{
-    if (bad->count)
-        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: %d tensor(s) of the wrong shape: %s%s", path,
-                           bad->count, bad->buf, bad->count > 12 ? ", ..." : "");
-    if (!partial && (missing->count || unexpected->count))
-        return FLAVA_ERROR(FLAVA_ERR_FORMAT,
-                           "%s: %d missing key(s)%s%s%s; %d unexpected key(s)%s%s%s "
-                           "(a partial load allows both)",
-                           path, missing->count, missing->count ? ": " : "", missing->buf,
-                           missing->count > 12 ? ", ..." : "", unexpected->count,
-                           unexpected->count ? ": " : "", unexpected->buf,
-                           unexpected->count > 12 ? ", ..." : "");
-    return FLAVA_OK;
 }
 
 flava_status flava_checkpoint_load(flava_model **out, const char *path,

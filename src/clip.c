@@ -725,63 +725,49 @@ static double ce_diagonal(float *probs, const float *logits, int B)
     return loss / B;
 }
 
-flava_status flava_clip_contrastive_forward(float *loss, float *logits_per_text,
-                                            float *logits_per_image, float *probs_t,
-                                            float *probs_i, const float *image,
+flava_status flava_clip_contrastive_forward(flava_ctx *ctx, float *loss,
+                                            float *logits_per_text, float *logits_per_image,
+                                            float *probs_t, float *probs_i, const float *image,
                                             const float *text, float scale, int B, int D)
 {
     if (B <= 0 || D <= 0)
         return FLAVA_ERROR(FLAVA_ERR_SHAPE, "contrastive loss over %d pairs of %d features", B,
                            D);
+    FLAVA_TRY(linear_forward(ctx, logits_per_text, text, image, NULL, B, D, B));
     for (int t = 0; t < B; t++)
         for (int i = 0; i < B; i++) {
-            double dot = 0;
-            for (int k = 0; k < D; k++)
-                dot += (double)text[(size_t)t * D + k] * image[(size_t)i * D + k];
-            logits_per_text[(size_t)t * B + i] = (float)(scale * dot);
-            logits_per_image[(size_t)i * B + t] = (float)(scale * dot);
+            const float z = scale * logits_per_text[(size_t)t * B + i];
+            logits_per_text[(size_t)t * B + i] = z;
+            logits_per_image[(size_t)i * B + t] = z;
         }
     *loss = (float)((ce_diagonal(probs_t, logits_per_text, B) +
                      ce_diagonal(probs_i, logits_per_image, B)) / 2);
     return FLAVA_OK;
 }
 
-flava_status flava_clip_contrastive_backward(float *dimage, float *dtext, float *dscale,
-                                             float *dlogits, float dloss, const float *probs_t,
-                                             const float *probs_i, const float *image,
+flava_status flava_clip_contrastive_backward(flava_ctx *ctx, float *dimage, float *dtext,
+                                             float *dscale, float *ddot, float dloss,
+                                             const float *probs_t, const float *probs_i,
+                                             const float *logits_per_text, const float *image,
                                              const float *text, float scale, int B, int D)
 {
-    /* dlogits[t][i] = d loss / d logits_per_text[t][i] from both CE terms:
-     * (p_t[t][i] + p_i[i][t] - 2[t==i]) * dloss / (2B). With logits =
-     * scale * dot: dscale = sum dlogits * dot, dtext = scale dlogits·image,
-     * dimage = scale dlogitsᵀ·text. */
+    /* g[t][i] = d loss / d logits_per_text[t][i] from both CE terms:
+     * (p_t[t][i] + p_i[i][t] - 2[t==i]) * dloss / (2B). logits = scale *
+     * dot: dscale = sum g * dot, d dot = scale * g, then the matmul's
+     * backward: dtext += ddot·image, dimage += ddotᵀ·text. */
     const double w = (double)dloss / (2.0 * B);
     double ds = 0;
-#pragma omp parallel for reduction(+ : ds) schedule(static)
     for (int t = 0; t < B; t++)
         for (int i = 0; i < B; i++) {
-            const double g = w * ((double)probs_t[(size_t)t * B + i] +
-                                  probs_i[(size_t)i * B + t] - 2.0 * (t == i));
-            double dot = 0;
-            for (int k = 0; k < D; k++)
-                dot += (double)text[(size_t)t * D + k] * image[(size_t)i * D + k];
-            dlogits[(size_t)t * B + i] = (float)g;
-            ds += g * dot;
-        }
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < B; r++)
-        for (int k = 0; k < D; k++) {
-            double gt = 0, gi = 0;
-            for (int q = 0; q < B; q++) {
-                gt += (double)dlogits[(size_t)r * B + q] * image[(size_t)q * D + k];
-                gi += (double)dlogits[(size_t)q * B + r] * text[(size_t)q * D + k];
-            }
-            dtext[(size_t)r * D + k] += (float)(scale * gt);
-            dimage[(size_t)r * D + k] += (float)(scale * gi);
+            const size_t ti = (size_t)t * B + i;
+            const double g = w * ((double)probs_t[ti] + probs_i[(size_t)i * B + t] -
+                                  2.0 * (t == i));
+            ds += g * logits_per_text[ti] / scale;
+            ddot[ti] = (float)(scale * g);
         }
     if (dscale)
         *dscale += (float)ds;
-    return FLAVA_OK;
+    return linear_backward(ctx, dtext, dimage, NULL, ddot, text, image, B, D, B);
 }
 
 /* ---- the model ---- */
@@ -802,7 +788,7 @@ flava_status flava_clip_forward(flava_ctx *ctx, flava_clip *m, const float *pixe
     m->probs_i = m->logits_per_text + bb;
     m->probs_t = m->probs_i + bb;
     const float scale = expf(m->params[m->off.logit_scale]);
-    return flava_clip_contrastive_forward(&m->loss, m->logits_per_text, m->logits_per_image,
+    return flava_clip_contrastive_forward(ctx, &m->loss, m->logits_per_text, m->logits_per_image,
                                           m->probs_t, m->probs_i, m->img.embeds, m->txt.embeds,
                                           scale, B, D);
 }
@@ -819,13 +805,13 @@ flava_status flava_clip_backward(flava_ctx *ctx, flava_clip *m, float dloss)
                            "the %d pairs of the last flava_clip_forward",
                            m->img.B, m->txt.B, B);
     const size_t bb = (size_t)B * B, bd = (size_t)B * D;
-    float *dlogits = m->probs_t + bb, *dimg = dlogits + bb, *dtxt = dimg + bd;
+    float *ddot = m->probs_t + bb, *dimg = ddot + bb, *dtxt = dimg + bd;
     memset(dimg, 0, 2 * bd * sizeof *dimg);
     const float scale = expf(m->params[m->off.logit_scale]);
     float dscale = 0;
-    FLAVA_TRY(flava_clip_contrastive_backward(dimg, dtxt, &dscale, dlogits, dloss, m->probs_t,
-                                              m->probs_i, m->img.embeds, m->txt.embeds, scale,
-                                              B, D));
+    FLAVA_TRY(flava_clip_contrastive_backward(ctx, dimg, dtxt, &dscale, ddot, dloss, m->probs_t,
+                                              m->probs_i, m->logits_per_text, m->img.embeds,
+                                              m->txt.embeds, scale, B, D));
     m->grads[m->off.logit_scale] += dscale * scale; /* scale = exp(logit_scale) */
     FLAVA_TRY(image_backward(ctx, m, dimg));
     return text_backward(ctx, m, dtxt);

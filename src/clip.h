@@ -144,15 +144,17 @@ flava_status flava_clip_backward(flava_ctx *ctx, flava_clip *m, float dloss);
  * logits = scale * text·imageᵀ (CLIP: scale = exp(logit_scale)):
  * logits_per_text[B,B], logits_per_image[B,B] (its transpose), the
  * softmax rows of both (probs_t, probs_i, kept for backward), the loss. */
-flava_status flava_clip_contrastive_forward(float *loss, float *logits_per_text,
-                                            float *logits_per_image, float *probs_t,
-                                            float *probs_i, const float *image,
+flava_status flava_clip_contrastive_forward(flava_ctx *ctx, float *loss,
+                                            float *logits_per_text, float *logits_per_image,
+                                            float *probs_t, float *probs_i, const float *image,
                                             const float *text, float scale, int B, int D);
-/* Accumulates dimage, dtext ([B,D]) and *dscale (may be NULL) for
- * d(loss) = dloss; dlogits[B,B] receives d loss / d logits_per_text. */
-flava_status flava_clip_contrastive_backward(float *dimage, float *dtext, float *dscale,
-                                             float *dlogits, float dloss, const float *probs_t,
-                                             const float *probs_i, const float *image,
+/* Accumulates dimage, dtext ([B,D]) and *dscale (d loss / d scale, may be
+ * NULL) for d(loss) = dloss; ddot[B,B] is scratch (it receives d loss /
+ * d (text·imageᵀ)). */
+flava_status flava_clip_contrastive_backward(flava_ctx *ctx, float *dimage, float *dtext,
+                                             float *dscale, float *ddot, float dloss,
+                                             const float *probs_t, const float *probs_i,
+                                             const float *logits_per_text, const float *image,
                                              const float *text, float scale, int B, int D);
 
 /* Checkpoints (see the top of this file). load = read config + create +
