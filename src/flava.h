@@ -19,5 +19,10 @@
 #include "safetensors.h"
 #include "optim.h"
 #include "cfg.h"
+#include "params.h"
+#include "encoder.h"
+#include "model.h"
+#include "checkpoint.h"
+#include "clip.h"
 
 #endif
