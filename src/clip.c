@@ -10,7 +10,6 @@
 
 #include "checkpoint.h"
 #include "ops.h"
-#include "rng.h"
 
 /* ---- config: HF CLIPConfig fields, one table drives defaults, JSON in
  * and JSON out ---- */
@@ -394,16 +393,7 @@ void flava_clip_init_weights(flava_clip *m, uint64_t seed)
                 x[k] = fill;
             continue;
         }
-        /* one stream per tensor chunk: the same values for any thread count */
-        const size_t chunk = (size_t)1 << 16, nchunks = (p->numel + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic)
-        for (size_t ch = 0; ch < nchunks; ch++) {
-            flava_rng r;
-            flava_rng_init(&r, seed, ((uint64_t)i << 32) | ch);
-            const size_t end = (ch + 1) * chunk < p->numel ? (ch + 1) * chunk : p->numel;
-            for (size_t k = ch * chunk; k < end; k++)
-                x[k] = (float)(std * flava_rng_normal(&r));
-        }
+        flava_params_fill_normal(x, p->numel, std, seed, (uint64_t)i);
     }
 }
 
@@ -507,17 +497,32 @@ static flava_status bind_text(flava_clip *m, int B, int T)
 
 /* ---- towers ---- */
 
+/* embeds[B,D] = L2-normalised pooled[B,C] · wᵀ; proj keeps the projection. */
+static flava_status project_forward(flava_ctx *ctx, float *embeds, float *norm, float *proj,
+                                    const float *pooled, const float *w, int B, int C, int D)
+{
+    FLAVA_TRY(linear_forward(ctx, proj, pooled, w, NULL, B, C, D));
+    return l2norm_forward(embeds, norm, proj, B, D);
+}
+
+/* dpooled[B,C] (overwritten) and dw (accumulated) from dembeds; dproj
+ * [B,D] is scratch. */
+static flava_status project_backward(flava_ctx *ctx, float *dpooled, float *dw, float *dproj,
+                                     const float *dembeds, const float *embeds,
+                                     const float *norm, const float *pooled, const float *w,
+                                     int B, int C, int D)
+{
+    memset(dproj, 0, (size_t)B * D * sizeof *dproj);
+    FLAVA_TRY(l2norm_backward(dproj, dembeds, embeds, norm, B, D));
+    memset(dpooled, 0, (size_t)B * C * sizeof *dpooled);
+    return linear_backward(ctx, dpooled, dw, NULL, dproj, pooled, w, B, C, D);
+}
+
 static flava_conv2d_dims patch_dims(const flava_clip *m, int B)
 {
-    flava_conv2d_dims d = {0};
-    d.N = B;
-    d.C = m->cfg.vision.num_channels;
-    d.H = d.W = m->cfg.vision.image_size;
-    d.OC = m->cfg.vision.enc.hidden_size;
-    d.KH = d.KW = d.stride = m->cfg.vision.patch_size;
-    d.groups = 1;
-    d.dst_nhwc = 1;
-    return d;
+    const flava_clip_config *c = &m->cfg;
+    return flava_conv2d_patches(B, c->vision.num_channels, c->vision.image_size,
+                                c->vision.patch_size, c->vision.enc.hidden_size);
 }
 
 flava_status flava_clip_encode_image(flava_ctx *ctx, flava_clip *m, float *out,
@@ -553,8 +558,8 @@ flava_status flava_clip_encode_image(flava_ctx *ctx, flava_clip *m, float *out,
         memcpy(ip->cls + (size_t)i * C, last + (size_t)i * S * C, (size_t)C * sizeof *ip->cls);
     FLAVA_TRY(layernorm_forward(ctx, ip->pooled, ip->pooled_mean, ip->pooled_var, ip->cls,
                                 PAR(o->post_ln_w), PAR(o->post_ln_b), B, C, eps));
-    FLAVA_TRY(linear_forward(ctx, ip->proj, ip->pooled, PAR(o->visual_projection), NULL, B, C, D));
-    FLAVA_TRY(l2norm_forward(ip->embeds, ip->norm, ip->proj, B, D));
+    FLAVA_TRY(project_forward(ctx, ip->embeds, ip->norm, ip->proj, ip->pooled,
+                              PAR(o->visual_projection), B, C, D));
     if (out)
         memcpy(out, ip->embeds, (size_t)B * D * sizeof *out);
     return FLAVA_OK;
@@ -605,8 +610,8 @@ flava_status flava_clip_encode_text(flava_ctx *ctx, flava_clip *m, float *out,
         memcpy(tp->pooled + (size_t)i * C, tp->enc.out + ((size_t)i * T + tp->eos[i]) * C,
                (size_t)C * sizeof *tp->pooled);
     }
-    FLAVA_TRY(linear_forward(ctx, tp->proj, tp->pooled, PAR(o->text_projection), NULL, B, C, D));
-    FLAVA_TRY(l2norm_forward(tp->embeds, tp->norm, tp->proj, B, D));
+    FLAVA_TRY(project_forward(ctx, tp->embeds, tp->norm, tp->proj, tp->pooled,
+                              PAR(o->text_projection), B, C, D));
     if (out)
         memcpy(out, tp->embeds, (size_t)B * D * sizeof *out);
     return FLAVA_OK;
@@ -629,11 +634,9 @@ static flava_status image_backward(flava_ctx *ctx, flava_clip *m, const float *d
     float *dlast = dx + bsc, *dpatch = dlast + bsc, *dcls = dpatch + (size_t)B * P * C;
     float *dpooled = dcls + (size_t)B * C, *dproj = dpooled + (size_t)B * C;
 
-    memset(dproj, 0, (size_t)B * D * sizeof *dproj);
-    FLAVA_TRY(l2norm_backward(dproj, dembeds, ip->embeds, ip->norm, B, D));
-    memset(dpooled, 0, (size_t)B * C * sizeof *dpooled);
-    FLAVA_TRY(linear_backward(ctx, dpooled, GRD(o->visual_projection), NULL, dproj, ip->pooled,
-                              PAR(o->visual_projection), B, C, D));
+    FLAVA_TRY(project_backward(ctx, dpooled, GRD(o->visual_projection), dproj, dembeds,
+                               ip->embeds, ip->norm, ip->pooled, PAR(o->visual_projection), B,
+                               C, D));
     memset(dcls, 0, (size_t)B * C * sizeof *dcls);
     FLAVA_TRY(layernorm_backward(ctx, dcls, GRD(o->post_ln_w), GRD(o->post_ln_b), dpooled,
                                  ip->cls, PAR(o->post_ln_w), ip->pooled_mean, ip->pooled_var, B,
@@ -681,11 +684,9 @@ static flava_status text_backward(flava_ctx *ctx, flava_clip *m, const float *de
     float *dx = dout + (size_t)N * C, *dpooled = dx + (size_t)N * C,
           *dproj = dpooled + (size_t)B * C;
 
-    memset(dproj, 0, (size_t)B * D * sizeof *dproj);
-    FLAVA_TRY(l2norm_backward(dproj, dembeds, tp->embeds, tp->norm, B, D));
-    memset(dpooled, 0, (size_t)B * C * sizeof *dpooled);
-    FLAVA_TRY(linear_backward(ctx, dpooled, GRD(o->text_projection), NULL, dproj, tp->pooled,
-                              PAR(o->text_projection), B, C, D));
+    FLAVA_TRY(project_backward(ctx, dpooled, GRD(o->text_projection), dproj, dembeds,
+                               tp->embeds, tp->norm, tp->pooled, PAR(o->text_projection), B, C,
+                               D));
     memset(dout, 0, (size_t)N * C * sizeof *dout);
     for (int i = 0; i < B; i++)
         memcpy(dout + ((size_t)i * T + tp->eos[i]) * C, dpooled + (size_t)i * C,

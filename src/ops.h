@@ -81,6 +81,10 @@ typedef struct flava_conv2d_dims {
     int stride, pad, groups;
     int src_nhwc, dst_nhwc;
 } flava_conv2d_dims;
+/* A ViT patch embedding: N images [N,C,size,size] (NCHW) through OC
+ * filters of patch x patch at stride patch, no padding, output
+ * [N, (size/patch)^2, OC] (NHWC). */
+flava_conv2d_dims flava_conv2d_patches(int N, int C, int size, int patch, int OC);
 int flava_conv2d_out_h(const flava_conv2d_dims *d);
 int flava_conv2d_out_w(const flava_conv2d_dims *d);
 flava_status conv2d_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
