@@ -364,7 +364,7 @@ static double init_std(const flava_clip *m, const char *name, float *fill)
         *fill = 1;
         return -1;
     }
-    if (strstr(name, "token_embedding") || !strcmp(name, "text_model.embeddings.position_embedding.weight"))
+    if (!strncmp(name, "text_model.embeddings.", 22)) /* token and position */
         return 0.02 * f;
     if (ends_with(name, "class_embedding"))
         return pow(C, -0.5) * f;

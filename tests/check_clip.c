@@ -345,6 +345,44 @@ START_TEST(test_load_errors)
 }
 END_TEST
 
+/* HF defaults; `*_config` then the legacy `*_config_dict` overrides; null
+ * values and absent sections keep the defaults; JSON out and in again. */
+START_TEST(test_config_json)
+{
+    flava_clip_config c, d;
+    flava_clip_config_default(&c);
+    ck_assert_int_eq(c.text.enc.hidden_size, 512);
+    ck_assert_int_eq(c.vision.enc.hidden_size, 768);
+    ck_assert_int_eq(c.vision.patch_size, 32);
+    ck_assert_int_eq(c.text.eos_token_id, 49407);
+    ck_assert_str_eq(c.vision.enc.hidden_act, "quick_gelu");
+    OK(flava_clip_config_from_json(&c,
+                                   "{\"model_type\":\"clip\",\"projection_dim\":64,"
+                                   "\"text_config\":{\"hidden_size\":64,\"num_attention_heads\":8,"
+                                   "\"eos_token_id\":2,\"hidden_act\":null},"
+                                   "\"text_config_dict\":{\"hidden_size\":128},"
+                                   "\"vision_config\":null,\"vision_config_dict\":null}",
+                                   "test"));
+    ck_assert_int_eq(c.text.enc.hidden_size, 128);
+    ck_assert_int_eq(c.text.enc.num_attention_heads, 8);
+    ck_assert_int_eq(c.text.eos_token_id, 2);
+    ck_assert_int_eq(c.projection_dim, 64);
+    ck_assert_str_eq(c.text.enc.hidden_act, "quick_gelu");
+    ck_assert_int_eq(c.vision.enc.num_hidden_layers, 12);
+    char *json;
+    OK(flava_clip_config_to_json(&json, &c));
+    flava_clip_config_default(&d);
+    OK(flava_clip_config_from_json(&d, json, "round trip"));
+    free(json);
+    ck_assert_int_eq(memcmp(&c, &d, sizeof c), 0);
+    ck_assert_int_eq(flava_clip_config_from_json(&d, "[1]", "array"), FLAVA_ERR_CONFIG);
+    ck_assert_int_eq(flava_clip_config_from_json(&d, "{\"text_config\":{\"hidden_size\":30}}",
+                                                 "heads"),
+                     FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "num_attention_heads"));
+}
+END_TEST
+
 /* Bad inputs are refused with the position or size named. */
 START_TEST(test_input_errors)
 {
@@ -393,6 +431,7 @@ static Suite *make_clip_suite(void)
     tcase_add_test(tc, test_parity_quick_gelu);
     tcase_add_test(tc, test_parity_gelu);
     tcase_add_test(tc, test_init_rules);
+    tcase_add_test(tc, test_config_json);
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_load_errors);
     tcase_add_test(tc, test_input_errors);
