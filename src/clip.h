@@ -136,8 +136,11 @@ flava_status flava_clip_encode_text(flava_ctx *ctx, flava_clip *m, float *out,
 flava_status flava_clip_forward(flava_ctx *ctx, flava_clip *m, const float *pixel_values,
                                 const int32_t *input_ids, const float *attention_mask, int B,
                                 int T);
-/* Backward of m->loss * dloss through the last flava_clip_forward;
- * gradients accumulate into m->grads. */
+/* Backward of m->loss * dloss through the last flava_clip_forward (no
+ * other encode in between; its pixel_values still valid: the patch
+ * convolution's weight gradient reads them); gradients accumulate into
+ * m->grads. The forward does not clamp logit_scale (HF does not); a
+ * training loop clamps it after the step as OpenCLIP does. */
 flava_status flava_clip_backward(flava_ctx *ctx, flava_clip *m, float dloss);
 
 /* The contrastive loss over L2-normalised image[B,D] and text[B,D] with
