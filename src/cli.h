@@ -17,5 +17,6 @@ flava_status flava_cmd_info(int argc, char **argv);
 flava_status flava_cmd_report(int argc, char **argv);
 flava_status flava_cmd_tokenizer(int argc, char **argv);
 flava_status flava_cmd_data_spam(int argc, char **argv); /* `flava data spam`, wired by cmd_data.c */
+flava_status flava_cmd_sweep(int argc, char **argv);
 
 #endif
