@@ -13,7 +13,6 @@
 
 #include "checkpoint.h"
 #include "clip.h"
-#include "ops.h"
 #include "optim.h"
 #include "safetensors.h"
 
