@@ -270,18 +270,23 @@ static flava_status load_codebook(flava_model *m, const source *s, const char *p
 }
 
 /* Loads every tensor of table t found in s into params, listing the
- * missing, mis-shaped and unexpected keys; keys starting with `aside` (if
- * not NULL) are neither loaded nor unexpected, *has_aside tells if any. */
+ * missing, mis-shaped and unexpected keys. A key may also be stored
+ * without the table's `optional` prefix (if not NULL: "flava." for a HF
+ * FlavaModel checkpoint). Keys starting with `aside` (if not NULL) are
+ * neither loaded nor unexpected, *has_aside tells if any. */
 static flava_status load_table(const source *s, const flava_param_table *tab, float *params,
-                               const char *aside, int *has_aside, namelist *missing,
-                               namelist *bad, namelist *unexpected)
+                               const char *optional, const char *aside, int *has_aside,
+                               namelist *missing, namelist *bad, namelist *unexpected)
 {
+    const size_t nopt = optional ? strlen(optional) : 0;
     for (int i = 0; i < tab->n; i++) {
         const flava_param *p = &tab->p[i];
         const flava_st *in = NULL;
         const flava_st_tensor *t = source_find(s, p->name, &in);
         if (!t && p->alias[0])
             t = source_find(s, p->alias, &in);
+        if (!t && nopt && !strncmp(p->name, optional, nopt))
+            t = source_find(s, p->name + nopt, &in);
         char shape[64];
         if (!t) {
             namelist_add(missing, p->name, NULL);
@@ -296,9 +301,12 @@ static flava_status load_table(const source *s, const flava_param_table *tab, fl
     for (int f = 0; f < s->nfiles; f++) {
         for (int i = 0; i < flava_st_count(s->files[f]); i++) {
             const char *name = flava_st_get(s->files[f], i)->name;
+            char prefixed[FLAVA_PARAM_NAME_MAX + 8];
+            snprintf(prefixed, sizeof prefixed, "%s%s", nopt ? optional : "", name);
             if (aside && !strncmp(name, aside, strlen(aside)))
                 *has_aside = 1;
-            else if (!flava_params_find(tab, name) && !is_buffer(name))
+            else if (!flava_params_find(tab, name) && !flava_params_find(tab, prefixed) &&
+                     !is_buffer(name))
                 namelist_add(unexpected, name, NULL);
         }
     }
@@ -330,7 +338,8 @@ flava_status flava_checkpoint_load_table(const flava_param_table *t, float *para
     FLAVA_TRY(source_open(&s, path));
     namelist missing = {{0}, 0}, unexpected = {{0}, 0}, bad = {{0}, 0};
     int unused;
-    flava_status st = load_table(&s, t, params, NULL, &unused, &missing, &bad, &unexpected);
+    flava_status st =
+        load_table(&s, t, params, NULL, NULL, &unused, &missing, &bad, &unexpected);
     source_free(&s);
     FLAVA_TRY(st);
     return load_verdict(path, &missing, &unexpected, &bad, partial);
@@ -342,8 +351,8 @@ flava_status flava_checkpoint_load_weights(flava_model *m, const char *path, int
     FLAVA_TRY(source_open(&s, path));
     namelist missing = {{0}, 0}, unexpected = {{0}, 0}, bad = {{0}, 0};
     int has_codebook = 0;
-    flava_status st = load_table(&s, &m->table, m->params, "image_codebook.", &has_codebook,
-                                 &missing, &bad, &unexpected);
+    flava_status st = load_table(&s, &m->table, m->params, "flava.", "image_codebook.",
+                                 &has_codebook, &missing, &bad, &unexpected);
     if (st == FLAVA_OK && has_codebook)
         st = load_codebook(m, &s, path, &missing, &bad);
     source_free(&s);
