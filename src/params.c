@@ -1,11 +1,11 @@
 /* params.c - the parameter table. */
 #include "params.h"
 
-#include "rng.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rng.h"
 
 void flava_params_init(flava_param_table *t) { memset(t, 0, sizeof *t); }
 
