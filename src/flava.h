@@ -23,5 +23,6 @@
 #include "encoder.h"
 #include "model.h"
 #include "checkpoint.h"
+#include "clip.h"
 
 #endif

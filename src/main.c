@@ -9,6 +9,7 @@
 
 static const flava_command commands[] = {
     {"data", "generate or convert data sets (scenes, spam)", flava_cmd_data},
+    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"sweep", "many pretrain/finetune/eval runs into one results table", flava_cmd_sweep},

@@ -82,6 +82,10 @@ typedef struct flava_conv2d_dims {
      * is nonzero they replace pad, which must then be 0. */
     int pad_top, pad_left, pad_bottom, pad_right;
 } flava_conv2d_dims;
+/* A ViT patch embedding: N images [N,C,size,size] (NCHW) through OC
+ * filters of patch x patch at stride patch, no padding, output
+ * [N, (size/patch)^2, OC] (NHWC). */
+flava_conv2d_dims flava_conv2d_patches(int N, int C, int size, int patch, int OC);
 int flava_conv2d_out_h(const flava_conv2d_dims *d);
 int flava_conv2d_out_w(const flava_conv2d_dims *d);
 flava_status conv2d_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,

@@ -15,6 +15,19 @@
 
 #include "dnnl_util.h"
 
+flava_conv2d_dims flava_conv2d_patches(int N, int C, int size, int patch, int OC)
+{
+    flava_conv2d_dims d = {0};
+    d.N = N;
+    d.C = C;
+    d.H = d.W = size;
+    d.OC = OC;
+    d.KH = d.KW = d.stride = patch;
+    d.groups = 1;
+    d.dst_nhwc = 1;
+    return d;
+}
+
 static int asymmetric(const flava_conv2d_dims *d)
 {
     return d->pad_top || d->pad_left || d->pad_bottom || d->pad_right;
