@@ -14,7 +14,6 @@ static const flava_command commands[] = {
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"sweep", "many pretrain/finetune/eval runs into one results table", flava_cmd_sweep},
     {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
-    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {NULL, NULL, NULL},
 };
 
