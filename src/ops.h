@@ -47,13 +47,15 @@ flava_status softmax_forward(flava_ctx *ctx, float *out, const float *inp, int r
 flava_status softmax_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
                               int rows, int cols);
 
-/* ---- layer norm over the last axis of [N, C]; mean/rstd [N] saved ---- */
-flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *rstd,
+/* ---- layer norm over the last axis of [N, C]; mean/var [N] (the biased
+ * variance, as oneDNN keeps it) saved for backward, or both NULL for
+ * inference ---- */
+flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *var,
                                const float *inp, const float *w, const float *b,
                                int N, int C, float eps);
 flava_status layernorm_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
                                 const float *dout, const float *inp, const float *w,
-                                const float *mean, const float *rstd, int N, int C, float eps);
+                                const float *mean, const float *var, int N, int C, float eps);
 
 /* ---- elementwise activations over n values ---- */
 flava_status gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n); /* erf GELU */

@@ -1,0 +1,304 @@
+/* attention.c - multi-head attention core on the fused projection
+ * qkv[B,T,3C] as batched oneDNN matmuls over [B,NH,...] 4-D views.
+ *
+ * No head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided descriptors
+ * into qkv, the output is a strided descriptor into out[B,T,C], and the
+ * gradients land in the dq, dk, dv regions of dqkv the same way.
+ *   forward:  att = softmax(scale · q·kᵀ + mask)   (scale: output scale,
+ *             mask: binary-add post-ops [B,1,1,T] and causal [1,1,T,T]),
+ *             out = att·v
+ *   backward: datt = dout·vᵀ;  dv += attᵀ·dout;  ds = softmax_bwd(datt)
+ *             dq += scale · ds·k;  dk += scale · dsᵀ·q   (sum post-ops)
+ * Masked keys get a large finite negative score, so their probability is
+ * exactly 0 while a fully masked row stays finite. */
+#include <math.h>
+
+#include "dnnl_util.h"
+#include "ops.h"
+
+static const float mask_neg = -1e9f;
+
+/* 4-D [B,NH,rows,cols] views; `ld` is the row stride of the [B,T,ld] tensor
+ * the heads live in: a head view reads [t, h*hs + j] at (b, h, t, j) and its
+ * transpose swaps the last two strides. */
+static flava_status head_view(dnnl_memory_desc_t *md, int64_t B, int64_t T, int64_t NH, int64_t hs,
+                              int64_t ld, int transposed, dnnl_data_type_t dt)
+{
+    int64_t dims[4] = {B, NH, transposed ? hs : T, transposed ? T : hs};
+    int64_t strides[4] = {T * ld, hs, transposed ? 1 : ld, transposed ? ld : 1};
+    return flava_dnnl_md(md, 4, dims, strides, dt);
+}
+
+/* [B,NH,T,T] scores, dense or read transposed */
+static flava_status score_view(dnnl_memory_desc_t *md, int64_t B, int64_t T, int64_t NH,
+                               int transposed, dnnl_data_type_t dt)
+{
+    int64_t dims[4] = {B, NH, T, T};
+    int64_t strides[4] = {NH * T * T, T * T, transposed ? 1 : T, transposed ? T : 1};
+    return flava_dnnl_md(md, 4, dims, strides, dt);
+}
+
+/* Binds `mem` to element `off` of `base`, whose elements are bf16 or f32. */
+static flava_status bind_at(dnnl_memory_t mem, const void *base, int64_t off, int bf16)
+{
+    return flava_dnnl_bind(mem, (const char *)base + off * (bf16 ? 2 : 4));
+}
+
+static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
+{
+    if (B < 1 || T < 1 || C < 1 || NH < 1 || C % NH != 0)
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE,
+                           "%s: B=%d T=%d C=%d NH=%d, expected all >= 1 and C divisible by NH",
+                           op, B, T, C, NH);
+    return FLAVA_OK;
+}
+
+/* ---- forward: key dims {B, T, C, NH, causal, has_mask, bf16} ---- */
+enum { AF_QK, AF_SOFTMAX, AF_AV, AF_NPRIM };
+enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_PAD, AF_CAUSAL, AF_NMEM };
+struct attention_fwd {
+    dnnl_primitive_t prim[AF_NPRIM];
+    dnnl_memory_t mem[AF_NMEM];
+    float *pad;    /* [B,T] additive key mask, filled per call */
+    float *causal; /* [T,T] additive causal mask, filled once */
+    flava_dnnl_bf16_copy qkv16, att16; /* bf16 mode only */
+};
+
+static void attention_fwd_destroy(void *p)
+{
+    struct attention_fwd *e = p;
+    flava_dnnl_release(e->prim, AF_NPRIM, e->mem, AF_NMEM);
+    flava_free(e->pad);
+    flava_free(e->causal);
+    flava_dnnl_bf16_copy_release(&e->qkv16);
+    flava_dnnl_bf16_copy_release(&e->att16);
+    flava_free(e);
+}
+
+static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_key *key)
+{
+    struct attention_fwd *e = p;
+    int64_t B = key->dims[0], T = key->dims[1], C = key->dims[2], NH = key->dims[3];
+    int causal = (int)key->dims[4], has_mask = (int)key->dims[5], bf16 = (int)key->dims[6];
+    int64_t hs = C / NH;
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t md[AF_NMEM];
+    FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, 3 * C, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, 3 * C, 1, dt));
+    FLAVA_TRY(score_view(&md[AF_ATT], B, T, NH, 0, dnnl_f32));
+    FLAVA_TRY(score_view(&md[AF_ATT16], B, T, NH, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, 3 * C, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, C, 0, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&md[AF_PAD], 4, (int64_t[]){B, 1, 1, T}, NULL, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&md[AF_CAUSAL], 4, (int64_t[]){1, 1, T, T}, NULL, dnnl_f32));
+
+    flava_dnnl_attrs qk_attrs = {.scale = 1.0f / sqrtf((float)hs)};
+    if (has_mask)
+        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_PAD];
+    if (causal)
+        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_CAUSAL];
+    dnnl_matmul_desc_t mm;
+    FLAVA_DNNL(dnnl_matmul_desc_init(&mm, &md[AF_Q], &md[AF_KT], NULL, &md[AF_ATT]));
+    FLAVA_TRY(flava_dnnl_primitive(&e->prim[AF_QK], NULL, ctx, &mm, &qk_attrs, NULL));
+    dnnl_softmax_desc_t sm;
+    FLAVA_DNNL(dnnl_softmax_forward_desc_init(&sm, dnnl_forward_training, &md[AF_ATT], 3));
+    FLAVA_TRY(flava_dnnl_primitive(&e->prim[AF_SOFTMAX], NULL, ctx, &sm, NULL, NULL));
+    FLAVA_DNNL(dnnl_matmul_desc_init(&mm, &md[AF_ATT16], &md[AF_V], NULL, &md[AF_OUT]));
+    FLAVA_TRY(flava_dnnl_primitive(&e->prim[AF_AV], NULL, ctx, &mm, NULL, NULL));
+    for (int i = 0; i < AF_NMEM; i++)
+        FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
+
+    if (has_mask) {
+        FLAVA_TRY(flava_alloc((void **)&e->pad, (size_t)(B * T) * sizeof(float), "key mask"));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_PAD], e->pad));
+    }
+    if (causal) {
+        FLAVA_TRY(flava_alloc((void **)&e->causal, (size_t)(T * T) * sizeof(float), "causal mask"));
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < T; j++)
+                e->causal[i * T + j] = j > i ? mask_neg : 0.0f;
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_CAUSAL], e->causal));
+    }
+    if (bf16) {
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->att16.buf));
+    }
+    return FLAVA_OK;
+}
+
+flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const float *qkv,
+                               const float *key_mask, int causal, int B, int T, int C, int NH)
+{
+    FLAVA_TRY(check_sizes("attention_forward", B, T, C, NH));
+    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16;
+    flava_op_key key = {"attention_forward", {B, T, C, NH, causal != 0, key_mask != NULL, bf16}};
+    struct attention_fwd *e;
+    FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_fwd_build,
+                               attention_fwd_destroy));
+    dnnl_memory_t *m = e->mem;
+    const void *in = qkv;
+    if (bf16) {
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
+        in = e->qkv16.buf;
+    }
+    FLAVA_TRY(bind_at(m[AF_Q], in, 0, bf16));
+    FLAVA_TRY(bind_at(m[AF_KT], in, C, bf16));
+    FLAVA_TRY(bind_at(m[AF_V], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(flava_dnnl_bind(m[AF_ATT], att));
+    FLAVA_TRY(flava_dnnl_bind(m[AF_OUT], out));
+    if (key_mask)
+        for (int64_t i = 0; i < (int64_t)B * T; i++)
+            e->pad[i] = key_mask[i] == 0.0f ? mask_neg : 0.0f;
+
+    dnnl_exec_arg_t qk[5] = {{DNNL_ARG_SRC, m[AF_Q]}, {DNNL_ARG_WEIGHTS, m[AF_KT]},
+                             {DNNL_ARG_DST, m[AF_ATT]}};
+    int nbin = 0; /* binary post-ops in the order the primitive was built with */
+    if (key_mask) {
+        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_PAD]};
+        nbin++;
+    }
+    if (causal) {
+        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_CAUSAL]};
+        nbin++;
+    }
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], 3 + nbin, qk));
+    dnnl_exec_arg_t sm[] = {{DNNL_ARG_SRC, m[AF_ATT]}, {DNNL_ARG_DST, m[AF_ATT]}};
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_SOFTMAX], 2, sm));
+    if (bf16)
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
+    else
+        FLAVA_TRY(flava_dnnl_bind(m[AF_ATT16], att));
+    return flava_dnnl_run_matmul(ctx, e->prim[AF_AV], m[AF_ATT16], m[AF_V], m[AF_OUT]);
+}
+
+/* ---- backward: key dims {B, T, C, NH, bf16} ---- */
+enum { AB_DATT, AB_DV, AB_SOFTMAX, AB_DQ, AB_DK, AB_NPRIM };
+enum {
+    AB_DOUT, AB_VT, AB_DATTM,   /* datt = dout·vᵀ */
+    AB_ATT_T, AB_GV,            /* dv += attᵀ·dout */
+    AB_ATT,                     /* softmax backward: ds = f(datt, att), in place in datt */
+    AB_DS, AB_K, AB_GQ,         /* dq += scale · ds·k */
+    AB_DS_T, AB_Q, AB_GK,       /* dk += scale · dsᵀ·q */
+    AB_NMEM
+};
+struct attention_bwd {
+    dnnl_primitive_t prim[AB_NPRIM];
+    dnnl_memory_t mem[AB_NMEM];
+    float *datt; /* [B,NH,T,T] scratch: datt, then ds in place */
+    flava_dnnl_bf16_copy qkv16, dout16, att16, ds16; /* bf16 mode only */
+};
+
+static void attention_bwd_destroy(void *p)
+{
+    struct attention_bwd *e = p;
+    flava_dnnl_release(e->prim, AB_NPRIM, e->mem, AB_NMEM);
+    flava_free(e->datt);
+    flava_dnnl_bf16_copy_release(&e->qkv16);
+    flava_dnnl_bf16_copy_release(&e->dout16);
+    flava_dnnl_bf16_copy_release(&e->att16);
+    flava_dnnl_bf16_copy_release(&e->ds16);
+    flava_free(e);
+}
+
+static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_key *key)
+{
+    struct attention_bwd *e = p;
+    int64_t B = key->dims[0], T = key->dims[1], C = key->dims[2], NH = key->dims[3];
+    int bf16 = (int)key->dims[4];
+    int64_t hs = C / NH;
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t md[AB_NMEM];
+    FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, C, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, 3 * C, 1, dt));
+    FLAVA_TRY(score_view(&md[AB_DATTM], B, T, NH, 0, dnnl_f32));
+    FLAVA_TRY(score_view(&md[AB_ATT_T], B, T, NH, 1, dt));
+    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(score_view(&md[AB_ATT], B, T, NH, 0, dnnl_f32));
+    FLAVA_TRY(score_view(&md[AB_DS], B, T, NH, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, 3 * C, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(score_view(&md[AB_DS_T], B, T, NH, 1, dt));
+    FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, 3 * C, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+
+    /* matmul i: src, weights, dst, output scale */
+    const int mm[4][3] = {{AB_DOUT, AB_VT, AB_DATTM},
+                          {AB_ATT_T, AB_DOUT, AB_GV},
+                          {AB_DS, AB_K, AB_GQ},
+                          {AB_DS_T, AB_Q, AB_GK}};
+    const int prim[4] = {AB_DATT, AB_DV, AB_DQ, AB_DK};
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int i = 0; i < 4; i++) {
+        dnnl_matmul_desc_t d;
+        FLAVA_DNNL(dnnl_matmul_desc_init(&d, &md[mm[i][0]], &md[mm[i][1]], NULL, &md[mm[i][2]]));
+        flava_dnnl_attrs attrs = {.scale = i >= 2 ? scale : 0.0f, .accumulate = i >= 1};
+        FLAVA_TRY(flava_dnnl_primitive(&e->prim[prim[i]], NULL, ctx, &d, &attrs, NULL));
+    }
+    dnnl_softmax_desc_t fd, bd;
+    FLAVA_DNNL(dnnl_softmax_forward_desc_init(&fd, dnnl_forward_training, &md[AB_ATT], 3));
+    FLAVA_DNNL(dnnl_softmax_backward_desc_init(&bd, &md[AB_ATT], &md[AB_ATT], 3));
+    FLAVA_TRY(flava_dnnl_backward_primitive(&e->prim[AB_SOFTMAX], ctx, &fd, &bd));
+    for (int i = 0; i < AB_NMEM; i++)
+        FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
+
+    FLAVA_TRY(flava_alloc((void **)&e->datt, (size_t)(B * NH * T * T) * sizeof(float),
+                          "attention datt"));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DATTM], e->datt));
+    if (bf16) {
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->dout16, ctx, B * T * C));
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
+        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->ds16, ctx, B * NH * T * T));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout16.buf));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_ATT_T], e->att16.buf));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS], e->ds16.buf));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS_T], e->ds16.buf));
+    } else {
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS], e->datt));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS_T], e->datt));
+    }
+    return FLAVA_OK;
+}
+
+flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
+                                const float *qkv, const float *att, int B, int T, int C, int NH)
+{
+    FLAVA_TRY(check_sizes("attention_backward", B, T, C, NH));
+    if (!dqkv)
+        return FLAVA_OK;
+    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16;
+    flava_op_key key = {"attention_backward", {B, T, C, NH, bf16}};
+    struct attention_bwd *e;
+    FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_bwd_build,
+                               attention_bwd_destroy));
+    dnnl_memory_t *m = e->mem;
+    const void *in = qkv;
+    if (bf16) {
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout16, ctx, dout));
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
+        in = e->qkv16.buf;
+    } else {
+        FLAVA_TRY(flava_dnnl_bind(m[AB_DOUT], dout));
+        FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
+    }
+    FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
+    FLAVA_TRY(bind_at(m[AB_K], in, C, bf16));
+    FLAVA_TRY(bind_at(m[AB_VT], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(flava_dnnl_bind(m[AB_ATT], att));
+    FLAVA_TRY(bind_at(m[AB_GQ], dqkv, 0, 0));
+    FLAVA_TRY(bind_at(m[AB_GK], dqkv, C, 0));
+    FLAVA_TRY(bind_at(m[AB_GV], dqkv, 2 * (int64_t)C, 0));
+
+    FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DATT], m[AB_DOUT], m[AB_VT], m[AB_DATTM]));
+    FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DV], m[AB_ATT_T], m[AB_DOUT], m[AB_GV]));
+    dnnl_exec_arg_t sm[] = {{DNNL_ARG_DST, m[AB_ATT]},
+                            {DNNL_ARG_DIFF_DST, m[AB_DATTM]},
+                            {DNNL_ARG_DIFF_SRC, m[AB_DATTM]}};
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AB_SOFTMAX], 3, sm));
+    if (bf16)
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->ds16, ctx, e->datt));
+    FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DQ], m[AB_DS], m[AB_K], m[AB_GQ]));
+    return flava_dnnl_run_matmul(ctx, e->prim[AB_DK], m[AB_DS_T], m[AB_Q], m[AB_GK]);
+}

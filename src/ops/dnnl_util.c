@@ -1,0 +1,191 @@
+/* dnnl_util.c - shared oneDNN boilerplate of the ops. */
+#include "dnnl_util.h"
+
+flava_status flava_dnnl_md(dnnl_memory_desc_t *md, int ndims, const int64_t *dims,
+                           const int64_t *strides, dnnl_data_type_t dt)
+{
+    if (ndims < 1 || ndims > DNNL_MAX_NDIMS)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "memory descriptor with %d dims (1..%d allowed)", ndims,
+                           DNNL_MAX_NDIMS);
+    dnnl_dims_t d, s;
+    int64_t step = 1;
+    for (int i = ndims - 1; i >= 0; i--) {
+        if (dims[i] < 1)
+            return FLAVA_ERROR(FLAVA_ERR_SHAPE, "memory descriptor dim %d is %lld, expected >= 1",
+                               i, (long long)dims[i]);
+        d[i] = dims[i];
+        s[i] = strides ? strides[i] : step;
+        step *= dims[i];
+    }
+    FLAVA_DNNL(dnnl_memory_desc_init_by_strides(md, ndims, d, dt, s));
+    return FLAVA_OK;
+}
+
+static flava_status make_attr(dnnl_primitive_attr_t attr, const flava_dnnl_attrs *a)
+{
+    if (a->scale != 0 && a->scale != 1)
+        FLAVA_DNNL(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &a->scale));
+    if (a->nbinary == 0 && !a->eltwise && !a->accumulate)
+        return FLAVA_OK;
+    if (a->nbinary < 0 || a->nbinary > FLAVA_DNNL_MAX_BINARY)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "%d binary post-ops (at most %d)", a->nbinary,
+                           FLAVA_DNNL_MAX_BINARY);
+    dnnl_post_ops_t po;
+    FLAVA_DNNL(dnnl_post_ops_create(&po));
+    dnnl_status_t s = dnnl_success;
+    for (int i = 0; i < a->nbinary && s == dnnl_success; i++)
+        s = dnnl_post_ops_append_binary(po, dnnl_binary_add, a->binary_add[i]);
+    if (a->eltwise && s == dnnl_success)
+        s = dnnl_post_ops_append_eltwise(po, 1.0f, a->eltwise, 0.0f, 0.0f);
+    if (a->accumulate && s == dnnl_success)
+        s = dnnl_post_ops_append_sum(po, 1.0f);
+    if (s == dnnl_success)
+        s = dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    FLAVA_DNNL(s);
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_primitive(dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd,
+                                  flava_ctx *ctx, const void *op_desc,
+                                  const flava_dnnl_attrs *attrs,
+                                  const_dnnl_primitive_desc_t hint)
+{
+    *prim = NULL;
+    if (pd)
+        *pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    if (attrs) {
+        FLAVA_DNNL(dnnl_primitive_attr_create(&attr));
+        flava_status st = make_attr(attr, attrs);
+        if (st != FLAVA_OK) {
+            dnnl_primitive_attr_destroy(attr);
+            return st;
+        }
+    }
+    dnnl_primitive_desc_t p = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_create(&p, op_desc, attr, flava_ctx_engine(ctx), hint);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    FLAVA_DNNL(s);
+    s = dnnl_primitive_create(prim, p);
+    if (s != dnnl_success || !pd)
+        dnnl_primitive_desc_destroy(p);
+    else
+        *pd = p;
+    FLAVA_DNNL(s);
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_backward_primitive(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                           const void *fwd_desc, const void *bwd_desc)
+{
+    *prim = NULL;
+    dnnl_primitive_desc_t hint;
+    FLAVA_DNNL(dnnl_primitive_desc_create(&hint, fwd_desc, NULL, flava_ctx_engine(ctx), NULL));
+    flava_status s = flava_dnnl_primitive(prim, NULL, ctx, bwd_desc, NULL, hint);
+    dnnl_primitive_desc_destroy(hint);
+    return s;
+}
+
+flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst)
+{
+    *prim = NULL;
+    dnnl_primitive_desc_t p;
+    dnnl_engine_t eng = flava_ctx_engine(ctx);
+    FLAVA_DNNL(dnnl_reorder_primitive_desc_create(&p, src, eng, dst, eng, NULL));
+    dnnl_status_t s = dnnl_primitive_create(prim, p);
+    dnnl_primitive_desc_destroy(p);
+    FLAVA_DNNL(s);
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_memory(dnnl_memory_t *mem, flava_ctx *ctx, const dnnl_memory_desc_t *md)
+{
+    *mem = NULL;
+    FLAVA_DNNL(dnnl_memory_create(mem, md, flava_ctx_engine(ctx), DNNL_MEMORY_NONE));
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_bind(dnnl_memory_t mem, const void *data)
+{
+    FLAVA_DNNL(dnnl_memory_set_data_handle(mem, (void *)(uintptr_t)data));
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_run_reorder(flava_ctx *ctx, dnnl_primitive_t reorder, dnnl_memory_t src,
+                                    dnnl_memory_t dst)
+{
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    return flava_dnnl_exec(ctx, reorder, 2, args);
+}
+
+flava_status flava_dnnl_run_matmul(flava_ctx *ctx, dnnl_primitive_t matmul, dnnl_memory_t src,
+                                   dnnl_memory_t wei, dnnl_memory_t dst)
+{
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    return flava_dnnl_exec(ctx, matmul, 3, args);
+}
+
+void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems, int nmems)
+{
+    for (int i = nprims - 1; i >= 0; i--)
+        if (prims[i])
+            dnnl_primitive_destroy(prims[i]);
+    for (int i = nmems - 1; i >= 0; i--)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+}
+
+flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n)
+{
+    dnnl_memory_desc_t f32, bf16;
+    FLAVA_TRY(flava_dnnl_md(&f32, 1, &n, NULL, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&bf16, 1, &n, NULL, dnnl_bf16));
+    FLAVA_TRY(flava_alloc(&c->buf, (size_t)n * 2, "bf16 copy of a matmul input"));
+    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, &f32, &bf16));
+    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, &f32));
+    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, &bf16));
+    return flava_dnnl_bind(c->dst, c->buf);
+}
+
+flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src)
+{
+    FLAVA_TRY(flava_dnnl_bind(c->src, src));
+    return flava_dnnl_run_reorder(ctx, c->reorder, c->src, c->dst);
+}
+
+void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c)
+{
+    dnnl_memory_t mems[] = {c->src, c->dst};
+    flava_dnnl_release(&c->reorder, 1, mems, 2);
+    flava_free(c->buf);
+}
+
+flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *key, size_t size,
+                              flava_dnnl_build_fn build, flava_op_entry_destroy destroy)
+{
+    *entry = flava_ctx_lookup(ctx, key);
+    if (*entry)
+        return FLAVA_OK;
+    void *e;
+    FLAVA_TRY(flava_alloc(&e, size, key->op));
+    flava_status s = build(e, ctx, key);
+    if (s != FLAVA_OK) {
+        flava_error_context("building %s", key->op);
+        destroy(e);
+        return s;
+    }
+    FLAVA_TRY(flava_ctx_insert(ctx, key, e, destroy));
+    *entry = e;
+    return FLAVA_OK;
+}
+
+void flava_dnnl_accumulate(float *dst, const float *src, int64_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
