@@ -13,5 +13,6 @@ typedef struct flava_command {
 
 flava_status flava_cmd_info(int argc, char **argv);
 flava_status flava_cmd_report(int argc, char **argv);
+flava_status flava_cmd_data(int argc, char **argv); /* data VERB: generators */
 
 #endif
