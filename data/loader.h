@@ -38,6 +38,7 @@ typedef struct flava_loader_opts {
     int prefetch;      /* batches decoded ahead of the consumer, >= 1 */
     int threads;       /* decoding threads, >= 1 */
     uint64_t seed;
+    long first_batch;  /* run-wide index of the first batch (resuming a run) */
 } flava_loader_opts;
 
 /* A source: what each sample holds. Only the pointers a kind needs are set;
