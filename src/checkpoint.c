@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,4 +572,20 @@ flava_status flava_batch_read(flava_batch *b, const flava_st *st, const flava_co
     b->P = side * side;
     b->image_size = c->image.image_size;
     return FLAVA_OK;
+}
+
+double flava_rel_error(const float *a, const float *ref, int64_t n, double floor, int64_t *at)
+{
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
+    *at = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - ref[i]) / (fabs(ref[i]) + 1e-2 * scale + floor + 1e-30);
+        if (!(e <= worst)) { /* NaN counts as infinitely wrong */
+            worst = isnan(e) ? INFINITY : e;
+            *at = i;
+        }
+    }
+    return worst;
 }

@@ -56,4 +56,10 @@ flava_status flava_checkpoint_load_optim(const flava_model *m, float *exp_avg,
 flava_status flava_batch_read(flava_batch *b, const flava_st *st, const flava_config *c);
 void flava_batch_free(flava_batch *b);
 
+/* The worst relative error of a[n] against ref[n]:
+ * max |a - ref| / (|ref| + 1e-2 max|ref| + floor), so near-zero entries are
+ * judged against the tensor's magnitude, and `floor` absorbs values that
+ * are zero in exact arithmetic (rounding noise). *at gets its index. */
+double flava_rel_error(const float *a, const float *ref, int64_t n, double floor, int64_t *at);
+
 #endif

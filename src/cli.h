@@ -22,5 +22,6 @@ flava_status flava_cmd_finetune(int argc, char **argv);
 flava_status flava_cmd_eval(int argc, char **argv);
 flava_status flava_cmd_bench(int argc, char **argv);
 flava_status flava_cmd_help(int argc, char **argv);
+flava_status flava_cmd_forward(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const flava_command commands[] = {
     {"eval", "evaluate a model (-c run.cfg)", flava_cmd_eval},
     {"bench", "samples/s and GFLOP/s of training steps (-c run.cfg)", flava_cmd_bench},
     {"help", "help config: every key of a run configuration", flava_cmd_help},
+    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {NULL, NULL, NULL},
 };
 

@@ -9,6 +9,7 @@
 
 #include "codebook.h"
 #include "ops.h"
+#include "optim.h"
 #include "rng.h"
 
 /* HF clamps logit_scale to [0, ln 100] in training */
@@ -191,6 +192,9 @@ void flava_model_destroy(flava_model *m)
     flava_params_free(&m->table);
     flava_free(m->params);
     flava_free(m->grads);
+    flava_free(m->exp_avg);
+    flava_free(m->exp_avg_sq);
+    free(m->no_decay);
     free(m);
 }
 
@@ -220,10 +224,17 @@ void flava_model_init_weights(flava_model *m, uint64_t seed)
                 x[k] = fill;
             continue;
         }
-        flava_rng r;
-        flava_rng_init(&r, seed, (uint64_t)i);
-        for (size_t k = 0; k < p->numel; k++)
-            x[k] = (float)(c->initializer_range * flava_rng_normal(&r));
+        /* one stream per chunk of a tensor: the same values for any number
+         * of threads */
+        const size_t chunk = (size_t)1 << 16, nchunks = (p->numel + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic)
+        for (size_t ch = 0; ch < nchunks; ch++) {
+            flava_rng r;
+            flava_rng_init(&r, seed, ((uint64_t)i << 32) | ch);
+            size_t end = (ch + 1) * chunk < p->numel ? (ch + 1) * chunk : p->numel;
+            for (size_t k = ch * chunk; k < end; k++)
+                x[k] = (float)(c->initializer_range * flava_rng_normal(&r));
+        }
     }
     /* nn.Embedding(padding_idx=pad_token_id) starts with a zero padding row */
     const int pad = c->text.pad_token_id, Ct = c->text.enc.hidden_size;
@@ -236,6 +247,40 @@ flava_status flava_model_alloc_grads(flava_model *m)
     if (m->grads)
         return FLAVA_OK;
     return flava_alloc((void **)&m->grads, m->table.total * sizeof(float), "the gradients");
+}
+
+flava_status flava_model_alloc_optim(flava_model *m)
+{
+    if (m->exp_avg)
+        return FLAVA_OK;
+    const size_t n = m->table.total * sizeof(float);
+    FLAVA_TRY(flava_alloc((void **)&m->exp_avg, n, "the AdamW first moments"));
+    FLAVA_TRY(flava_alloc((void **)&m->exp_avg_sq, n, "the AdamW second moments"));
+    m->no_decay = calloc((size_t)m->table.n + 1, sizeof *m->no_decay);
+    if (!m->no_decay)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate the no-decay ranges");
+    m->n_no_decay = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *p = &m->table.p[i];
+        if (!p->no_decay)
+            continue;
+        flava_param_range *last = m->n_no_decay ? &m->no_decay[m->n_no_decay - 1] : NULL;
+        if (last && last->offset + last->count == (int64_t)p->offset)
+            last->count += (int64_t)p->numel; /* adjacent runs merge */
+        else
+            m->no_decay[m->n_no_decay++] = (flava_param_range){(int64_t)p->offset,
+                                                                (int64_t)p->numel};
+    }
+    return FLAVA_OK;
+}
+
+flava_status flava_model_adamw_step(flava_model *m, double lr, int64_t step,
+                                    const flava_adamw_config *cfg)
+{
+    if (!m->grads || !m->exp_avg)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "AdamW step without gradients or moments");
+    return flava_adamw_step(m->params, m->exp_avg, m->exp_avg_sq, m->grads, m->no_decay,
+                            m->n_no_decay, (int64_t)m->table.total, lr, step, cfg);
 }
 
 void flava_model_zero_grads(flava_model *m)

@@ -204,6 +204,9 @@ struct flava_model {
     flava_head_set heads;
     flava_param_table table;
     float *params, *grads; /* grads NULL until flava_model_alloc_grads */
+    float *exp_avg, *exp_avg_sq; /* AdamW moments, NULL until flava_model_alloc_optim */
+    struct flava_param_range *no_decay; /* merged no-decay runs of the table */
+    int n_no_decay;
 
     flava_encoder image_enc, text_enc, mm_enc;
     flava_image_embed image_embed;
@@ -246,6 +249,13 @@ void flava_model_init_weights(flava_model *m, uint64_t seed);
 /* Allocates (zeroed) gradients for training. */
 flava_status flava_model_alloc_grads(flava_model *m);
 void flava_model_zero_grads(flava_model *m);
+/* Allocates (zeroed) AdamW moments and the no-decay ranges. */
+flava_status flava_model_alloc_optim(flava_model *m);
+/* One AdamW step over every parameter (torch.optim.AdamW semantics, no
+ * decay for the table's no_decay entries); `step` is 1-based. */
+struct flava_adamw_config;
+flava_status flava_model_adamw_step(flava_model *m, double lr, int64_t step,
+                                    const struct flava_adamw_config *cfg);
 /* Number of floats of parameters whose name starts with prefix. */
 size_t flava_model_count(const flava_model *m, const char *prefix);
 /* Pointer to a parameter (and its gradient if grads) by name, or NULL. */

@@ -20,28 +20,6 @@ static const char *fixture(char *buf, size_t n, const char *name)
     return test_path(buf, n, rel);
 }
 
-/* Worst |a - ref| / (|ref| + 1e-2 max|ref| + floor) over the tensor:
- * relative, with near-zero entries judged against the tensor's magnitude
- * and `floor` (gradients that are zero in exact arithmetic, e.g. of key
- * biases, come out as float rounding noise). */
-static double worst_rel(const float *a, const float *ref, int64_t n, double floor,
-                        double *scale_out, int64_t *at)
-{
-    double scale = 0, worst = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    *at = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]) / (fabs(ref[i]) + 1e-2 * scale + floor + 1e-30);
-        if (!(e <= worst)) {
-            worst = isnan(e) ? INFINITY : e;
-            *at = i;
-        }
-    }
-    *scale_out = scale;
-    return worst;
-}
-
 static char worst_name[256]; /* the tensor of the worst error so far */
 
 static void expect_close(const char *what, const float *a, const flava_st_tensor *t, double rtol,
@@ -51,9 +29,8 @@ static void expect_close(const char *what, const float *a, const flava_st_tensor
     float *ref = malloc((size_t)(n ? n : 1) * sizeof *ref);
     ck_assert_ptr_nonnull(ref);
     ck_assert_int_eq(flava_st_to_f32(ref, t), FLAVA_OK);
-    double scale;
     int64_t at;
-    double w = worst_rel(a, ref, n, floor, &scale, &at);
+    double w = flava_rel_error(a, ref, n, floor, &at);
     if (w > *worst_seen) {
         *worst_seen = w;
         snprintf(worst_name, sizeof worst_name, "%s", t->name);
@@ -176,6 +153,285 @@ END_TEST
 START_TEST(test_text_batch) { check_batch("text"); }
 END_TEST
 
+/* 3 AdamW steps on the image-text batch: the losses before each step and
+ * every parameter after the third. */
+START_TEST(test_adamw_three_steps)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    m->cfg.skip_unmasked_multimodal_encoder = 1;
+    flava_batch b;
+    flava_st *in, *ref;
+    read_batch(&b, &in, m, "image_text");
+    char p[4096];
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, "flava_tiny_adamw.safetensors")),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_optim(m), FLAVA_OK);
+    const flava_adamw_config cfg = FLAVA_ADAMW_DEFAULTS;
+    float losses[3];
+    for (int step = 1; step <= 3; step++) {
+        flava_model_zero_grads(m);
+        flava_status s = flava_model_forward(ctx, m, &b, 1);
+        ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+        losses[step - 1] = m->loss;
+        ck_assert_int_eq(flava_model_backward(ctx, m, &b), FLAVA_OK);
+        ck_assert_int_eq(flava_model_adamw_step(m, 1e-3, step, &cfg), FLAVA_OK);
+    }
+    double worst = 0;
+    expect_close("adamw", losses, flava_st_find(ref, "loss"), 1e-4, 0, &worst);
+    printf("adamw: losses %.6f %.6f %.6f, worst rel err %.3g\n", losses[0], losses[1],
+           losses[2], worst);
+    worst = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        char name[256];
+        snprintf(name, sizeof name, "param.%s", pp->name);
+        const flava_st_tensor *t = flava_st_find(ref, name);
+        ck_assert_msg(t != NULL, "no %s", name);
+        /* A key bias shifts every score of a query row alike: its exact
+         * gradient is 0 and both sides hold rounding noise, which Adam's
+         * m/sqrt(v) turns into steps of +-lr with arbitrary signs. */
+        if (strstr(pp->name, "attention.attention.key.bias"))
+            continue;
+        expect_close("adamw", m->params + pp->offset, t, 1e-4, 1e-2, &worst);
+    }
+    printf("adamw: parameters after 3 steps worst rel err %.3g (%s)\n", worst, worst_name);
+    flava_st_free(ref);
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+static const char *tmp_path(char *buf, size_t n, const char *name)
+{
+    const char *dir = getenv("FLAVA_BUILDDIR");
+    snprintf(buf, n, "%s/check_model_%d_%s", dir ? dir : ".", (int)getpid(), name);
+    return buf;
+}
+
+static long file_bytes(const char *path, unsigned char **data)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *data = malloc((size_t)n);
+    ck_assert_int_eq(fread(*data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return n;
+}
+
+/* save -> load -> save: identical bytes, identical parameters, codebook kept */
+START_TEST(test_checkpoint_round_trip)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char a[4096], b2[4096];
+    tmp_path(a, sizeof a, "a.safetensors");
+    tmp_path(b2, sizeof b2, "b.safetensors");
+    ck_assert_int_eq(flava_checkpoint_save(m, a), FLAVA_OK);
+    flava_model *m2;
+    flava_status s = flava_checkpoint_load(&m2, a, NULL, 0, 7);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_ptr_nonnull(m2->codebook);
+    ck_assert_int_eq(m2->table.total, m->table.total);
+    ck_assert_int_eq(memcmp(m2->params, m->params, m->table.total * sizeof(float)), 0);
+    ck_assert_int_eq(flava_checkpoint_save(m2, b2), FLAVA_OK);
+    unsigned char *da, *db;
+    long na = file_bytes(a, &da), nb = file_bytes(b2, &db);
+    ck_assert_int_eq(na, nb);
+    ck_assert_int_eq(memcmp(da, db, (size_t)na), 0);
+    /* the tied bias is stored under both names */
+    flava_st *st;
+    ck_assert_int_eq(flava_st_read(&st, a), FLAVA_OK);
+    ck_assert_ptr_nonnull(flava_st_find(st, "mlm_head.bias"));
+    ck_assert_ptr_nonnull(flava_st_find(st, "mlm_head.decoder.bias"));
+    ck_assert_ptr_nonnull(flava_st_meta(st, "config"));
+    flava_st_free(st);
+
+    /* optimizer state round trip */
+    ck_assert_int_eq(flava_model_alloc_optim(m), FLAVA_OK);
+    test_fill(m->exp_avg, (int64_t)m->table.total, 1, -1, 1);
+    test_fill(m->exp_avg_sq, (int64_t)m->table.total, 2, 0, 1);
+    ck_assert_int_eq(flava_checkpoint_save_optim(m, m->exp_avg, m->exp_avg_sq, 42,
+                                                 0x123456789abcdefull, b2),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_optim(m2), FLAVA_OK);
+    int64_t step;
+    uint64_t rng;
+    s = flava_checkpoint_load_optim(m2, m2->exp_avg, m2->exp_avg_sq, &step, &rng, b2);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(step, 42);
+    ck_assert_uint_eq(rng, 0x123456789abcdefull);
+    ck_assert_int_eq(memcmp(m2->exp_avg, m->exp_avg, m->table.total * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(m2->exp_avg_sq, m->exp_avg_sq, m->table.total * sizeof(float)), 0);
+    free(da);
+    free(db);
+    unlink(a);
+    unlink(b2);
+    flava_model_destroy(m2);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Writes the model's tensors except `drop`, with `alter` replaced by a
+ * tensor of dtype/shape given, plus an `extra` key if not NULL. */
+static void write_variant(const flava_model *m, const char *path, const char *drop,
+                          const char *alter, flava_dtype dtype, int64_t d0, const char *extra)
+{
+    flava_st_tensor *t = calloc((size_t)m->table.n + 1, sizeof *t);
+    static int64_t junk[4096];
+    int n = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *p = &m->table.p[i];
+        if (drop && !strcmp(p->name, drop))
+            continue;
+        flava_st_tensor *e = &t[n++];
+        e->name = p->name;
+        e->dtype = FLAVA_F32;
+        e->ndim = p->ndim;
+        memcpy(e->shape, p->shape, sizeof p->shape);
+        e->data = m->params + p->offset;
+        e->nbytes = p->numel * sizeof(float);
+        if (alter && !strcmp(p->name, alter)) {
+            e->dtype = dtype;
+            e->ndim = 1;
+            e->shape[0] = d0;
+            e->data = junk;
+            e->nbytes = (size_t)d0 * flava_dtype_size(dtype);
+        }
+    }
+    if (extra) {
+        flava_st_tensor *e = &t[n++];
+        e->name = extra;
+        e->dtype = FLAVA_F32;
+        e->ndim = 1;
+        e->shape[0] = 4;
+        e->data = junk;
+        e->nbytes = 16;
+    }
+    char *json;
+    ck_assert_int_eq(flava_config_to_json(&json, &m->cfg), FLAVA_OK);
+    flava_st_kv meta = {"config", json};
+    ck_assert_int_eq(flava_st_write(path, t, n, &meta, 1), FLAVA_OK);
+    free(json);
+    free(t);
+}
+
+static void expect_load_error(const char *path, int partial, flava_status want,
+                              const char *needle)
+{
+    flava_model *m;
+    flava_status s = flava_checkpoint_load(&m, path, NULL, partial, 1);
+    ck_assert_msg(s == want, "loading %s: status %s (%s), expected %s", path,
+                  flava_status_name(s), flava_error_message(), flava_status_name(want));
+    ck_assert_msg(strstr(flava_error_message(), needle), "message '%s' lacks '%s'",
+                  flava_error_message(), needle);
+}
+
+START_TEST(test_checkpoint_errors)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char p[4096], q[4096];
+    tmp_path(p, sizeof p, "bad.safetensors");
+    const char *w = "flava.text_projection.weight";
+
+    write_variant(m, p, w, NULL, FLAVA_F32, 0, NULL);
+    expect_load_error(p, 0, FLAVA_ERR_FORMAT, w);
+    /* a partial load accepts the missing key (it keeps its initial value) */
+    flava_model *pm;
+    ck_assert_int_eq(flava_checkpoint_load(&pm, p, NULL, 1, 1), FLAVA_OK);
+    flava_model_destroy(pm);
+
+    write_variant(m, p, NULL, NULL, FLAVA_F32, 0, "vqa_head.surprise");
+    expect_load_error(p, 0, FLAVA_ERR_FORMAT, "vqa_head.surprise");
+
+    write_variant(m, p, NULL, w, FLAVA_F32, 7, NULL);
+    expect_load_error(p, 0, FLAVA_ERR_SHAPE, w);
+    expect_load_error(p, 1, FLAVA_ERR_SHAPE, w); /* partial never allows a wrong shape */
+
+    const flava_param *pw = flava_params_find(&m->table, w);
+    write_variant(m, p, NULL, w, FLAVA_I64, (int64_t)pw->numel, NULL);
+    flava_model *wm;
+    flava_status s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK); /* 1-D I64 of the right size: dtype or shape refused */
+    ck_assert_msg(strstr(flava_error_message(), w), "%s", flava_error_message());
+
+    /* truncated and corrupted files */
+    tmp_path(q, sizeof q, "good.safetensors");
+    ck_assert_int_eq(flava_checkpoint_save(m, q), FLAVA_OK);
+    unsigned char *d;
+    long n = file_bytes(q, &d);
+    FILE *f = fopen(p, "wb");
+    fwrite(d, 1, (size_t)n / 2, f);
+    fclose(f);
+    s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), p), "%s", flava_error_message());
+    d[12] = '!'; /* inside the JSON header */
+    f = fopen(p, "wb");
+    fwrite(d, 1, (size_t)n, f);
+    fclose(f);
+    s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), p), "%s", flava_error_message());
+    free(d);
+    unlink(p);
+    unlink(q);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* FLAVA-full (HF defaults): the parameter count and one forward pass. */
+START_TEST(test_flava_full_forward)
+{
+    flava_config c;
+    flava_config_default(&c);
+    flava_head_set none = {{0}, {0}};
+    flava_model *m;
+    ck_assert_int_eq(flava_model_create(&m, &c, &none), FLAVA_OK);
+    size_t enc = flava_model_count(m, "flava.");
+    printf("FLAVA-full: %zu parameters in flava.* (%.1fM)\n", enc, enc / 1e6);
+    ck_assert_uint_ge(enc, 240000000);
+    ck_assert_uint_le(enc, 242000000);
+    double t0 = flava_now();
+    flava_model_init_weights(m, 1);
+    double t1 = flava_now();
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    flava_batch b = {0};
+    b.B = 1;
+    b.image_size = 224;
+    b.T = 16;
+    b.P = 196;
+    b.pixel_values = malloc(3 * 224 * 224 * sizeof(float));
+    b.input_ids = calloc(16, sizeof(int32_t));
+    test_fill(b.pixel_values, 3 * 224 * 224, 3, -2, 2);
+    for (int t = 0; t < 16; t++)
+        b.input_ids[t] = 100 + 37 * t;
+    /* forward-only skips nothing: unmasked image/text + masked with multimodal */
+    flava_status s = flava_model_forward(ctx, m, &b, 0);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert(m->mm_m.ran && m->img.ran && m->txt.ran);
+    printf("FLAVA-full: init %.1f s, forward (batch 1, both passes) %.1f s\n", t1 - t0,
+           flava_now() - t1);
+    const float *o = m->mm_m.enc.out;
+    for (int i = 0; i < (1 + 197 + 16) * 768; i++)
+        ck_assert(isfinite(o[i]));
+    free(b.pixel_values);
+    free(b.input_ids);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 Suite *make_model_suite(void);
 Suite *make_model_suite(void)
 {
@@ -184,6 +440,14 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_image_text_batch);
     tcase_add_test(tc, test_image_batch);
     tcase_add_test(tc, test_text_batch);
+    tcase_add_test(tc, test_adamw_three_steps);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("checkpoint");
+    tcase_add_test(tc, test_checkpoint_round_trip);
+    tcase_add_test(tc, test_checkpoint_errors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("full");
+    tcase_add_test(tc, test_flava_full_forward);
     suite_add_tcase(s, tc);
     return s;
 }
