@@ -19,5 +19,8 @@
 #include "vqa.h"
 #include "scenes.h"
 #include "loader.h"
+#include "safetensors.h"
+#include "optim.h"
+#include "cfg.h"
 
 #endif
