@@ -176,10 +176,11 @@ flava_status flava_tokenizer_decode(char **text, const flava_tokenizer *tok, con
     return s;
 }
 
-flava_status flava_tokenizer_encode(int32_t *input_ids, int32_t *token_type_ids,
-                                    float *attention_mask, int64_t *n_tokens,
-                                    const flava_tokenizer *tok, const char *a, const char *b,
-                                    int64_t max_len)
+/* [CLS] a [SEP] (b [SEP]) truncated longest-first into max_len positions;
+ * *n receives how many were written. */
+static flava_status lay_out(int32_t *input_ids, int32_t *token_type_ids, int64_t *n,
+                            const flava_tokenizer *tok, const char *a, const char *b,
+                            int64_t max_len)
 {
     int64_t specials = b ? 3 : 2;
     if (max_len < specials)
@@ -211,6 +212,19 @@ flava_status flava_tokenizer_encode(int32_t *input_ids, int32_t *token_type_ids,
             input_ids[t] = ib[i], token_type_ids[t++] = 1;
         input_ids[t] = tok->sep_id, token_type_ids[t++] = 1;
     }
+    *n = t;
+    free(ia);
+    free(ib);
+    return FLAVA_OK;
+}
+
+flava_status flava_tokenizer_encode(int32_t *input_ids, int32_t *token_type_ids,
+                                    float *attention_mask, int64_t *n_tokens,
+                                    const flava_tokenizer *tok, const char *a, const char *b,
+                                    int64_t max_len)
+{
+    int64_t t;
+    FLAVA_TRY(lay_out(input_ids, token_type_ids, &t, tok, a, b, max_len));
     for (int64_t i = 0; i < max_len; i++) {
         attention_mask[i] = i < t ? 1.0f : 0.0f;
         if (i >= t)
@@ -218,7 +232,15 @@ flava_status flava_tokenizer_encode(int32_t *input_ids, int32_t *token_type_ids,
     }
     if (n_tokens)
         *n_tokens = t;
-    free(ia);
-    free(ib);
+    return FLAVA_OK;
+}
+
+flava_status flava_tokenizer_encode_unpadded(void *self, int32_t *input_ids,
+                                             int32_t *token_type_ids, int *len, int max_len,
+                                             const char *a, const char *b)
+{
+    int64_t t;
+    FLAVA_TRY(lay_out(input_ids, token_type_ids, &t, self, a, b, max_len));
+    *len = (int)t;
     return FLAVA_OK;
 }

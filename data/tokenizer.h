@@ -60,4 +60,12 @@ flava_status flava_tokenizer_encode(int32_t *input_ids, int32_t *token_type_ids,
                                     const flava_tokenizer *tok, const char *a, const char *b,
                                     int64_t max_len);
 
+/* The same layout without the padding: writes *len <= max_len positions.
+ * Its signature is the batch loader's flava_text_encoder.encode, with self
+ * a flava_tokenizer *. Safe to call from several threads at once: encoding
+ * only reads the tokenizer. */
+flava_status flava_tokenizer_encode_unpadded(void *self, int32_t *input_ids,
+                                             int32_t *token_type_ids, int *len, int max_len,
+                                             const char *a, const char *b);
+
 #endif

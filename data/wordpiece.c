@@ -375,8 +375,42 @@ static flava_status split_word(id_list *out, const flava_wordpiece *wp, const ui
     return FLAVA_OK;
 }
 
+/* Python's final sigma: a capital sigma after a cased letter, with no cased
+ * letter following (case-ignorable characters skipped both ways), lowers
+ * to ς rather than σ. w holds the m code points of one word. */
+static int final_sigma(const uint32_t *w, size_t m, size_t i)
+{
+#define IGNORABLE(c) in_ranges(flava_uni_case_ignorable, flava_uni_case_ignorable_count, (c))
+#define CASED(c) in_ranges(flava_uni_cased, flava_uni_cased_count, (c))
+    size_t j = i;
+    while (j > 0 && IGNORABLE(w[j - 1]))
+        j--;
+    if (j == 0 || !CASED(w[j - 1]))
+        return 0;
+    for (j = i + 1; j < m && IGNORABLE(w[j]);)
+        j++;
+    return j == m || !CASED(w[j]);
+#undef IGNORABLE
+#undef CASED
+}
+
+/* Folds one whitespace-delimited word (raw code points, controls already
+ * dropped) and hands it on to punctuation splitting and WordPiece. */
+static flava_status fold_word(id_list *out, const flava_wordpiece *wp, const uint32_t *raw,
+                              size_t m, uint32_t *word, char *buf)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (raw[i] == 0x3A3 && final_sigma(raw, m, i))
+            word[k++] = 0x3C2;
+        else
+            k += (size_t)fold(word + k, raw[i]);
+    }
+    return split_word(out, wp, word, k, buf);
+}
+
 static flava_status encode_cps(id_list *out, const flava_wordpiece *wp, const uint32_t *cps,
-                               size_t n, uint32_t *word, char *buf)
+                               size_t n, uint32_t *raw, uint32_t *word, char *buf)
 {
     size_t m = 0;
     for (size_t i = 0; i <= n; i++) {
@@ -386,16 +420,13 @@ static flava_status encode_cps(id_list *out, const flava_wordpiece *wp, const ui
         int space = in_ranges(flava_uni_space, flava_uni_space_count, c);
         if (space || is_cjk(c)) {
             if (m > 0)
-                FLAVA_TRY(split_word(out, wp, word, m, buf));
+                FLAVA_TRY(fold_word(out, wp, raw, m, word, buf));
             m = 0;
-            if (space)
-                continue;
-            uint32_t one[3];
-            int k = fold(one, c);
-            FLAVA_TRY(split_word(out, wp, one, (size_t)k, buf));
+            if (!space)
+                FLAVA_TRY(fold_word(out, wp, &c, 1, word, buf));
             continue;
         }
-        m += (size_t)fold(word + m, c);
+        raw[m++] = c;
     }
     return FLAVA_OK;
 }
@@ -409,14 +440,15 @@ flava_status flava_wordpiece_encode(int32_t **ids, int64_t *n, const flava_wordp
     size_t ncp;
     FLAVA_TRY(flava_utf8_decode(&cps, &ncp, text, len));
     id_list out = {.v = malloc(64 * sizeof(int32_t)), .cap = 64};
-    uint32_t *word = malloc((3 * ncp + 1) * sizeof *word);
+    uint32_t *raw = malloc((ncp + 1) * sizeof *raw), *word = malloc((3 * ncp + 3) * sizeof *word);
     char *buf = malloc(4 * MAX_WORD_CHARS);
     flava_status s = FLAVA_OK;
-    if (!out.v || !word || !buf)
+    if (!out.v || !raw || !word || !buf)
         s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot tokenize %zu characters", ncp);
     if (s == FLAVA_OK)
-        s = encode_cps(&out, wp, cps, ncp, word, buf);
+        s = encode_cps(&out, wp, cps, ncp, raw, word, buf);
     free(cps);
+    free(raw);
     free(word);
     free(buf);
     if (s != FLAVA_OK) {

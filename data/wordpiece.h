@@ -3,7 +3,8 @@
  * the line number (from 0) being the id.
  *
  * Text goes through BERT's basic tokenizer: control characters dropped,
- * whitespace normalised, CJK ideographs split off, lower-casing, NFD with
+ * whitespace normalised, CJK ideographs split off, lower-casing (as Python's
+ * str.lower(), final sigma included), NFD with
  * nonspacing marks removed (all of Unicode, from Python's unicodedata tables),
  * punctuation split (ASCII symbol ranges and Unicode P*); then each word is
  * split greedily longest-match-first into pieces with `##` continuations,

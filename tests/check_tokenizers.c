@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -227,6 +228,51 @@ START_TEST(test_wordpiece_cases)
 }
 END_TEST
 
+/* 300 lines (SpamAssassin ham and random characters from all of Unicode)
+ * against tests/reference/wordpiece_reference.py, an independent rendering
+ * of BERT's tokenizer on Python's own lower(), NFD and categories. */
+START_TEST(test_wordpiece_matches_python_reference)
+{
+    char path[4096];
+    flava_wordpiece *wp;
+    ck_assert_int_eq(flava_wordpiece_load(&wp, test_path(path, sizeof path, FIX "wp_vocab.txt")),
+                     FLAVA_OK);
+    char **texts, **expect;
+    int nt, ne;
+    char *b1 = read_lines(FIX "wp_texts.txt", &texts, &nt);
+    char *b2 = read_lines(FIX "wp_expected.txt", &expect, &ne);
+    ck_assert_int_eq(nt, 300);
+    ck_assert_int_eq(ne, nt);
+    for (int i = 0; i < nt; i++) {
+        int32_t *ids;
+        int64_t n;
+        ck_assert_msg(flava_wordpiece_encode(&ids, &n, wp, texts[i], strlen(texts[i])) == FLAVA_OK,
+                      "line %d: %s", i + 1, flava_error_message());
+        char *e = expect[i];
+        for (int64_t k = 0; k < n; k++) {
+            char *end;
+            long want = strtol(e, &end, 10);
+            ck_assert_msg(end != e, "line %d: %lld tokens, the reference has fewer", i + 1,
+                          (long long)n);
+            ck_assert_msg(ids[k] == want, "line %d token %lld: %d (%s), reference %ld (%s)", i + 1,
+                          (long long)k, ids[k], flava_wordpiece_id_to_piece(wp, ids[k]), want,
+                          flava_wordpiece_id_to_piece(wp, (int32_t)want));
+            e = end;
+        }
+        while (*e == ' ')
+            e++;
+        ck_assert_msg(*e == '\0', "line %d: %lld tokens, the reference has more", i + 1,
+                      (long long)n);
+        free(ids);
+    }
+    free(texts);
+    free(expect);
+    free(b1);
+    free(b2);
+    flava_wordpiece_free(wp);
+}
+END_TEST
+
 START_TEST(test_wordpiece_long_word)
 {
     flava_wordpiece *wp = load_vocab();
@@ -408,6 +454,50 @@ START_TEST(test_truncation_longest_first)
 }
 END_TEST
 
+/* The loader's entry point, called from two threads at once, gives what a
+ * serial flava_tokenizer_encode gives (both kinds of tokenizer). */
+static void check_parallel(const char *model)
+{
+    enum { L = 64 };
+    char path[4096];
+    flava_tokenizer *tok;
+    ck_assert_int_eq(flava_tokenizer_load(&tok, test_path(path, sizeof path, model)), FLAVA_OK);
+    char **texts;
+    int nt;
+    char *buf = read_lines(FIX "wp_texts.txt", &texts, &nt);
+    int32_t *ids = malloc((size_t)nt * L * sizeof *ids), *types = malloc((size_t)nt * L * sizeof *types);
+    int *lens = malloc((size_t)nt * sizeof *lens), failures = 0;
+#pragma omp parallel for num_threads(2) schedule(dynamic, 1) reduction(+ : failures)
+    for (int i = 0; i < nt; i++)
+        failures += flava_tokenizer_encode_unpadded(tok, ids + (size_t)i * L, types + (size_t)i * L,
+                                                    &lens[i], L, texts[i],
+                                                    i % 3 ? NULL : texts[nt - 1 - i]) != FLAVA_OK;
+    ck_assert_int_eq(failures, 0);
+    for (int i = 0; i < nt; i++) {
+        int32_t want[L], want_types[L];
+        float mask[L];
+        int64_t n;
+        ck_assert_int_eq(flava_tokenizer_encode(want, want_types, mask, &n, tok, texts[i],
+                                                i % 3 ? NULL : texts[nt - 1 - i], L), FLAVA_OK);
+        ck_assert_int_eq(lens[i], n);
+        ck_assert_mem_eq(ids + (size_t)i * L, want, (size_t)n * sizeof *want);
+        ck_assert_mem_eq(types + (size_t)i * L, want_types, (size_t)n * sizeof *want);
+    }
+    free(ids);
+    free(types);
+    free(lens);
+    free(texts);
+    free(buf);
+    flava_tokenizer_free(tok);
+}
+
+START_TEST(test_encode_in_threads)
+{
+    check_parallel(FIX "wp_vocab.txt");
+    check_parallel(FIX "spm_unigram.model");
+}
+END_TEST
+
 START_TEST(test_tokenizer_errors)
 {
     flava_tokenizer *tok;
@@ -482,6 +572,81 @@ START_TEST(test_data_spam)
 }
 END_TEST
 
+/* 20 spam and 30 ham mails written here: a stratified 80/10/10 split that
+ * repeats with the seed and holds every mail once. */
+static void write_mails(const char *dir)
+{
+    for (int i = 0; i < 50; i++) {
+        const char *group = i < 20 ? "spam-2" : "hard-ham-1";
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, group);
+        mkdir(path, 0777);
+        snprintf(path, sizeof path, "%s/%s/%05d.json", dir, group, i);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "{\"id\": \"%05d\", \"group\": \"%s\", \"text\": \"Subject: mail %d\\n\\n"
+                "body %d\\n\"}", i, group, i, i);
+        fclose(f);
+    }
+}
+
+static void count_split(const char *text, int *spam, int *ham, int *seen)
+{
+    *spam = *ham = 0;
+    for (const char *p = strchr(text, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+        int id, label;
+        ck_assert_int_eq(sscanf(p + 1, "mail %d body %*d\t%d", &id, &label), 2);
+        ck_assert_int_eq(label, id < 20);
+        seen[id]++;
+        *(label ? spam : ham) += 1;
+    }
+}
+
+START_TEST(test_data_spam_split)
+{
+    char in[] = "/tmp/flava_mails_XXXXXX", out[] = "/tmp/flava_split_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(in));
+    ck_assert_ptr_nonnull(mkdtemp(out));
+    write_mails(in);
+    static const char *names[] = {"train.tsv", "dev.tsv", "test.tsv", "corpus.txt"};
+    static const int want_spam[] = {16, 2, 2}, want_ham[] = {24, 3, 3};
+    char first[4][8192];
+    for (int run = 0; run < 3; run++) {
+        char *argv[] = {"--from", in, "--out", out, "--seed", run < 2 ? "5" : "6"};
+        ck_assert_int_eq(flava_cmd_data_spam(6, argv), FLAVA_OK);
+        int seen[50] = {0}, same = 1;
+        for (int k = 0; k < 4; k++) {
+            const char *text = slurp(out, names[k]);
+            if (run == 0)
+                snprintf(first[k], sizeof first[k], "%s", text);
+            else
+                same &= strcmp(first[k], text) == 0;
+            if (k == 3)
+                break;
+            int spam, ham;
+            count_split(text, &spam, &ham, seen);
+            ck_assert_int_eq(spam, want_spam[k]);
+            ck_assert_int_eq(ham, want_ham[k]);
+        }
+        for (int i = 0; i < 50; i++)
+            ck_assert_int_eq(seen[i], 1);
+        ck_assert_int_eq(same, run < 2); /* the seed decides the split */
+    }
+    rmdir(out);
+    for (int i = 0; i < 50; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s/%05d.json", in, i < 20 ? "spam-2" : "hard-ham-1", i);
+        unlink(path);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/spam-2", in);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/hard-ham-1", in);
+    rmdir(path);
+    rmdir(in);
+}
+END_TEST
+
 static Suite *make_tokenizers_suite(void)
 {
     Suite *s = suite_create("tokenizers");
@@ -493,6 +658,7 @@ static Suite *make_tokenizers_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("wordpiece");
     tcase_add_test(tc, test_wordpiece_cases);
+    tcase_add_test(tc, test_wordpiece_matches_python_reference);
     tcase_add_test(tc, test_wordpiece_long_word);
     tcase_add_test(tc, test_wordpiece_invalid_utf8);
     tcase_add_test(tc, test_wordpiece_decode);
@@ -501,10 +667,12 @@ static Suite *make_tokenizers_suite(void)
     tc = tcase_create("interface");
     tcase_add_test(tc, test_encode_pair_and_padding);
     tcase_add_test(tc, test_truncation_longest_first);
+    tcase_add_test(tc, test_encode_in_threads);
     tcase_add_test(tc, test_tokenizer_errors);
     suite_add_tcase(s, tc);
     tc = tcase_create("spam");
     tcase_add_test(tc, test_data_spam);
+    tcase_add_test(tc, test_data_spam_split);
     suite_add_tcase(s, tc);
     return s;
 }
