@@ -59,7 +59,7 @@ static const flava_cfg_key pretrain_keys[] = {
     {"data.*", "limit", FLAVA_CFG_INT, "0", "use the first N samples only (0: all)"},
 };
 
-enum { MAX_SOURCES = 16, MAX_TEXT = 1024 };
+enum { MAX_SOURCES = 16 };
 enum { KIND_IDX, KIND_IMAGETEXT, KIND_TEXT };
 enum { MIX_SIZE, MIX_RATIO, MIX_ROUND_ROBIN };
 
@@ -217,21 +217,6 @@ static void close_source(source *s)
     free(s->texts);
 }
 
-/* ---- text encoding for the loader ---- */
-
-static flava_status encode_text(void *self, int32_t *ids, int32_t *type_ids, int *len,
-                                int max_len, const char *a, const char *b)
-{
-    const flava_tokenizer *tok = self;
-    float mask[MAX_TEXT];
-    int64_t n;
-    if (max_len > MAX_TEXT)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "max_text_len %d exceeds %d", max_len, MAX_TEXT);
-    FLAVA_TRY(flava_tokenizer_encode(ids, type_ids, mask, &n, tok, a, b, max_len));
-    *len = (int)n;
-    return FLAVA_OK;
-}
-
 /* ---- the data position ---- */
 
 /* The source of micro-batch g. */
@@ -274,7 +259,7 @@ static flava_status open_loader(pretrain *p, source *s, long first_batch)
     else if (s->kind == KIND_IMAGETEXT)
         ls.pairs = &s->pairs;
     else
-        ls.text_a = (const char *const *)s->texts;
+        ls.texts = s->texts;
     flava_loader_opts o = loader_opts(p, s, first_batch);
     flava_status st = flava_loader_open(&s->loader, &ls, s->kind != KIND_IDX ? &p->enc : NULL, &o);
     if (st != FLAVA_OK)
@@ -538,7 +523,7 @@ static flava_status setup_data(pretrain *p)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the tokenizer %s has %d pieces but the model's "
                                "text_config.vocab_size is %d", tok_path, p->tok->vocab_size,
                                p->m->cfg.text.vocab_size);
-        p->enc = (flava_text_encoder){encode_text, p->tok, p->tok->pad_id};
+        p->enc = (flava_text_encoder){flava_tokenizer_encode_unpadded, p->tok, p->tok->pad_id};
         flava_tokenizer_special_ids(p->special, p->tok);
         p->mlm = (flava_mlm_config){.mask_id = p->tok->mask_id,
                                     .vocab_size = p->tok->vocab_size,
@@ -565,10 +550,10 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     FLAVA_TRY(flava_train_model_create(&p->m, run, &mc, &hs, ck, 1));
     int64_t v, kmeans_images, kmeans_iters;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "max_text_len", &v));
-    if (v < 2 || v > MAX_TEXT || v > mc.text.max_position_embeddings)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.max_text_len = %lld: expected 2 to %d and "
-                           "at most text_config.max_position_embeddings (%d)", (long long)v,
-                           MAX_TEXT, mc.text.max_position_embeddings);
+    if (v < 2 || v > mc.text.max_position_embeddings)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.max_text_len = %lld: expected 2 to "
+                           "text_config.max_position_embeddings (%d)", (long long)v,
+                           mc.text.max_position_embeddings);
     p->T = (int)v;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "prefetch", &v));
     p->prefetch = v < 1 ? 1 : (int)v;
