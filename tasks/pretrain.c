@@ -13,6 +13,7 @@
  * MIM targets: the checkpoint's dVAE codebook (the model computes them)
  * when it has one, else a k-means patch codebook fitted here on training
  * images before the first step and kept in RUN_DIR/kmeans.safetensors. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,65 +105,56 @@ typedef struct pretrain {
 
 /* ---- sources ---- */
 
+/* Appends a copy of text to s->texts (capacity *cap). */
+static flava_status push_text(source *s, long *cap, const char *text, const char *path)
+{
+    if (s->n == *cap) {
+        long grown_cap = *cap ? 2 * *cap : 1024;
+        char **grown = realloc(s->texts, sizeof(char *) * (size_t)grown_cap);
+        if (!grown)
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: %ld texts", path, grown_cap);
+        s->texts = grown;
+        *cap = grown_cap;
+    }
+    FLAVA_TRY(flava_strdup(&s->texts[s->n], text));
+    s->n++;
+    return FLAVA_OK;
+}
+
+/* The texts of a file: one per non-empty line, or the field `column` of a
+ * TSV with a header. */
 static flava_status read_lines(source *s, const char *path, const char *column)
 {
     long cap = 0;
+    flava_status st = FLAVA_OK;
     if (*column) {
         flava_tsv t;
         FLAVA_TRY(flava_tsv_open(&t, path));
         int more, col = -1;
-        flava_status st = flava_tsv_next(&t, &more);
+        st = flava_tsv_next(&t, &more);
         if (st == FLAVA_OK && (!more || (col = flava_tsv_find(&t, column)) < 0))
             st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:1: no column '%s' in the header", path, column);
-        while (st == FLAVA_OK && (st = flava_tsv_next(&t, &more)) == FLAVA_OK && more) {
-            if (col >= t.nfields) {
-                st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:%ld: %d fields, expected at least %d",
-                                 path, t.line, t.nfields, col + 1);
-                break;
-            }
-            if (s->n == cap) {
-                cap = cap ? 2 * cap : 1024;
-                char **grown = realloc(s->texts, sizeof(char *) * (size_t)cap);
-                if (!grown) {
-                    st = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: texts", path);
-                    break;
-                }
-                s->texts = grown;
-            }
-            st = flava_strdup(&s->texts[s->n], t.fields[col]);
-            if (st == FLAVA_OK)
-                s->n++;
-        }
+        while (st == FLAVA_OK && (st = flava_tsv_next(&t, &more)) == FLAVA_OK && more)
+            st = col < t.nfields ? push_text(s, &cap, t.fields[col], path)
+                                 : FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:%ld: %d fields, expected at "
+                                               "least %d", path, t.line, t.nfields, col + 1);
         flava_tsv_close(&t);
-        return st;
-    }
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s", path);
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t len;
-    flava_status st = FLAVA_OK;
-    while (st == FLAVA_OK && (len = getline(&line, &lcap, f)) >= 0) {
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (!len)
-            continue;
-        if (s->n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            char **grown = realloc(s->texts, sizeof(char *) * (size_t)cap);
-            if (!grown) {
-                st = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: texts", path);
-                break;
-            }
-            s->texts = grown;
+    } else {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t len;
+        while (st == FLAVA_OK && (len = getline(&line, &lcap, f)) >= 0) {
+            while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                line[--len] = '\0';
+            if (len)
+                st = push_text(s, &cap, line, path);
         }
-        st = flava_strdup(&s->texts[s->n], line);
-        if (st == FLAVA_OK)
-            s->n++;
+        free(line);
+        fclose(f);
     }
-    free(line);
-    fclose(f);
     if (st == FLAVA_OK && s->n == 0)
         st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no texts", path);
     return st;
