@@ -1,12 +1,17 @@
 /* attention.c - multi-head attention core on the fused projection
  * qkv[B,T,3C] as batched oneDNN matmuls over [B,NH,...] 4-D views.
  *
- * No head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided descriptors
- * into qkv, the output is a strided descriptor into out[B,T,C], and the
- * gradients land in the dq, dk, dv regions of dqkv the same way.
+ * In f32 no head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided
+ * descriptors into qkv, the output is a strided descriptor into out[B,T,C],
+ * and the gradients land in the dq, dk, dv regions of dqkv the same way.
+ * In bf16 the inputs are converted anyway; that copy also makes them
+ * head-major, which lets oneDNN 2.6 use its AMX kernels (its strided-source
+ * fallback, gemm:jit, is much slower in bf16).
  *   forward:  att = softmax(scale · q·kᵀ + mask)   (scale: output scale,
- *             mask: binary-add post-ops [B,1,1,T] and causal [1,1,T,T]),
- *             out = att·v
+ *             mask: a binary-add post-op, [B,1,1,T] for the key mask alone,
+ *             [B,1,T,T] once causal: oneDNN 2.6 has fast kernels for
+ *             those broadcasts but falls back to its reference matmul
+ *             for [1,1,T,T]), out = att·v
  *   backward: datt = dout·vᵀ;  dv += attᵀ·dout;  ds = softmax_bwd(datt)
  *             dq += scale · ds·k;  dk += scale · dsᵀ·q   (sum post-ops)
  * Masked keys get a large finite negative score, so their probability is
@@ -18,15 +23,30 @@
 
 static const float mask_neg = -1e9f;
 
-/* 4-D [B,NH,rows,cols] views; `ld` is the row stride of the [B,T,ld] tensor
- * the heads live in: a head view reads [t, h*hs + j] at (b, h, t, j) and its
- * transpose swaps the last two strides. */
+/* 4-D [B,NH,T,hs] head views (or [B,NH,hs,T] transposed) with the strides
+ * `s` of b, h and t: token-major inside a [B,T,ld] tensor is {T*ld, hs, ld}
+ * (f32 q, k, v, out and the gradients, used in place); head-major is
+ * {NH*T*hs, T*hs, hs} (the bf16 copies, laid out so that oneDNN's AMX
+ * batched kernels take them: those want dense sources). */
 static flava_status head_view(dnnl_memory_desc_t *md, int64_t B, int64_t T, int64_t NH, int64_t hs,
-                              int64_t ld, int transposed, dnnl_data_type_t dt)
+                              const int64_t s[3], int transposed, dnnl_data_type_t dt)
 {
     int64_t dims[4] = {B, NH, transposed ? hs : T, transposed ? T : hs};
-    int64_t strides[4] = {T * ld, hs, transposed ? 1 : ld, transposed ? ld : 1};
+    int64_t strides[4] = {s[0], s[1], transposed ? 1 : s[2], transposed ? s[2] : 1};
     return flava_dnnl_md(md, 4, dims, strides, dt);
+}
+
+/* The bf16 copy of x[B,T,parts*C] (parts 3 for qkv, 1 for dout) as
+ * head-major [parts,B,NH,T,hs]: q, k and v each become dense. */
+static flava_status head_major_copy(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t parts,
+                                    int64_t B, int64_t T, int64_t NH, int64_t hs)
+{
+    int64_t C = NH * hs, dims[5] = {parts, B, NH, T, hs};
+    int64_t strides[5] = {C, T * parts * C, hs, parts * C, 1};
+    dnnl_memory_desc_t src, dst;
+    FLAVA_TRY(flava_dnnl_md(&src, 5, dims, strides, dnnl_f32));
+    FLAVA_TRY(flava_dnnl_md(&dst, 5, dims, NULL, dnnl_bf16));
+    return flava_dnnl_bf16_copy_init_md(c, ctx, &src, &dst);
 }
 
 /* [B,NH,T,T] scores, dense or read transposed */
@@ -44,6 +64,22 @@ static flava_status bind_at(dnnl_memory_t mem, const void *base, int64_t off, in
     return flava_dnnl_bind(mem, (const char *)base + off * (bf16 ? 2 : 4));
 }
 
+/* The additive mask [B,rows,T] (rows T if causal, else 1): keys whose
+ * key_mask is 0 (key_mask may be NULL) and, if causal, keys after the query
+ * get mask_neg. */
+static void fill_mask(float *mask, const float *key_mask, int causal, int64_t B, int64_t T)
+{
+    int64_t rows = causal ? T : 1;
+#pragma omp parallel for schedule(static) if (B * rows * T > 65536)
+    for (int64_t r = 0; r < B * rows; r++) {
+        int64_t b = r / rows, i = r % rows;
+        for (int64_t j = 0; j < T; j++) {
+            int keep = (!key_mask || key_mask[b * T + j] != 0.0f) && (!causal || j <= i);
+            mask[r * T + j] = keep ? 0.0f : mask_neg;
+        }
+    }
+}
+
 static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
 {
     if (B < 1 || T < 1 || C < 1 || NH < 1 || C % NH != 0)
@@ -55,12 +91,11 @@ static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
 
 /* ---- forward: key dims {B, T, C, NH, causal, has_mask, bf16} ---- */
 enum { AF_QK, AF_SOFTMAX, AF_AV, AF_NPRIM };
-enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_PAD, AF_CAUSAL, AF_NMEM };
+enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_MASK, AF_NMEM };
 struct attention_fwd {
     dnnl_primitive_t prim[AF_NPRIM];
     dnnl_memory_t mem[AF_NMEM];
-    float *pad;    /* [B,T] additive key mask, filled per call */
-    float *causal; /* [T,T] additive causal mask, filled once */
+    float *mask; /* additive, [B,T] or causal [B,T,T]; filled per call with a key mask */
     flava_dnnl_bf16_copy qkv16, att16; /* bf16 mode only */
 };
 
@@ -68,8 +103,7 @@ static void attention_fwd_destroy(void *p)
 {
     struct attention_fwd *e = p;
     flava_dnnl_release(e->prim, AF_NPRIM, e->mem, AF_NMEM);
-    flava_free(e->pad);
-    flava_free(e->causal);
+    flava_free(e->mask);
     flava_dnnl_bf16_copy_release(&e->qkv16);
     flava_dnnl_bf16_copy_release(&e->att16);
     flava_free(e);
@@ -83,20 +117,21 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AF_NMEM];
-    FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, 3 * C, 1, dt));
+    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
+    const int64_t head[3] = {NH * T * hs, T * hs, hs};
+    const int64_t *in = bf16 ? head : qkv_tok;
+    FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AF_ATT], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AF_ATT16], B, T, NH, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, C, 0, dnnl_f32));
-    FLAVA_TRY(flava_dnnl_md(&md[AF_PAD], 4, (int64_t[]){B, 1, 1, T}, NULL, dnnl_f32));
-    FLAVA_TRY(flava_dnnl_md(&md[AF_CAUSAL], 4, (int64_t[]){1, 1, T, T}, NULL, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AF_V], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AF_OUT], B, T, NH, hs, out_tok, 0, dnnl_f32));
+    int64_t rows = causal ? T : 1;
+    FLAVA_TRY(flava_dnnl_md(&md[AF_MASK], 4, (int64_t[]){B, 1, rows, T}, NULL, dnnl_f32));
 
     flava_dnnl_attrs qk_attrs = {.scale = 1.0f / sqrtf((float)hs)};
-    if (has_mask)
-        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_PAD];
-    if (causal)
-        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_CAUSAL];
+    if (has_mask || causal)
+        qk_attrs.binary_add[qk_attrs.nbinary++] = &md[AF_MASK];
     dnnl_matmul_desc_t mm;
     FLAVA_DNNL(dnnl_matmul_desc_init(&mm, &md[AF_Q], &md[AF_KT], NULL, &md[AF_ATT]));
     FLAVA_TRY(flava_dnnl_primitive(&e->prim[AF_QK], NULL, ctx, &mm, &qk_attrs, NULL));
@@ -108,19 +143,15 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     for (int i = 0; i < AF_NMEM; i++)
         FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
 
-    if (has_mask) {
-        FLAVA_TRY(flava_alloc((void **)&e->pad, (size_t)(B * T) * sizeof(float), "key mask"));
-        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_PAD], e->pad));
-    }
-    if (causal) {
-        FLAVA_TRY(flava_alloc((void **)&e->causal, (size_t)(T * T) * sizeof(float), "causal mask"));
-        for (int64_t i = 0; i < T; i++)
-            for (int64_t j = 0; j < T; j++)
-                e->causal[i * T + j] = j > i ? mask_neg : 0.0f;
-        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_CAUSAL], e->causal));
+    if (has_mask || causal) {
+        FLAVA_TRY(flava_alloc((void **)&e->mask, (size_t)(B * rows * T) * sizeof(float),
+                              "attention mask"));
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_MASK], e->mask));
+        if (!has_mask)
+            fill_mask(e->mask, NULL, 1, B, T);
     }
     if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
+        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->att16.buf));
     }
@@ -138,31 +169,25 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
                                attention_fwd_destroy));
     dnnl_memory_t *m = e->mem;
     const void *in = qkv;
+    int64_t part = C; /* where k starts, relative to q */
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
         in = e->qkv16.buf;
+        part = (int64_t)B * T * C;
     }
     FLAVA_TRY(bind_at(m[AF_Q], in, 0, bf16));
-    FLAVA_TRY(bind_at(m[AF_KT], in, C, bf16));
-    FLAVA_TRY(bind_at(m[AF_V], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(bind_at(m[AF_KT], in, part, bf16));
+    FLAVA_TRY(bind_at(m[AF_V], in, 2 * part, bf16));
     FLAVA_TRY(flava_dnnl_bind(m[AF_ATT], att));
     FLAVA_TRY(flava_dnnl_bind(m[AF_OUT], out));
     if (key_mask)
-        for (int64_t i = 0; i < (int64_t)B * T; i++)
-            e->pad[i] = key_mask[i] == 0.0f ? mask_neg : 0.0f;
+        fill_mask(e->mask, key_mask, causal != 0, B, T);
 
-    dnnl_exec_arg_t qk[5] = {{DNNL_ARG_SRC, m[AF_Q]}, {DNNL_ARG_WEIGHTS, m[AF_KT]},
-                             {DNNL_ARG_DST, m[AF_ATT]}};
-    int nbin = 0; /* binary post-ops in the order the primitive was built with */
-    if (key_mask) {
-        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_PAD]};
-        nbin++;
-    }
-    if (causal) {
-        qk[3 + nbin] = (dnnl_exec_arg_t){FLAVA_DNNL_ARG_BINARY(nbin), m[AF_CAUSAL]};
-        nbin++;
-    }
-    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], 3 + nbin, qk));
+    dnnl_exec_arg_t qk[] = {{DNNL_ARG_SRC, m[AF_Q]},
+                            {DNNL_ARG_WEIGHTS, m[AF_KT]},
+                            {DNNL_ARG_DST, m[AF_ATT]},
+                            {FLAVA_DNNL_ARG_BINARY(0), m[AF_MASK]}};
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], key_mask || causal ? 4 : 3, qk));
     dnnl_exec_arg_t sm[] = {{DNNL_ARG_SRC, m[AF_ATT]}, {DNNL_ARG_DST, m[AF_ATT]}};
     FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_SOFTMAX], 2, sm));
     if (bf16)
@@ -209,18 +234,21 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AB_NMEM];
-    FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, 3 * C, 1, dt));
+    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
+    const int64_t head[3] = {NH * T * hs, T * hs, hs};
+    const int64_t *in = bf16 ? head : qkv_tok, *dout = bf16 ? head : out_tok;
+    FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, dout, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AB_DATTM], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT_T], B, T, NH, 1, dt));
-    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS], B, T, NH, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS_T], B, T, NH, 1, dt));
-    FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, 3 * C, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, 3 * C, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, in, 0, dt));
+    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
 
     /* matmul i: src, weights, dst, output scale */
     const int mm[4][3] = {{AB_DOUT, AB_VT, AB_DATTM},
@@ -246,8 +274,8 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
                           "attention datt"));
     FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DATTM], e->datt));
     if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->qkv16, ctx, B * T * 3 * C));
-        FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->dout16, ctx, B * T * C));
+        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
+        FLAVA_TRY(head_major_copy(&e->dout16, ctx, 1, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->ds16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout16.buf));
@@ -274,18 +302,20 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
                                attention_bwd_destroy));
     dnnl_memory_t *m = e->mem;
     const void *in = qkv;
+    int64_t part = C; /* where k starts, relative to q */
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout16, ctx, dout));
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
         in = e->qkv16.buf;
+        part = (int64_t)B * T * C;
     } else {
         FLAVA_TRY(flava_dnnl_bind(m[AB_DOUT], dout));
         FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
     }
     FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
-    FLAVA_TRY(bind_at(m[AB_K], in, C, bf16));
-    FLAVA_TRY(bind_at(m[AB_VT], in, 2 * (int64_t)C, bf16));
+    FLAVA_TRY(bind_at(m[AB_K], in, part, bf16));
+    FLAVA_TRY(bind_at(m[AB_VT], in, 2 * part, bf16));
     FLAVA_TRY(flava_dnnl_bind(m[AB_ATT], att));
     FLAVA_TRY(bind_at(m[AB_GQ], dqkv, 0, 0));
     FLAVA_TRY(bind_at(m[AB_GK], dqkv, C, 0));

@@ -139,16 +139,23 @@ void flava_dnnl_release(dnnl_primitive_t *prims, int nprims, dnnl_memory_t *mems
             dnnl_memory_destroy(mems[i]);
 }
 
+flava_status flava_dnnl_bf16_copy_init_md(flava_dnnl_bf16_copy *c, flava_ctx *ctx,
+                                          const dnnl_memory_desc_t *src,
+                                          const dnnl_memory_desc_t *dst)
+{
+    FLAVA_TRY(flava_alloc(&c->buf, dnnl_memory_desc_get_size(dst), "bf16 copy of a matmul input"));
+    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, src, dst));
+    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, src));
+    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, dst));
+    return flava_dnnl_bind(c->dst, c->buf);
+}
+
 flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n)
 {
     dnnl_memory_desc_t f32, bf16;
     FLAVA_TRY(flava_dnnl_md(&f32, 1, &n, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&bf16, 1, &n, NULL, dnnl_bf16));
-    FLAVA_TRY(flava_alloc(&c->buf, (size_t)n * 2, "bf16 copy of a matmul input"));
-    FLAVA_TRY(flava_dnnl_reorder(&c->reorder, ctx, &f32, &bf16));
-    FLAVA_TRY(flava_dnnl_memory(&c->src, ctx, &f32));
-    FLAVA_TRY(flava_dnnl_memory(&c->dst, ctx, &bf16));
-    return flava_dnnl_bind(c->dst, c->buf);
+    return flava_dnnl_bf16_copy_init_md(c, ctx, &f32, &bf16);
 }
 
 flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src)
@@ -180,6 +187,79 @@ flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *
     }
     FLAVA_TRY(flava_ctx_insert(ctx, key, e, destroy));
     *entry = e;
+    return FLAVA_OK;
+}
+
+enum { U_IN, U_OUT, U_DATA, U_NMEM }; /* forward: src, dst; backward: diff_dst, diff_src, data */
+struct unary_entry {
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem[U_NMEM];
+    float *scratch; /* backward: diff_src before it is accumulated */
+};
+
+static void unary_destroy(void *p)
+{
+    struct unary_entry *e = p;
+    flava_dnnl_release(&e->prim, 1, e->mem, U_NMEM);
+    flava_free(e->scratch);
+    flava_free(e);
+}
+
+/* The cached entry of `key`, built on a miss: forward if bwd_desc is NULL. */
+static flava_status unary_entry_get(struct unary_entry **out, flava_ctx *ctx,
+                                    const flava_op_key *key, const void *fwd_desc,
+                                    const void *bwd_desc, const dnnl_memory_desc_t *md)
+{
+    *out = flava_ctx_lookup(ctx, key);
+    if (*out)
+        return FLAVA_OK;
+    struct unary_entry *e;
+    FLAVA_TRY(flava_alloc((void **)&e, sizeof *e, key->op));
+    flava_status s = bwd_desc ? flava_dnnl_backward_primitive(&e->prim, ctx, fwd_desc, bwd_desc)
+                              : flava_dnnl_primitive(&e->prim, NULL, ctx, fwd_desc, NULL, NULL);
+    for (int i = 0; i < U_NMEM && s == FLAVA_OK; i++)
+        s = flava_dnnl_memory(&e->mem[i], ctx, md);
+    if (s == FLAVA_OK && bwd_desc) {
+        s = flava_alloc((void **)&e->scratch, dnnl_memory_desc_get_size(md), key->op);
+        if (s == FLAVA_OK)
+            s = flava_dnnl_bind(e->mem[U_OUT], e->scratch);
+    }
+    if (s != FLAVA_OK) {
+        unary_destroy(e);
+        return s;
+    }
+    FLAVA_TRY(flava_ctx_insert(ctx, key, e, unary_destroy));
+    *out = e;
+    return FLAVA_OK;
+}
+
+flava_status flava_dnnl_unary_forward(flava_ctx *ctx, const flava_op_key *key,
+                                      const void *fwd_desc, const dnnl_memory_desc_t *md,
+                                      float *out, const float *inp)
+{
+    struct unary_entry *e;
+    FLAVA_TRY(unary_entry_get(&e, ctx, key, fwd_desc, NULL, md));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[U_IN], inp));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[U_OUT], out));
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, e->mem[U_IN]}, {DNNL_ARG_DST, e->mem[U_OUT]}};
+    return flava_dnnl_exec(ctx, e->prim, 2, args);
+}
+
+flava_status flava_dnnl_unary_backward(flava_ctx *ctx, const flava_op_key *key,
+                                       const void *fwd_desc, const void *bwd_desc,
+                                       const dnnl_memory_desc_t *md, int data_arg, float *dinp,
+                                       const float *dout, const float *data)
+{
+    struct unary_entry *e;
+    FLAVA_TRY(unary_entry_get(&e, ctx, key, fwd_desc, bwd_desc, md));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[U_IN], dout));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[U_DATA], data));
+    dnnl_exec_arg_t args[] = {{data_arg, e->mem[U_DATA]},
+                              {DNNL_ARG_DIFF_DST, e->mem[U_IN]},
+                              {DNNL_ARG_DIFF_SRC, e->mem[U_OUT]}};
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, 3, args));
+    flava_dnnl_accumulate(dinp, e->scratch,
+                          (int64_t)(dnnl_memory_desc_get_size(md) / sizeof(float)));
     return FLAVA_OK;
 }
 

@@ -78,6 +78,12 @@ typedef struct flava_dnnl_bf16_copy {
     void *buf; /* the bf16 values */
 } flava_dnnl_bf16_copy;
 flava_status flava_dnnl_bf16_copy_init(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t n);
+/* The same from an f32 layout `src` into a bf16 layout `dst` of the same
+ * dims, so that the copy can also rearrange (e.g. into what a faster
+ * kernel wants). */
+flava_status flava_dnnl_bf16_copy_init_md(flava_dnnl_bf16_copy *c, flava_ctx *ctx,
+                                          const dnnl_memory_desc_t *src,
+                                          const dnnl_memory_desc_t *dst);
 /* Converts `src` into c->buf. */
 flava_status flava_dnnl_bf16_copy_run(flava_dnnl_bf16_copy *c, flava_ctx *ctx, const float *src);
 void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c);
@@ -89,6 +95,20 @@ void flava_dnnl_bf16_copy_release(flava_dnnl_bf16_copy *c);
 typedef flava_status (*flava_dnnl_build_fn)(void *entry, flava_ctx *ctx, const flava_op_key *key);
 flava_status flava_dnnl_entry(void **entry, flava_ctx *ctx, const flava_op_key *key, size_t size,
                               flava_dnnl_build_fn build, flava_op_entry_destroy destroy);
+
+/* Ops from one tensor to one of the same layout whose backward primitive
+ * overwrites (eltwise, softmax). The caller initialises the descriptors on
+ * every call (cheap, no allocation); they are used only the first time a
+ * key is seen, to build the cached primitive. The backward runs into
+ * scratch of the entry that is then added to dinp; `data_arg` is what the
+ * backward reads besides diff_dst (DNNL_ARG_SRC or DNNL_ARG_DST). */
+flava_status flava_dnnl_unary_forward(flava_ctx *ctx, const flava_op_key *key,
+                                      const void *fwd_desc, const dnnl_memory_desc_t *md,
+                                      float *out, const float *inp);
+flava_status flava_dnnl_unary_backward(flava_ctx *ctx, const flava_op_key *key,
+                                       const void *fwd_desc, const void *bwd_desc,
+                                       const dnnl_memory_desc_t *md, int data_arg, float *dinp,
+                                       const float *dout, const float *data);
 
 /* dst[i] += src[i]: the accumulate convention of ops.h for primitives that
  * can only overwrite their output. */
