@@ -345,6 +345,15 @@ static flava_status bench(flava_run *run, flava_model *m, const flava_train_conf
     return FLAVA_OK;
 }
 
+static const char *last_checkpoint(char *buf, size_t cap, int64_t saved)
+{
+    if (saved)
+        snprintf(buf, cap, "the last checkpoint is step %lld", (long long)saved);
+    else
+        snprintf(buf, cap, "no checkpoint was saved");
+    return buf;
+}
+
 /* Sums over a log window. */
 typedef struct window {
     double loss, head[FLAVA_NUM_HEADS], grad_norm, t0;
@@ -406,6 +415,7 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
     const double max_norm = tc->max_grad_norm > 0 ? tc->max_grad_norm : INFINITY;
     window w = {.t0 = flava_now()};
     int64_t saved = start;
+    char since[64]; /* where a failed run can be resumed from */
     double lr = 0;
     const int64_t end = tc->stop_after && tc->stop_after < tc->steps ? tc->stop_after : tc->steps;
     for (int64_t step = start; step < end; step++) {
@@ -419,9 +429,9 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
             if (st == FLAVA_ERR_NUMERIC || !isfinite(m->loss)) {
                 char heads[512];
                 bad_heads(heads, sizeof heads, m);
-                return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the loss is %g (%s); the "
-                                   "last checkpoint is step %lld", (long long)step + 1,
-                                   (double)m->loss, heads, (long long)saved);
+                return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the loss is %g (%s); %s",
+                                   (long long)step + 1, (double)m->loss, heads,
+                                   last_checkpoint(since, sizeof since, saved));
             }
             w.loss += m->loss;
             for (int h = 0; h < FLAVA_NUM_HEADS; h++)
@@ -442,9 +452,9 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
         }
         double norm;
         if (flava_clip_grad_norm(&norm, m->grads, n, max_norm) != FLAVA_OK)
-            return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the gradient norm is %g; the last "
-                               "checkpoint is step %lld", (long long)step + 1, norm,
-                               (long long)saved);
+            return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the gradient norm is %g; %s",
+                               (long long)step + 1, norm,
+                               last_checkpoint(since, sizeof since, saved));
         w.grad_norm = norm;
         lr = flava_lr_cosine(step, tc->warmup_steps, tc->steps, tc->lr, tc->min_lr);
         FLAVA_TRY(flava_model_adamw_step(m, lr, step + 1, &tc->adamw));
