@@ -3,8 +3,8 @@
 # the packages, builds, generates the scenes, fetches and converts the
 # SpamAssassin corpus, trains a SentencePiece tokenizer on the captions and
 # the mails, and pretrains configs/quickstart-pretrain.cfg (all five
-# objectives over scenes, Fashion-MNIST and spam text; about ten minutes on
-# two cores). Everything goes to work/ (or $FLAVA_WORK); a step whose output
+# objectives over scenes, Fashion-MNIST and spam text; 1500 steps took 9 min on
+# two shared cores). Everything goes to work/ (or $FLAVA_WORK); a step whose output
 # is there already is skipped, and an interrupted pretraining resumes.
 #
 # usage: scripts/quickstart.sh      (as root on Debian, or with sudo)
