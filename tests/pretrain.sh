@@ -34,6 +34,14 @@ head -1 "$dir/a/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//; s/"lr": [^,
 sed -i 's/"lr": [^,]*/"lr": 0/' "$dir/again1"
 cmp -s "$dir/a1" "$dir/again1" || fail "the same config gave another first step"
 
+# Starting from the trained weights ([model] checkpoint): the first step's
+# loss is the trained model's, below the fresh model's.
+run pretrain warm -s model.checkpoint="$dir/a/checkpoints/final.safetensors" -s train.steps=1 \
+  2> /dev/null || fail "pretraining from a checkpoint"
+awk -F'"loss": ' 'FNR == 1 { split($2, a, ","); l[++n] = a[1] }
+  END { printf "first step: fresh %.3f, from the checkpoint %.3f\n", l[1], l[2]; exit !(l[2] < l[1] - 0.5) }' "$dir/a/metrics.jsonl" "$dir/warm/metrics.jsonl" ||
+  fail "the checkpoint's weights were not loaded"
+
 # Only MLM on text alone: one head, one source.
 run pretrain mlm -s heads.mim=0 -s heads.itm=0 -s heads.global_contrastive=0 \
   -s heads.mmm_image=0 -s heads.mmm_text=0 -s train.steps=3 2> /dev/null || fail "MLM-only run"
