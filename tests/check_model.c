@@ -676,7 +676,8 @@ START_TEST(test_checkpoint_hf_folder)
     write_text(p, json);
     free(json);
 
-    /* one file, F32, the tied bias under one name only (as HF saves it) */
+    /* one file, F32, the tied bias under one name only (as HF saves it),
+     * the base model's keys without `flava.` (as a HF FlavaModel has them) */
     flava_st_tensor *t = calloc((size_t)m->table.n, sizeof *t);
     uint16_t *bf = malloc(m->table.total * sizeof *bf);
     for (size_t i = 0; i < m->table.total; i++) { /* round to nearest even */
@@ -686,7 +687,7 @@ START_TEST(test_checkpoint_hf_folder)
     }
     for (int i = 0; i < m->table.n; i++) {
         const flava_param *pp = &m->table.p[i];
-        t[i].name = pp->name;
+        t[i].name = strncmp(pp->name, "flava.", 6) ? pp->name : pp->name + 6;
         t[i].dtype = FLAVA_F32;
         t[i].ndim = pp->ndim;
         memcpy(t[i].shape, pp->shape, sizeof pp->shape);
