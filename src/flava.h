@@ -11,5 +11,13 @@
 #include "safetensors.h"
 #include "optim.h"
 #include "cfg.h"
+#include "idx.h"
+#include "image.h"
+#include "imagetext.h"
+#include "glue.h"
+#include "metrics.h"
+#include "vqa.h"
+#include "scenes.h"
+#include "loader.h"
 
 #endif
