@@ -12,6 +12,8 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "tsv.h"
+
 const float flava_image_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 const float flava_image_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
@@ -25,41 +27,13 @@ void flava_image_free(flava_image *img)
     img->width = img->height = 0;
 }
 
-static flava_status read_whole_file(uint8_t **data, size_t *n, const char *path)
-{
-    *data = NULL;
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open image: %s", path, strerror(errno));
-    flava_status s = FLAVA_OK;
-    if (fseek(f, 0, SEEK_END) != 0 || ftell(f) < 0) {
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot determine the file size", path);
-        goto done;
-    }
-    long len = ftell(f);
-    rewind(f);
-    s = flava_alloc((void **)data, (size_t)len, path);
-    if (s != FLAVA_OK)
-        goto done;
-    if (fread(*data, 1, (size_t)len, f) != (size_t)len) {
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: short read of %ld bytes", path, len);
-        flava_free(*data);
-        *data = NULL;
-        goto done;
-    }
-    *n = (size_t)len;
-done:
-    fclose(f);
-    return s;
-}
-
 flava_status flava_image_read(flava_image *img, const char *path)
 {
-    uint8_t *data;
+    char *data;
     size_t n;
-    FLAVA_TRY(read_whole_file(&data, &n, path));
-    flava_status s = flava_image_decode(img, data, n, path);
+    *img = (flava_image){0};
+    FLAVA_TRY(flava_file_read(&data, &n, path));
+    flava_status s = flava_image_decode(img, (const uint8_t *)data, n, path);
     flava_free(data);
     return s;
 }
@@ -367,49 +341,73 @@ static inline uint8_t clip8(int32_t acc)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* out[y][x][c] over rows y0..y1 of `in` (stride in_w), horizontal taps. */
+/* One row of the horizontal pass; inlined with `ch` a constant so that the
+ * channel loops unroll, `restrict` so that the uint8 stores do not force
+ * reloading the taps. */
+static inline void row_horizontal(uint8_t *restrict dst, int out_w, const uint8_t *restrict src,
+                                  int ch, const taps *t)
+{
+    const int32_t *restrict weights = t->w;
+    const int *restrict first = t->first, *restrict count = t->count;
+    for (int x = 0; x < out_w; x++) {
+        const int32_t *restrict w = weights + (size_t)x * t->ksize;
+        const uint8_t *restrict p = src + (size_t)first[x] * ch;
+        int n = count[x];
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++)
+                acc[c] += p[i * ch + c] * w[i];
+        for (int c = 0; c < ch; c++)
+            dst[x * ch + c] = clip8(acc[c] + (1 << (PRECISION_BITS - 1)));
+    }
+}
+
+/* `rows` rows of `in` (in_w pixels of ch <= 4 channels) to out_w pixels. */
 static void pass_horizontal(uint8_t *out, int out_w, const uint8_t *in, int in_w, int rows,
                             int ch, const taps *t)
 {
     for (int y = 0; y < rows; y++) {
         const uint8_t *src = in + (size_t)y * in_w * ch;
         uint8_t *dst = out + (size_t)y * out_w * ch;
-        for (int x = 0; x < out_w; x++) {
-            const int32_t *w = t->w + (size_t)x * t->ksize;
-            const uint8_t *p = src + (size_t)t->first[x] * ch;
-            for (int c = 0; c < ch; c++) {
-                int32_t acc = 1 << (PRECISION_BITS - 1);
-                for (int i = 0; i < t->count[x]; i++)
-                    acc += p[i * ch + c] * w[i];
-                dst[x * ch + c] = clip8(acc);
-            }
-        }
+        if (ch == 3)
+            row_horizontal(dst, out_w, src, 3, t);
+        else if (ch == 1)
+            row_horizontal(dst, out_w, src, 1, t);
+        else
+            row_horizontal(dst, out_w, src, ch, t);
     }
 }
 
+/* Output row y accumulates whole input rows (acc holds one row of sums), so
+ * the inner loop runs along memory and vectorises. */
 static void pass_vertical(uint8_t *out, int out_h, const uint8_t *in, int w_px, int row0, int ch,
-                          const taps *t)
+                          const taps *t, int32_t *acc)
 {
     size_t stride = (size_t)w_px * ch;
     for (int y = 0; y < out_h; y++) {
         const int32_t *w = t->w + (size_t)y * t->ksize;
         const uint8_t *src = in + (size_t)(t->first[y] - row0) * stride;
-        uint8_t *dst = out + (size_t)y * stride;
-        for (size_t x = 0; x < stride; x++) {
-            int32_t acc = 1 << (PRECISION_BITS - 1);
-            for (int i = 0; i < t->count[y]; i++)
-                acc += src[i * stride + x] * w[i];
-            dst[x] = clip8(acc);
+        for (size_t x = 0; x < stride; x++)
+            acc[x] = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < t->count[y]; i++) {
+            const uint8_t *row = src + i * stride;
+            int32_t wi = w[i];
+            for (size_t x = 0; x < stride; x++)
+                acc[x] += row[x] * wi;
         }
+        uint8_t *dst = out + (size_t)y * stride;
+        for (size_t x = 0; x < stride; x++)
+            dst[x] = clip8(acc[x]);
     }
 }
 
 flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_t *in, int in_w,
                                 int in_h, int channels, flava_resample filter)
 {
-    if (out_w <= 0 || out_h <= 0 || in_w <= 0 || in_h <= 0 || channels <= 0)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "cannot resize %dx%d to %dx%d with %d channels",
-                           in_w, in_h, out_w, out_h, channels);
+    if (out_w <= 0 || out_h <= 0 || in_w <= 0 || in_h <= 0 || channels <= 0 || channels > 4)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "cannot resize %dx%d to %dx%d with %d channels "
+                           "(expected positive sizes and 1 to 4 channels)", in_w, in_h, out_w,
+                           out_h, channels);
     size_t row = (size_t)in_w * channels;
     if (out_w == in_w && out_h == in_h) {
         memcpy(out, in, row * in_h);
@@ -417,9 +415,12 @@ flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_
     }
     taps th = {0}, tv = {0};
     uint8_t *tmp = NULL;
+    int32_t *acc = NULL;
     flava_status s = FLAVA_OK;
     if (out_h != in_h)
         s = taps_make(&tv, in_h, out_h, filter);
+    if (s == FLAVA_OK && out_h != in_h)
+        s = flava_alloc((void **)&acc, sizeof(int32_t) * out_w * channels, "resize row sums");
     /* Like PIL, the horizontal pass only runs over the rows the vertical
      * pass will read (all of them when there is no vertical pass). */
     int row0 = 0, rows = in_h;
@@ -436,10 +437,11 @@ flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_
     }
     if (s == FLAVA_OK && out_h != in_h) {
         if (tmp)
-            pass_vertical(out, out_h, tmp, out_w, row0, channels, &tv);
+            pass_vertical(out, out_h, tmp, out_w, row0, channels, &tv, acc);
         else
-            pass_vertical(out, out_h, in, in_w, 0, channels, &tv);
+            pass_vertical(out, out_h, in, in_w, 0, channels, &tv, acc);
     }
+    flava_free(acc);
     flava_free(tmp);
     taps_free(&th);
     taps_free(&tv);

@@ -62,11 +62,15 @@ static flava_status alloc_slot(slot *s, const flava_loader *l)
         FLAVA_TRY(flava_alloc((void **)&b->attention_mask, sizeof(float) * B * T,
                               "attention_mask"));
     }
-    if (l->src.idx || l->src.class_labels)
+    const flava_glue_set *glue = l->src.glue;
+    if (l->src.idx || (glue && glue->labels))
         FLAVA_TRY(flava_alloc((void **)&b->class_labels, sizeof(int32_t) * B, "class_labels"));
-    if (l->src.regression_targets)
+    if (glue && glue->scores)
         FLAVA_TRY(flava_alloc((void **)&b->regression_targets, sizeof(float) * B,
                               "regression_targets"));
+    if (l->src.answers)
+        FLAVA_TRY(flava_alloc((void **)&b->vqa_targets, sizeof(float) * B * l->src.answers->n,
+                              "vqa_targets"));
     return FLAVA_OK;
 }
 
@@ -80,6 +84,7 @@ static void free_slot(slot *s)
     flava_free(b->attention_mask);
     flava_free(b->class_labels);
     flava_free(b->regression_targets);
+    flava_free(b->vqa_targets);
 }
 
 /* The sample's image as RGB: decoded from its file, or the gray IDX item
@@ -88,6 +93,8 @@ static flava_status load_image(flava_image *img, const flava_loader *l, long k)
 {
     if (l->src.pairs)
         return flava_image_read(img, l->src.pairs->image_paths[k]);
+    if (l->src.vqa)
+        return flava_image_read(img, l->src.vqa->q[k].image_path);
     const flava_idx_set *d = l->src.idx;
     size_t n = (size_t)d->rows * d->cols;
     FLAVA_TRY(flava_alloc((void **)&img->rgb, n * 3, "IDX image"));
@@ -103,8 +110,12 @@ static flava_status fill_text(flava_batch *b, int i, const flava_loader *l, long
 {
     int T = l->o.max_text_len, len = 0;
     int32_t *ids = b->input_ids + (size_t)i * T, *types = b->token_type_ids + (size_t)i * T;
-    const char *a = l->src.pairs ? l->src.pairs->captions[k] : l->src.text_a[k];
-    const char *bb = l->src.text_b ? l->src.text_b[k] : NULL;
+    const flava_loader_source *src = &l->src;
+    const char *a = src->pairs  ? src->pairs->captions[k]
+                    : src->glue ? src->glue->text_a[k]
+                    : src->vqa  ? src->vqa->q[k].question
+                                : src->texts[k];
+    const char *bb = src->glue && src->glue->text_b ? src->glue->text_b[k] : NULL;
     FLAVA_TRY(l->enc.encode(l->enc.self, ids, types, &len, T, a, bb));
     if (len < 0 || len > T)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "the text encoder returned %d ids, expected 0 to %d",
@@ -137,9 +148,12 @@ static flava_status fill_sample(flava_batch *b, int i, const flava_loader *l, lo
     if (has_text(l))
         FLAVA_TRY(fill_text(b, i, l, k));
     if (b->class_labels)
-        b->class_labels[i] = l->src.idx ? l->src.idx->labels[k] : l->src.class_labels[k];
+        b->class_labels[i] = l->src.idx ? l->src.idx->labels[k] : l->src.glue->labels[k];
     if (b->regression_targets)
-        b->regression_targets[i] = l->src.regression_targets[k];
+        b->regression_targets[i] = l->src.glue->scores[k];
+    if (b->vqa_targets)
+        flava_vqa_soft_scores(b->vqa_targets + (size_t)i * l->src.answers->n, l->src.answers,
+                              &l->src.vqa->q[k]);
     return FLAVA_OK;
 }
 
@@ -235,8 +249,29 @@ flava_status flava_loader_next(flava_loader *l, const flava_batch **batch, long 
     return FLAVA_OK;
 }
 
+/* The number of samples of the source's one set, or an error. */
+static flava_status source_size(long *n, const flava_loader_source *src)
+{
+    int sets = !!src->idx + !!src->pairs + !!src->glue + !!src->vqa + !!src->texts;
+    if (sets != 1)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: %d data sets given, expected exactly one of "
+                           "idx, pairs, glue, vqa, texts", sets);
+    if (src->answers && (!src->vqa || src->vqa->n == 0 || src->vqa->q[0].n_answers == 0))
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: an answer vocabulary needs an annotated VQA "
+                           "set");
+    if (src->texts && src->n <= 0)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: texts need their count n, got %ld", src->n);
+    long have = src->idx ? src->idx->n : src->pairs ? src->pairs->n
+              : src->glue ? src->glue->n : src->vqa ? src->vqa->n : src->n;
+    if (src->n < 0 || src->n > have || have <= 0)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: %ld samples asked of a set of %ld, expected "
+                           "1 to %ld (0: all)", src->n, have, have);
+    *n = src->n ? src->n : have;
+    return FLAVA_OK;
+}
+
 static flava_status check_opts(const flava_loader_source *src, const flava_text_encoder *enc,
-                               const flava_loader_opts *o)
+                               const flava_loader_opts *o, long n)
 {
     if (o->batch_size <= 0 || o->prefetch < 1 || o->threads < 1 || o->image_size < 0 ||
         o->codebook_size < 0 || o->max_text_len < 0 || o->first_batch < 0)
@@ -245,15 +280,12 @@ static flava_status check_opts(const flava_loader_source *src, const flava_text_
                            "batch size, prefetch and threads and no negative sizes",
                            o->batch_size, o->prefetch, o->threads, o->image_size,
                            o->codebook_size, o->max_text_len);
-    if (src->n <= 0)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: the source has %ld samples, expected some",
-                           src->n);
-    if (o->image_size && !src->idx && !src->pairs)
+    if (o->image_size && !src->idx && !src->pairs && !src->vqa)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: image_size %d but the source has no images",
                            o->image_size);
     if (o->codebook_size && !o->image_size)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: codebook_size needs image_size");
-    if (o->max_text_len && !src->pairs && !src->text_a)
+    if (o->max_text_len && src->idx)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: max_text_len %d but the source has no texts",
                            o->max_text_len);
     if (o->max_text_len && (!enc || !enc->encode))
@@ -261,12 +293,9 @@ static flava_status check_opts(const flava_loader_source *src, const flava_text_
     if (!o->image_size && !o->max_text_len)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: neither images (image_size) nor texts "
                            "(max_text_len) asked for");
-    if ((src->idx && src->idx->n < src->n) || (src->pairs && src->pairs->n < src->n))
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: source count %ld exceeds its data set",
-                           src->n);
-    if (o->drop_last && src->n < o->batch_size)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: %ld samples make no full batch of %d",
-                           src->n, o->batch_size);
+    if (o->drop_last && n < o->batch_size)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: %ld samples make no full batch of %d", n,
+                           o->batch_size);
     return FLAVA_OK;
 }
 
@@ -274,16 +303,19 @@ flava_status flava_loader_open(flava_loader **loader, const flava_loader_source 
                                const flava_text_encoder *enc, const flava_loader_opts *opts)
 {
     *loader = NULL;
-    FLAVA_TRY(check_opts(src, enc, opts));
+    long n = 0;
+    FLAVA_TRY(source_size(&n, src));
+    FLAVA_TRY(check_opts(src, enc, opts, n));
     flava_loader *l = calloc(1, sizeof *l);
     if (!l)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "loader");
     l->src = *src;
+    l->src.n = n;
     if (enc)
         l->enc = *enc;
     l->o = *opts;
-    l->batches = opts->drop_last ? src->n / opts->batch_size
-                                 : (src->n + opts->batch_size - 1) / opts->batch_size;
+    l->batches = opts->drop_last ? n / opts->batch_size
+                                 : (n + opts->batch_size - 1) / opts->batch_size;
     l->perm_epoch = -1;
     l->held = -1;
     l->next_fill = l->next_take = opts->first_batch;
@@ -291,10 +323,10 @@ flava_status flava_loader_open(flava_loader **loader, const flava_loader_source 
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     flava_status s = FLAVA_OK;
-    l->perm = malloc(sizeof(long) * src->n);
+    l->perm = malloc(sizeof(long) * n);
     l->slots = calloc((size_t)l->nslots, sizeof(slot));
     if (!l->perm || !l->slots)
-        s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "loader: %ld samples, %d slots", src->n, l->nslots);
+        s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "loader: %ld samples, %d slots", n, l->nslots);
     for (int i = 0; s == FLAVA_OK && i < l->nslots; i++)
         s = alloc_slot(&l->slots[i], l);
     if (s == FLAVA_OK) {

@@ -1,5 +1,5 @@
 /* loader.h - the batch loader: turns a data source (Fashion-MNIST IDX
- * images, image-text pairs, texts or text pairs) into flava_batch inputs,
+ * images, image-text pairs, GLUE, VQA, texts) into flava_batch inputs,
  * decoding and preprocessing in OpenMP threads on a producer thread that
  * runs ahead of the consumer by a few batches.
  *
@@ -13,9 +13,11 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "glue.h"
 #include "idx.h"
 #include "imagetext.h"
 #include "status.h"
+#include "vqa.h"
 
 /* One text (or text pair) to token ids; the tokenizer module supplies it.
  * Writes at most max_len ids and their token type ids, sets *len. Called
@@ -41,23 +43,30 @@ typedef struct flava_loader_opts {
     long first_batch;  /* run-wide index of the first batch (resuming a run) */
 } flava_loader_opts;
 
-/* A source: what each sample holds. Only the pointers a kind needs are set;
- * the loader reads them and never takes ownership. */
+/* A source: exactly one data set, read in place (the loader never takes
+ * ownership). What a batch holds follows from the set and the options:
+ *   idx    gray images -> pixel_values, labels -> class_labels
+ *   pairs  images -> pixel_values, captions -> input_ids
+ *   glue   sentence (pairs) -> input_ids, labels -> class_labels or
+ *          regression_targets (STS-B); none for test splits
+ *   vqa    images -> pixel_values, questions -> input_ids, and with an
+ *          answer vocabulary the soft scores -> vqa_targets
+ *   texts  plain texts -> input_ids (e.g. a corpus for MLM) */
 typedef struct flava_loader_source {
-    long n;
-    const flava_idx_set *idx;        /* images (gray, any size) + class_labels */
-    const flava_imagetext *pairs;    /* image_paths and captions */
-    const char *const *text_a;       /* texts (e.g. GLUE sentences) */
-    const char *const *text_b;       /* second texts of pairs, or NULL */
-    const int32_t *class_labels;     /* per-sample labels for text sources, or NULL */
-    const float *regression_targets; /* per-sample targets for text sources, or NULL */
+    long n; /* samples used: the first n of the set (0: all; texts: required) */
+    const flava_idx_set *idx;
+    const flava_imagetext *pairs;
+    const flava_glue_set *glue;
+    const flava_vqa_set *vqa;
+    const flava_vqa_vocab *answers; /* with vqa: fills vqa_targets */
+    char *const *texts;
 } flava_loader_source;
 
 typedef struct flava_loader flava_loader;
 
-/* Images come from `idx` or `pairs` when opts->image_size > 0; texts from
- * `pairs` (captions) or text_a/text_b when opts->max_text_len > 0, which
- * then needs an encoder. Starts the producer thread. */
+/* Images are loaded when opts->image_size > 0, texts encoded when
+ * opts->max_text_len > 0 (which needs an encoder); asking for what the
+ * source does not have is an error. Starts the producer thread. */
 flava_status flava_loader_open(flava_loader **loader, const flava_loader_source *src,
                                const flava_text_encoder *enc, const flava_loader_opts *opts);
 /* The next batch (valid until the next call); *epoch and *step say where it

@@ -1,15 +1,44 @@
-/* tsv.c - the tab-separated line reader. */
+/* tsv.c - whole-file reading and the tab-separated line reader. */
 #include "tsv.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 flava_status flava_strdup(char **out, const char *s)
 {
     *out = strdup(s);
     if (!*out)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot copy a string of %zu bytes", strlen(s));
+    return FLAVA_OK;
+}
+
+flava_status flava_file_read(char **data, size_t *n, const char *path)
+{
+    *data = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st = {0};
+    flava_status s = FLAVA_OK;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: not a regular file", path);
+    long len = (long)st.st_size;
+    if (s == FLAVA_OK)
+        s = flava_alloc((void **)data, (size_t)len + 1, path);
+    if (s == FLAVA_OK && fread(*data, 1, (size_t)len, f) != (size_t)len)
+        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: short read of %ld bytes: %s", path, len,
+                        ferror(f) ? strerror(errno) : "file changed while reading");
+    fclose(f);
+    if (s != FLAVA_OK) {
+        flava_free(*data);
+        *data = NULL;
+        return s;
+    }
+    (*data)[len] = '\0';
+    *n = (size_t)len;
     return FLAVA_OK;
 }
 

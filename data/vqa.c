@@ -24,7 +24,9 @@ static const char *const number_words[][2] = {
 };
 
 /* Apostrophe-less spellings and what the evaluation restores (its table,
- * including its oddities, so that accuracies agree). */
+ * including its oddities, so that accuracies agree; its capitalised keys
+ * "Im", "Ive", "Id've", "I'dve" never match a lower-cased word, so they are
+ * left out, and so are its entries that map a word to itself). */
 static const char *const contractions[][2] = {
     {"aint", "ain't"}, {"arent", "aren't"}, {"cant", "can't"}, {"couldve", "could've"},
     {"couldnt", "couldn't"}, {"couldn'tve", "couldn't've"}, {"couldnt've", "couldn't've"},
@@ -32,7 +34,6 @@ static const char *const contractions[][2] = {
     {"hadnt've", "hadn't've"}, {"hadn'tve", "hadn't've"}, {"hasnt", "hasn't"},
     {"havent", "haven't"}, {"hed", "he'd"}, {"hed've", "he'd've"}, {"he'dve", "he'd've"},
     {"hes", "he's"}, {"howd", "how'd"}, {"howll", "how'll"}, {"hows", "how's"},
-    {"id've", "i'd've"}, {"i'dve", "i'd've"}, {"im", "i'm"}, {"ive", "i've"},
     {"isnt", "isn't"}, {"itd", "it'd"}, {"itd've", "it'd've"}, {"it'dve", "it'd've"},
     {"itll", "it'll"}, {"maam", "ma'am"}, {"mightnt", "mightn't"},
     {"mightnt've", "mightn't've"}, {"mightn'tve", "mightn't've"}, {"mightve", "might've"},
@@ -206,36 +207,19 @@ static flava_status parse_file(cJSON **root, const char *path, const char *array
                                cJSON **array)
 {
     *root = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *text = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        len = ftell(f);
-    flava_status s = FLAVA_OK;
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0)
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot determine the file size", path);
-    else if (!(text = malloc((size_t)len + 1)))
-        s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: cannot hold %ld bytes", path, len);
-    else if (fread(text, 1, (size_t)len, f) != (size_t)len)
-        s = FLAVA_ERROR(FLAVA_ERR_IO, "%s: short read", path);
-    fclose(f);
-    if (s != FLAVA_OK) {
-        free(text);
-        return s;
-    }
-    text[len] = '\0';
+    char *text;
+    size_t len;
+    FLAVA_TRY(flava_file_read(&text, &len, path));
     const char *end = NULL;
     *root = cJSON_ParseWithOpts(text, &end, 1);
     if (!*root) {
         long at = end ? (long)(end - text) : 0, line = 1;
-        for (long i = 0; i < at && i < len; i++)
+        for (long i = 0; i < at && i < (long)len; i++)
             line += text[i] == '\n';
-        free(text);
+        flava_free(text);
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:%ld: invalid JSON near byte %ld", path, line, at);
     }
-    free(text);
+    flava_free(text);
     *array = cJSON_GetObjectItemCaseSensitive(*root, array_key);
     if (!cJSON_IsArray(*array)) {
         cJSON_Delete(*root);

@@ -42,7 +42,10 @@ void flava_vqa_free(flava_vqa_set *set);
 flava_status flava_vqa_normalize(char **out, const char *answer);
 
 /* VQA accuracy of `answer` (normalised first): the mean over the ten
- * leave-one-out subsets of the other nine answers of min(1, matches/3). */
+ * leave-one-out subsets of the other nine answers of min(1, matches/3).
+ * The human answers are normalised at load time whether or not they agree
+ * (versions of the official script differ there; the released VQAv2
+ * answers are already in normal form, so only other data can tell). */
 flava_status flava_vqa_accuracy(double *out, const flava_vqa_question *q, const char *answer);
 
 typedef struct flava_vqa_vocab {

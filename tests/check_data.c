@@ -372,6 +372,7 @@ START_TEST(test_image_malformed)
     expect_error(flava_image_read(&img, p), FLAVA_ERR_FORMAT, 1, "empty.jpg");
     expect_error(flava_image_read(&img, "/nonexistent/a.png"), FLAVA_ERR_IO, 1,
                  "/nonexistent/a.png");
+    expect_error(flava_image_read(&img, tmp), FLAVA_ERR_IO, 2, tmp, "not a regular file");
     remove_tmp();
 }
 END_TEST
@@ -723,6 +724,8 @@ START_TEST(test_vqa_normalize)
         {"it's", "it's"},
         {"(left)", "left"},                           /* "(" and ")" not spaced -> spaces */
         {"a", ""},
+        {"Im sure", "im sure"},                       /* the script's "Im" key never matches */
+        {"youre right", "you're right"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char *out;
@@ -1117,11 +1120,11 @@ static flava_status byte_encode(void *self, int32_t *ids, int32_t *types, int *l
     return FLAVA_OK;
 }
 
-START_TEST(test_loader_text_pairs)
+START_TEST(test_loader_texts_glue_vqa)
 {
-    const char *a[3] = {"ab", "cdefghij", "k"}, *b[3] = {"x", "y", "zz"};
-    float targets[3] = {0.5f, 1.5f, 2.5f};
-    flava_loader_source src = {.n = 3, .text_a = a, .text_b = b, .regression_targets = targets};
+    /* plain texts: padding, truncation, mask */
+    char *texts[3] = {"ab", "cdefghij", "k"};
+    flava_loader_source src = {.n = 3, .texts = texts};
     flava_text_encoder enc = {byte_encode, NULL, -7};
     flava_loader_opts o = {.batch_size = 3, .max_text_len = 5, .prefetch = 1, .threads = 2};
     flava_loader *l;
@@ -1130,17 +1133,76 @@ START_TEST(test_loader_text_pairs)
     long epoch, step;
     ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
     ck_assert_ptr_null(batch->pixel_values);
-    int32_t ids[15] = {'a', 'b', 'x', -7, -7, 'c', 'd', 'e', 'f', 'g', 'k', 'z', 'z', -7, -7};
-    int32_t types[15] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0};
-    float mask[15] = {1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+    ck_assert_ptr_null(batch->class_labels);
+    int32_t ids[15] = {'a', 'b', -7, -7, -7, 'c', 'd', 'e', 'f', 'g', 'k', -7, -7, -7, -7};
+    float mask[15] = {1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
     ck_assert_mem_eq(batch->input_ids, ids, sizeof ids);
-    ck_assert_mem_eq(batch->token_type_ids, types, sizeof types);
     ck_assert_mem_eq(batch->attention_mask, mask, sizeof mask);
-    ck_assert_mem_eq(batch->regression_targets, targets, sizeof targets);
     ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
     ck_assert_int_eq(epoch, 1); /* unshuffled: the same batch again */
     ck_assert_mem_eq(batch->input_ids, ids, sizeof ids);
     flava_loader_close(l);
+
+    /* GLUE pairs: the second sentence typed 1; labels and STS-B scores */
+    flava_glue_set rte, stsb;
+    load_glue(&rte, "rte", "train");
+    load_glue(&stsb, "stsb", "dev");
+    o.max_text_len = 160; /* holds both sentences of the first RTE examples */
+    o.batch_size = 2;
+    src = (flava_loader_source){.glue = &rte};
+    ck_assert_int_eq(flava_loader_open(&l, &src, &enc, &o), FLAVA_OK);
+    ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+    for (int i = 0; i < 2; i++) {
+        int la = (int)strlen(rte.text_a[i]), lb = (int)strlen(rte.text_b[i]), r = i * 160;
+        ck_assert_int_lt(la + lb, 160);
+        ck_assert_int_eq(batch->input_ids[r], rte.text_a[i][0]);
+        ck_assert_int_eq(batch->input_ids[r + la], rte.text_b[i][0]);
+        ck_assert_int_eq(batch->token_type_ids[r + la - 1], 0);
+        ck_assert_int_eq(batch->token_type_ids[r + la], 1);
+        ck_assert_float_eq(batch->attention_mask[r + la + lb - 1], 1.0f);
+        ck_assert_float_eq(batch->attention_mask[r + la + lb], 0.0f);
+        ck_assert_int_eq(batch->class_labels[i], rte.labels[i]);
+    }
+    ck_assert_ptr_null(batch->regression_targets);
+    flava_loader_close(l);
+    src = (flava_loader_source){.glue = &stsb};
+    ck_assert_int_eq(flava_loader_open(&l, &src, &enc, &o), FLAVA_OK);
+    ck_assert_int_eq(flava_loader_batches_per_epoch(l), 3);
+    ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+    ck_assert_ptr_null(batch->class_labels);
+    ck_assert_float_eq(batch->regression_targets[1], 4.75f);
+    flava_loader_close(l);
+    flava_glue_free(&rte);
+    flava_glue_free(&stsb);
+
+    /* VQA: image, question and soft scores over the answer vocabulary */
+    make_tmp();
+    write_png_tmp("7.png");
+    write_png_tmp("9.png");
+    char q[512];
+    snprintf(q, sizeof q, "%s", write_tmp("q.json", qjson, -1));
+    const char *a = write_annotations("a.json", a70, a90, 9);
+    flava_vqa_set vq;
+    flava_vqa_vocab v;
+    ck_assert_int_eq(flava_vqa_load(&vq, q, a, tmp, FLAVA_VQA_PNG), FLAVA_OK);
+    ck_assert_int_eq(flava_vqa_vocab_build(&v, &vq, 5), FLAVA_OK);
+    src = (flava_loader_source){.vqa = &vq, .answers = &v};
+    o.image_size = 8;
+    o.max_text_len = 16;
+    ck_assert_int_eq(flava_loader_open(&l, &src, &enc, &o), FLAVA_OK);
+    ck_assert_int_eq(flava_loader_next(l, &batch, &epoch, &step), FLAVA_OK);
+    ck_assert_int_eq(batch->input_ids[16], 'H'); /* "How many?" */
+    float want[10];
+    flava_vqa_soft_scores(want, &v, &vq.q[0]);
+    flava_vqa_soft_scores(want + 5, &v, &vq.q[1]);
+    ck_assert_mem_eq(batch->vqa_targets, want, sizeof want);
+    /* the black test images normalise to -mean/std */
+    ck_assert_float_eq_tol(batch->pixel_values[2 * 64], -flava_image_mean[2] / flava_image_std[2],
+                           1e-6);
+    flava_loader_close(l);
+    flava_vqa_vocab_free(&v);
+    flava_vqa_free(&vq);
+    remove_tmp();
 }
 END_TEST
 
@@ -1172,9 +1234,14 @@ START_TEST(test_loader_errors)
     o.drop_last = 1;
     o.batch_size = 4;
     expect_error(flava_loader_open(&l, &src, &enc, &o), FLAVA_ERR_ARG, 1, "no full batch");
-    flava_loader_source texts = {.n = 1, .text_a = (const char *[]){"x"}};
+    char *one[1] = {"x"};
+    flava_loader_source texts = {.n = 1, .texts = one};
     o.batch_size = 1;
     expect_error(flava_loader_open(&l, &texts, &enc, &o), FLAVA_ERR_ARG, 1, "no images");
+    texts.pairs = &pairs;
+    expect_error(flava_loader_open(&l, &texts, &enc, &o), FLAVA_ERR_ARG, 1, "2 data sets");
+    src.n = 4;
+    expect_error(flava_loader_open(&l, &src, &enc, &o), FLAVA_ERR_ARG, 1, "set of 3");
     flava_imagetext_free(&pairs);
     remove_tmp();
 }
@@ -1205,7 +1272,7 @@ static Suite *make_data_suite(void)
     tcase_add_test(tc, test_vqa_malformed);
     tcase_add_test(tc, test_scenes_read_back);
     tcase_add_test(tc, test_loader_images_shuffled_independent_of_threads);
-    tcase_add_test(tc, test_loader_text_pairs);
+    tcase_add_test(tc, test_loader_texts_glue_vqa);
     tcase_add_test(tc, test_loader_errors);
     suite_add_tcase(s, tc);
     return s;
