@@ -274,7 +274,7 @@ static flava_status open_loader(pretrain *p, source *s, long first_batch)
     else if (s->kind == KIND_IMAGETEXT)
         ls.pairs = &s->pairs;
     else
-        ls.text_a = (const char *const *)s->texts;
+        ls.texts = s->texts;
     flava_loader_opts o = loader_opts(p, s, first_batch);
     flava_status st = flava_loader_open(&s->loader, &ls, s->kind != KIND_IDX ? &p->enc : NULL, &o);
     if (st != FLAVA_OK)
