@@ -128,8 +128,11 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
     const char *ck;
     FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
     if (eval && mc.vqa_num_answers != v->vocab.n)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s has %d answers but the checkpoint's VQA head %d",
-                           answers, v->vocab.n, mc.vqa_num_answers);
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s has %d answers but the checkpoint %s has %s%d: "
+                           "evaluate a checkpoint of `flava finetune` (task vqa) with its "
+                           "answers.txt", answers, v->vocab.n, ck ? ck : "(none)",
+                           mc.vqa_num_answers ? "a VQA head of " : "no VQA head, vqa_num_answers ",
+                           mc.vqa_num_answers);
     mc.vqa_num_answers = v->vocab.n;
     FLAVA_TRY(flava_ft_model(&v->m, run, &mc, ck, FLAVA_HEAD_VQA, eval));
     if (max_len > mc.text.max_position_embeddings)
