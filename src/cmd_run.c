@@ -1,10 +1,12 @@
 /* cmd_run.c - `flava pretrain|finetune|eval -c run.cfg [-s section.key=value
  * ...] [--resume]`, `flava bench -c run.cfg` and `flava help config`. */
+#include <ftw.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "cli.h"
@@ -125,6 +127,12 @@ static flava_status run_with(flava_run *run, const flava_task_ops *task, const a
     return s;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static flava_status run_command(const char *command, int argc, char **argv, int bench)
 {
     if (argc >= 1 && !strcmp(argv[0], "--help")) {
@@ -181,8 +189,8 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
         if (s == FLAVA_OK)
             flava_cfg_warn_unread(cfg, stderr);
     }
-    if (bench && scratch[strlen(scratch) - 1] != 'X')
-        fprintf(stderr, "bench: scratch run directory %s (safe to delete)\n", scratch);
+    if (bench && scratch[strlen(scratch) - 1] != 'X') /* the scratch run of bench goes */
+        nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     flava_cfg_free(cfg);
     free(a.sets);
     return s;

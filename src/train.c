@@ -21,7 +21,9 @@ static const flava_cfg_key common_keys[] = {
      "start from this model: a .safetensors file or an HF folder (config.json + weights)"},
     {"model", "*", FLAVA_CFG_STRING, NULL,
      "any HF FlavaConfig field, nested names dotted (text_config.hidden_size = 256)"},
-    {"train", "steps", FLAVA_CFG_INT, "1000", "optimizer steps"},
+    {"train", "steps", FLAVA_CFG_INT, "1000", "optimizer steps (the length of the lr schedule)"},
+    {"train", "stop_after", FLAVA_CFG_INT, "0",
+     "end this process after that step, with a checkpoint, as if interrupted (0: run to the end)"},
     {"train", "batch_size", FLAVA_CFG_INT, "32", "samples per micro-batch"},
     {"train", "grad_accum", FLAVA_CFG_INT, "1", "micro-batches per optimizer step"},
     {"train", "lr", FLAVA_CFG_FLOAT, "1e-4", "peak learning rate"},
@@ -38,7 +40,8 @@ static const flava_cfg_key common_keys[] = {
     {"heads", "mim", FLAVA_CFG_FLOAT, "1", "loss weight of masked image modeling (0: off)"},
     {"heads", "mlm", FLAVA_CFG_FLOAT, "1", "loss weight of masked language modeling (0: off)"},
     {"heads", "itm", FLAVA_CFG_FLOAT, "1", "loss weight of image-text matching (0: off)"},
-    {"heads", "contrastive", FLAVA_CFG_FLOAT, "1", "loss weight of the image-text contrastive loss"},
+    {"heads", "global_contrastive", FLAVA_CFG_FLOAT, "1",
+     "loss weight of the image-text contrastive loss"},
     {"heads", "mmm_image", FLAVA_CFG_FLOAT, "1", "loss weight of multimodal masked image modeling"},
     {"heads", "mmm_text", FLAVA_CFG_FLOAT, "1", "loss weight of multimodal masked language modeling"},
     {"heads", "vqa", FLAVA_CFG_FLOAT, "1", "loss weight of the VQA head (fine-tuning)"},
@@ -66,6 +69,7 @@ flava_status flava_train_config_read(flava_train_config *tc, flava_cfg *cfg)
 {
     int64_t v;
     FLAVA_TRY(get_count(&tc->steps, cfg, "train", "steps", 0));
+    FLAVA_TRY(get_count(&tc->stop_after, cfg, "train", "stop_after", 0));
     FLAVA_TRY(get_count(&v, cfg, "train", "batch_size", 1));
     tc->batch_size = (int)v;
     FLAVA_TRY(get_count(&v, cfg, "train", "grad_accum", 1));
@@ -403,7 +407,8 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
     window w = {.t0 = flava_now()};
     int64_t saved = start;
     double lr = 0;
-    for (int64_t step = start; step < tc->steps; step++) {
+    const int64_t end = tc->stop_after && tc->stop_after < tc->steps ? tc->stop_after : tc->steps;
+    for (int64_t step = start; step < end; step++) {
         flava_model_zero_grads(m);
         for (int micro = 0; micro < tc->grad_accum; micro++) {
             const flava_batch *b;
@@ -443,16 +448,16 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
         FLAVA_TRY(flava_model_adamw_step(m, lr, step + 1, &tc->adamw));
         const int64_t done = step + 1;
         const double last_loss = w.loss / (double)(w.micro ? w.micro : 1);
-        const int log_now = done % tc->log_every == 0 || done == tc->steps;
+        const int log_now = done % tc->log_every == 0 || done == end;
         if (run->log.tty || log_now)
             flava_runlog_progress(&run->log, (long)done, last_loss,
                                   (double)w.samples / (flava_now() - w.t0 + 1e-9));
         if (log_now)
             FLAVA_TRY(log_window(run, &w, done, lr, res));
         res->steps = done;
-        if (tc->eval_every && done % tc->eval_every == 0 && done != tc->steps)
+        if (tc->eval_every && done % tc->eval_every == 0 && done != end)
             FLAVA_TRY(evaluate(run, m, task, done, res));
-        if (tc->save_every && done % tc->save_every == 0 && done != tc->steps) {
+        if (tc->save_every && done % tc->save_every == 0 && done != end) {
             FLAVA_TRY(save(run, m, done));
             saved = done;
         }
@@ -463,12 +468,16 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
                                "with --resume", (long long)done);
         }
     }
-    res->steps = tc->steps > start ? tc->steps : start;
+    res->steps = end > start ? end : start;
     FLAVA_TRY(evaluate(run, m, task, res->steps, res));
     if (saved != res->steps || res->steps == 0)
         FLAVA_TRY(save(run, m, res->steps));
+    if (end < tc->steps) {
+        flava_runlog_printf(&run->log, "stopped after step %lld (train.stop_after); continue "
+                            "with --resume", (long long)end);
+        return FLAVA_OK;
+    }
     char path[PATH_MAX_LEN];
     ckpt_path(path, run->run_dir, "final", ".safetensors");
-    FLAVA_TRY(flava_checkpoint_save(m, path));
-    return FLAVA_OK;
+    return flava_checkpoint_save(m, path);
 }

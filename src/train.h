@@ -25,7 +25,7 @@
 #include "task.h"
 
 typedef struct flava_train_config {
-    int64_t steps;
+    int64_t steps, stop_after;
     int batch_size, grad_accum;
     double lr, min_lr, max_grad_norm;
     int64_t warmup_steps, eval_every, save_every, log_every;
