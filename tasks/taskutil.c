@@ -101,10 +101,8 @@ static void gather_cls(float *cls, const flava_encoder_acts *a, int C)
         memcpy(cls + (size_t)i * C, a->out + (size_t)i * a->T * C, sizeof(float) * (size_t)C);
 }
 
-/* Features of one batch after an inference forward; scratch holds
- * B * (C + D + 1) floats. */
-static flava_status batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
-                                   const flava_batch *b, flava_feature f)
+flava_status flava_task_batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
+                                       const flava_batch *b, flava_feature f)
 {
     FLAVA_TRY(flava_model_forward(ctx, m, b, 0));
     const int B = b->B, D = m->cfg.projection_dim;
@@ -174,7 +172,7 @@ flava_status flava_task_features(float **out, long *n, flava_run *run, flava_mod
                             "features");
         }
         if (s == FLAVA_OK)
-            s = batch_features(*out + (size_t)*n * dim, scratch, run->ctx, m, b, f);
+            s = flava_task_batch_features(*out + (size_t)*n * dim, scratch, run->ctx, m, b, f);
         if (s == FLAVA_OK)
             *n += b->B;
     }

@@ -42,6 +42,11 @@ typedef enum flava_feature {
 
 int flava_task_feature_dim(const flava_model *m, flava_feature f);
 
+/* Features out[b->B, dim] of one batch after an inference forward of m;
+ * scratch holds b->B * (hidden + projection_dim + 1) floats. */
+flava_status flava_task_batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
+                                       const flava_batch *b, flava_feature f);
+
 /* Features of every sample of src, in order: *out [*n, dim], flava_alloc'ed
  * (free with flava_free). Text sources need enc and max_text_len. */
 flava_status flava_task_features(float **out, long *n, flava_run *run, flava_model *m,

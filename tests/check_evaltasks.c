@@ -5,7 +5,9 @@
 
 #include "testutil.h"
 
+#include "checkpoint.h"
 #include "evalmath.h"
+#include "taskutil.h"
 
 START_TEST(test_ensemble_matches_double)
 {
@@ -123,6 +125,63 @@ START_TEST(test_grid_and_choice)
 }
 END_TEST
 
+/* The embeddings zero-shot and retrieval rank by are the contrastive
+ * head's: exp(logit_scale) * image_embed . text_embed must give PyTorch's
+ * contrastive_logits_per_image of the tiny fixture (rows: the positive
+ * pairs, columns: every text). */
+START_TEST(test_embeddings_match_pytorch_contrastive_logits)
+{
+    char p[4096];
+    flava_model *m;
+    flava_status s = flava_checkpoint_load(
+        &m, test_path(p, sizeof p, "tests/fixtures/flava_tiny_model.safetensors"), NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    flava_st *in, *ref;
+    ck_assert_int_eq(flava_st_read(&in, test_path(p, sizeof p,
+                     "tests/fixtures/flava_tiny_image_text_inputs.safetensors")), FLAVA_OK);
+    ck_assert_int_eq(flava_st_read(&ref, test_path(p, sizeof p,
+                     "tests/fixtures/flava_tiny_image_text_outputs.safetensors")), FLAVA_OK);
+    flava_batch b;
+    ck_assert_int_eq(flava_batch_read(&b, in, &m->cfg), FLAVA_OK);
+    enum { B = 3, D = 24, POS = 2 };
+    ck_assert_int_eq(b.B, B);
+    ck_assert_int_eq(m->cfg.projection_dim, D);
+    float img[B * D], txt[B * D], scratch[B * (32 + D + 1)], want[POS * B];
+    ck_assert_int_eq(flava_task_batch_features(img, scratch, ctx, m, &b, FLAVA_FEATURE_IMAGE_EMBED),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_task_batch_features(txt, scratch, ctx, m, &b, FLAVA_FEATURE_TEXT_EMBED),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(want, ref, "contrastive_logits_per_image", 2,
+                                       (const int64_t[]){POS, B}), FLAVA_OK);
+    const double scale = exp(*flava_model_param(m, "flava.logit_scale", NULL));
+    double got[POS * B];
+    for (int i = 0, r = 0; i < B; i++) {
+        if (!b.itm_labels[i])
+            continue;
+        ck_assert_int_lt(r, POS);
+        for (int j = 0; j < B; j++) {
+            double dot = 0;
+            for (int d = 0; d < D; d++)
+                dot += (double)img[i * D + d] * txt[j * D + d];
+            got[r * B + j] = scale * dot;
+        }
+        r++;
+    }
+    float gotf[POS * B];
+    double wantd[POS * B];
+    for (int k = 0; k < POS * B; k++)
+        gotf[k] = (float)got[k], wantd[k] = want[k];
+    ck_assert_close(gotf, wantd, POS * B, 1e-4, 1e-5, "contrastive logits per image");
+    flava_batch_free(&b);
+    flava_st_free(in);
+    flava_st_free(ref);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 static Suite *make_evaltasks_suite(void)
 {
     Suite *s = suite_create("evaltasks");
@@ -133,6 +192,9 @@ static Suite *make_evaltasks_suite(void)
     tcase_add_test(tc, test_topk_hand_checked);
     tcase_add_test(tc, test_grid_and_choice);
     suite_add_tcase(s, tc);
+    TCase *emb = tcase_create("embeddings");
+    tcase_add_test(emb, test_embeddings_match_pytorch_contrastive_logits);
+    suite_add_tcase(s, emb);
     return s;
 }
 
