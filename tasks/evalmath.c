@@ -88,6 +88,14 @@ flava_status flava_log_grid(double *out, int n, double lo, double hi)
     return FLAVA_OK;
 }
 
+int flava_argmax_f32(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        best = x[i] > x[best] ? i : best;
+    return best;
+}
+
 int flava_argmax_first(const double *values, int n)
 {
     int best = -1;

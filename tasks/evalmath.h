@@ -27,6 +27,10 @@ double flava_topk_accuracy(const float *scores, const int32_t *labels, long N, i
 /* out[n]: n values from lo to hi evenly spaced in log10 (n >= 2; lo, hi > 0). */
 flava_status flava_log_grid(double *out, int n, double lo, double hi);
 
+/* The index of the largest of x[n] (ties: the first): a classifier's
+ * prediction from its logits. */
+int flava_argmax_f32(const float *x, int n);
+
 /* The index of the largest value; ties go to the first (the smallest C on
  * an increasing grid: the stronger penalty). NaN never wins. -1 if none. */
 int flava_argmax_first(const double *values, int n);

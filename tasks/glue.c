@@ -11,6 +11,7 @@
 
 #include "glue.h"
 #include "metrics.h"
+#include "evalmath.h"
 #include "taskutil.h"
 
 static const flava_cfg_key glue_keys[] = {
@@ -49,9 +50,7 @@ static flava_status glue_score_batch(void *self, const float *logits, int ncols,
                            ncols, g->info->name, want);
     for (int i = 0; i < B; i++) {
         const float *l = logits + (size_t)i * ncols;
-        int best = 0;
-        for (int c = 1; c < ncols; c++)
-            best = l[c] > l[best] ? c : best;
+        const int best = flava_argmax_f32(l, ncols);
         g->pred[first + i] = best;
         g->score[first + i] = l[0];
     }

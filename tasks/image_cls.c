@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "idx.h"
+#include "evalmath.h"
 #include "taskutil.h"
 
 static const flava_cfg_key image_cls_keys[] = {
@@ -32,9 +33,7 @@ static flava_status cls_score(void *self, const float *logits, int ncols, long f
         c->correct = c->count = 0;
     for (int i = 0; i < B; i++) {
         const float *l = logits + (size_t)i * ncols;
-        int best = 0;
-        for (int k = 1; k < ncols; k++)
-            best = l[k] > l[best] ? k : best;
+        const int best = flava_argmax_f32(l, ncols);
         c->correct += best == c->test.labels[first + i];
         c->count++;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evalmath.h"
 #include "taskutil.h"
 #include "vqa.h"
 
@@ -51,9 +52,7 @@ static flava_status vqa_score(void *self, const float *logits, int ncols, long f
         v->sum = 0, v->count = 0;
     for (int i = 0; i < B; i++) {
         const float *l = logits + (size_t)i * ncols;
-        int best = 0;
-        for (int a = 1; a < ncols; a++)
-            best = l[a] > l[best] ? a : best;
+        const int best = flava_argmax_f32(l, ncols);
         double acc;
         FLAVA_TRY(flava_vqa_accuracy(&acc, &v->test.q[first + i], v->vocab.answers[best]));
         v->sum += acc;

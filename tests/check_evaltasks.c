@@ -122,6 +122,9 @@ START_TEST(test_grid_and_choice)
     ck_assert_int_eq(flava_argmax_first(acc, 5), 1);
     const double nan2[2] = {NAN, NAN};
     ck_assert_int_eq(flava_argmax_first(nan2, 2), -1);
+    const float logits[4] = {-1.0f, 2.5f, 0.0f, 2.5f};
+    ck_assert_int_eq(flava_argmax_f32(logits, 4), 1);
+    ck_assert_int_eq(flava_argmax_f32(logits, 1), 0);
 }
 END_TEST
 
