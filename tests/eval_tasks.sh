@@ -90,6 +90,21 @@ check 'a == 0.01 || a == 0.1 || a == 1' "$c"
 "$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lp2" -s linprobe.feature=pooled 2> /dev/null
 check 'a >= 0 && a <= 1' "$(num "$out/lp2" accuracy)"
 
+# the example configs run as written, on tiny overrides (relative paths
+# resolve in the run's directory, where the scenes are)
+cfgs="$src/configs"
+(
+  cd "$out"
+  "$flava" eval -c "$cfgs/zeroshot-fashion-mnist.cfg" -s run.dir="$out/c1" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s zeroshot.tokenizer="$vocab" -s zeroshot.limit=8 \
+    -s zeroshot.max_text_len=16 -s zeroshot.classes="$cfgs/fashion-mnist-phrases.txt" 2> /dev/null
+  "$flava" eval -c "$cfgs/retrieval-scenes.cfg" -s run.dir="$out/c2" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s retrieval.tokenizer="$vocab" -s retrieval.max_text_len=16 2> /dev/null
+  "$flava" eval -c "$cfgs/linprobe-fashion-mnist.cfg" -s run.dir="$out/c3" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s linprobe.train_limit=40 -s linprobe.test_limit=8 2> /dev/null
+) || fail "an example config failed"
+for r in c1 c2 c3; do [ -s "$out/$r/results.json" ] || fail "example config: no $r/results.json"; done
+
 # errors
 expect_error "cannot open $out/none.txt" eval -c "$out/zs.cfg" -s run.dir="$out/e1" \
   -s zeroshot.classes="$out/none.txt"

@@ -4,8 +4,9 @@
 # vocabulary knows) and the tiny random FLAVA checkpoint of the model
 # fixtures, plus helpers to read results.json and expect errors.
 set -eu
-flava="${FLAVA_BUILDDIR:-.}/flava"
-src="${FLAVA_SRCDIR:-..}"
+# absolute, as the example configs run from another directory
+flava="$(cd "${FLAVA_BUILDDIR:-.}" && pwd)/flava"
+src="$(cd "${FLAVA_SRCDIR:-..}" && pwd)"
 fm=/usr/share/datasets/fashion-mnist
 [ -f "$fm/t10k-images-idx3-ubyte.gz" ] || { echo "SKIP: no Fashion-MNIST in $fm"; exit 77; }
 out=$(mktemp -d "${TMPDIR:-/tmp}/evaltasks.XXXXXX")

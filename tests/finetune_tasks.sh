@@ -128,6 +128,25 @@ check 'a >= 0 && a <= 1' "$(num "$out/ic" accuracy)"
 [ "$(num "$out/ic" images)" = 64 ] || fail "image_cls images"
 check 'a > b' $(losses "$out/ic")
 
+# the example configs run as written, on tiny overrides (relative paths
+# resolve in the run's directory, where the scenes and the corpus are)
+cfgs="$src/configs"
+(
+  cd "$out"
+  "$flava" finetune -c "$cfgs/vqa-scenes.cfg" -s run.dir="$out/c1" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s vqa.tokenizer="$vocab" -s vqa.max_text_len=16 \
+    -s train.steps=2 -s train.batch_size=4 -s vqa.limit=8 2> /dev/null
+  "$flava" finetune -c "$cfgs/glue-spam.cfg" -s run.dir="$out/c2" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s glue.tokenizer="$vocab" -s glue.max_text_len=16 \
+    -s train.steps=2 -s train.batch_size=4 2> /dev/null
+  "$flava" finetune -c "$cfgs/glue-sst2.cfg" -s run.dir="$out/c3" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s glue.tokenizer="$vocab" -s glue.max_text_len=16 \
+    -s glue.dir="$src/tests/fixtures/glue/sst2" -s train.steps=1 -s train.batch_size=2 2> /dev/null
+  "$flava" finetune -c "$cfgs/image-cls-fashion-mnist.cfg" -s run.dir="$out/c4" -s run.threads=1 \
+    -s model.checkpoint="$ckpt" -s train.steps=1 -s train.batch_size=4 -s image_cls.limit=8 2> /dev/null
+) || fail "an example config failed"
+for r in c1 c2 c3 c4; do [ -s "$out/$r/results.json" ] || fail "example config: no $r/results.json"; done
+
 # errors
 expect_error "no VQA head" eval -c "$out/vqa.cfg" -s run.dir="$out/e1" \
   -s vqa.answers="$out/vqa/answers.txt"
