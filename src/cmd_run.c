@@ -54,14 +54,13 @@ static flava_status parse_args(args *a, const char *command, int argc, char **ar
     return FLAVA_OK;
 }
 
-/* Registers the common keys and those of every task of `command` (NULL:
- * of every task). */
-static flava_status register_all(flava_cfg *cfg, const char *command)
+/* Registers the common keys and those of every task (a file for another
+ * command's task then fails on run.task, not on that task's keys). */
+static flava_status register_all(flava_cfg *cfg)
 {
     FLAVA_TRY(flava_train_register_keys(cfg));
     for (int i = 0; i < flava_num_tasks; i++)
-        if (!command || !strcmp(flava_tasks[i]->command, command))
-            FLAVA_TRY(flava_tasks[i]->register_keys(cfg));
+        FLAVA_TRY(flava_tasks[i]->register_keys(cfg));
     return FLAVA_OK;
 }
 
@@ -153,7 +152,7 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
     if (s == FLAVA_OK)
         s = flava_cfg_create(&cfg);
     if (s == FLAVA_OK)
-        s = register_all(cfg, bench ? NULL : command);
+        s = register_all(cfg);
     if (s == FLAVA_OK)
         s = flava_cfg_load(cfg, a.config);
     for (int i = 0; s == FLAVA_OK && i < a.nsets; i++)
@@ -223,7 +222,7 @@ flava_status flava_cmd_help(int argc, char **argv)
                            "configuration keys); `flava --help` lists the commands");
     flava_cfg *cfg;
     FLAVA_TRY(flava_cfg_create(&cfg));
-    flava_status s = register_all(cfg, NULL);
+    flava_status s = register_all(cfg);
     if (s == FLAVA_OK) {
         printf("Run configuration (INI) of flava pretrain|finetune|eval|bench; -s section.key=value\n"
                "overrides a key. [data.NAME] sections are named by you, one per source.\n\ntasks:\n");

@@ -325,8 +325,9 @@ static size_t layout(flava_model *m, float *mem)
         n += (count);                      \
     } while (0)
     flava_image_pass *ip[2] = {&m->img, &m->img_m};
+    TAKE(m->patches, (size_t)B * P * Ci);
+    TAKE(m->dpatches, (size_t)B * P * Ci);
     for (int k = 0; k < 2; k++) {
-        TAKE(ip[k]->patches, (size_t)B * P * Ci);
         float *a = NULL;
         TAKE(a, flava_encoder_acts_floats(&m->image_enc.spec, B, Si));
         if (mem)
@@ -461,17 +462,15 @@ static flava_status pooler_backward(flava_ctx *ctx, flava_model *m, float *dout,
     return FLAVA_OK;
 }
 
+/* One image pass over m->patches (computed once for both passes). */
 static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pass *ip,
-                                  const flava_batch *b, const uint8_t *masked)
+                                  const uint8_t *masked)
 {
     const int B = m->B, P = m->P, S = P + 1, C = m->cfg.image.enc.hidden_size;
     const flava_image_embed *e = &m->image_embed;
     if (masked && e->mask == FLAVA_NO_PARAM)
         return FLAVA_ERROR(FLAVA_ERR_ARG,
                            "bool_masked_pos given but image_config.mask_token is false");
-    flava_conv2d_dims d = patch_dims(m, B);
-    FLAVA_TRY(conv2d_forward(ctx, ip->patches, b->pixel_values, PAR(e->patch_w), PAR(e->patch_b),
-                             &d));
     const float *cls = PAR(e->cls), *pos = PAR(e->pos), *mask = PAR(e->mask);
     float *x = ip->enc.x;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -480,7 +479,7 @@ static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pa
             const float *src = s == 0 ? cls
                                : (masked && masked[(size_t)i * P + s - 1])
                                    ? mask
-                                   : ip->patches + ((size_t)i * P + s - 1) * C;
+                                   : m->patches + ((size_t)i * P + s - 1) * C;
             float *dst = x + ((size_t)i * S + s) * C;
             for (int c = 0; c < C; c++)
                 dst[c] = src[c] + pos[(size_t)s * C + c];
@@ -493,15 +492,16 @@ static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pa
     return FLAVA_OK;
 }
 
+/* Adds the pass's patch-embedding gradient into m->dpatches. */
 static flava_status image_backward(flava_ctx *ctx, flava_model *m, flava_image_pass *ip,
-                                   const flava_batch *b, const uint8_t *masked, int use_pooled)
+                                   const uint8_t *masked, int use_pooled)
 {
     const int B = m->B, P = m->P, S = P + 1, C = m->cfg.image.enc.hidden_size;
     const flava_image_embed *e = &m->image_embed;
     if (use_pooled)
         FLAVA_TRY(pooler_backward(ctx, m, ip->dout, ip->dpooled, ip->cls, ip->pooled,
                                   &m->image_pooler, B, S, C, m->tmp_a));
-    float *dx = m->tmp_a, *dpatch = m->tmp_b;
+    float *dx = m->tmp_a;
     memset(dx, 0, (size_t)B * S * C * sizeof *dx);
     FLAVA_TRY(flava_encoder_backward(ctx, dx, m->grads, &m->image_enc, m->params, &ip->enc,
                                      ip->dout, ip->dlast, m->enc_scratch));
@@ -522,15 +522,14 @@ static flava_status image_backward(flava_ctx *ctx, flava_model *m, flava_image_p
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < B; i++)
         for (int p = 0; p < P; p++) {
-            float *dst = dpatch + ((size_t)i * P + p) * C;
             if (masked && masked[(size_t)i * P + p])
-                memset(dst, 0, (size_t)C * sizeof *dst);
-            else
-                memcpy(dst, dx + ((size_t)i * S + 1 + p) * C, (size_t)C * sizeof *dst);
+                continue; /* the mask token took this patch's place */
+            float *dst = m->dpatches + ((size_t)i * P + p) * C;
+            const float *src = dx + ((size_t)i * S + 1 + p) * C;
+            for (int c = 0; c < C; c++)
+                dst[c] += src[c];
         }
-    flava_conv2d_dims d = patch_dims(m, B);
-    return conv2d_backward(ctx, NULL, GRD(e->patch_w), GRD(e->patch_b), dpatch, b->pixel_values,
-                           PAR(e->patch_w), &d);
+    return FLAVA_OK;
 }
 
 static flava_status text_forward(flava_ctx *ctx, flava_model *m, flava_text_pass *tp,
@@ -718,14 +717,19 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;
     }
+    if (run_img_u || run_img_m) {
+        flava_conv2d_dims d = patch_dims(m, b->B);
+        FLAVA_TRY(conv2d_forward(ctx, m->patches, b->pixel_values, PAR(m->image_embed.patch_w),
+                                 PAR(m->image_embed.patch_b), &d));
+    }
     if (run_img_u)
-        FLAVA_TRY(image_forward(ctx, m, &m->img, b, NULL));
+        FLAVA_TRY(image_forward(ctx, m, &m->img, NULL));
     if (run_txt_u)
         FLAVA_TRY(text_forward(ctx, m, &m->txt, b, b->input_ids));
     if (run_img_u && run_txt_u && !c->skip_unmasked_multimodal_encoder)
         FLAVA_TRY(mm_forward(ctx, m, &m->mm, &m->img, &m->txt, b));
     if (run_img_m)
-        FLAVA_TRY(image_forward(ctx, m, &m->img_m, b, b->bool_masked_pos));
+        FLAVA_TRY(image_forward(ctx, m, &m->img_m, b->bool_masked_pos));
     if (run_txt_m)
         FLAVA_TRY(text_forward(ctx, m, &m->txt_m, b,
                                b->input_ids_masked ? b->input_ids_masked : b->input_ids));
@@ -751,6 +755,7 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     io->batch = &m->view;
     io->params = m->params;
     io->grads = m->grads;
+    io->unimodal_on_paired = m->unimodal_on_paired;
     io->image = seq_of(&m->img.enc, m->img.dout, m->img.ran, Ci);
     io->text = seq_of(&m->txt.enc, m->txt.dout, m->txt.ran, Ct);
     io->image_masked = seq_of(&m->img_m.enc, m->img_m.dout, m->img_m.ran, Ci);
@@ -892,12 +897,20 @@ flava_status flava_model_backward(flava_ctx *ctx, flava_model *m, const flava_ba
     }
     if (m->mm_m.ran)
         FLAVA_TRY(mm_backward(ctx, m, &m->mm_m, &m->img_m, &m->txt_m, use_pooled));
+    if (m->img.ran || m->img_m.ran)
+        memset(m->dpatches, 0, (size_t)B * m->P * Ci * sizeof(float));
     for (int k = 0; k < 2; k++) {
         if (ip[k]->ran)
-            FLAVA_TRY(image_backward(ctx, m, ip[k], b, k ? b->bool_masked_pos : NULL,
+            FLAVA_TRY(image_backward(ctx, m, ip[k], k ? b->bool_masked_pos : NULL,
                                      k && use_pooled));
         if (tp[k]->ran)
             FLAVA_TRY(text_backward(ctx, m, tp[k], b, k && use_pooled));
+    }
+    if (m->img.ran || m->img_m.ran) { /* one convolution backward for both passes */
+        flava_conv2d_dims d = patch_dims(m, B);
+        FLAVA_TRY(conv2d_backward(ctx, NULL, GRD(m->image_embed.patch_w),
+                                  GRD(m->image_embed.patch_b), m->dpatches, b->pixel_values,
+                                  PAR(m->image_embed.patch_w), &d));
     }
     return FLAVA_OK;
 }

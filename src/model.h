@@ -115,6 +115,7 @@ typedef struct flava_head_io {
     const float *pooled[3];
     float *dpooled[3];
     const uint8_t *pos_mask;   /* [B] positive pairs (ITM labels), or NULL = all */
+    int unimodal_on_paired;    /* see flava_model.unimodal_on_paired */
 } flava_head_io;
 
 /* Per-head working memory: a float arena sized by the head for the
@@ -171,7 +172,6 @@ typedef struct flava_linear_off {
 /* Activations of one pass of one modality (carved from the model arena). */
 typedef struct flava_image_pass {
     int ran;
-    float *patches;    /* [B,P,C] conv output (NHWC) */
     flava_encoder_acts enc;
     float *cls, *pooled_pre, *pooled; /* [B,C] */
     float *dout, *dlast, *dpooled;    /* gradients of out and x[L] [B,S,C], pooled [B,C] */
@@ -208,6 +208,11 @@ struct flava_model {
     struct flava_param_range *no_decay; /* merged no-decay runs of the table */
     int n_no_decay;
 
+    /* Not HF: also run MIM/MLM on the masked unimodal passes of image-text
+     * batches (the benchmark's "all six losses"; flava_ref's
+     * unimodal_on_paired). */
+    int unimodal_on_paired;
+
     flava_encoder image_enc, text_enc, mm_enc;
     flava_image_embed image_embed;
     flava_text_embed text_embed;
@@ -224,6 +229,9 @@ struct flava_model {
     flava_text_pass txt, txt_m;
     flava_mm_pass mm, mm_m;
     float *enc_scratch, *tmp_a, *tmp_b;
+    /* the patch embedding, shared by both image passes (the mask replaces
+     * patches after the convolution), and its gradient from both */
+    float *patches, *dpatches; /* [B,P,C] */
     int32_t *zero_types;  /* [B,T] token types when the batch has none */
     uint8_t *pos_mask;    /* [B] */
     int32_t *codebook_labels; /* [B,P] MIM targets from the codebook */

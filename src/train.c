@@ -413,8 +413,10 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
         for (int micro = 0; micro < tc->grad_accum; micro++) {
             const flava_batch *b;
             FLAVA_TRY(task->next(task->self, &b, step, micro));
-            FLAVA_TRY(flava_model_forward(run->ctx, m, b, 1));
-            if (!isfinite(m->loss)) {
+            const flava_status st = flava_model_forward(run->ctx, m, b, 1);
+            if (st != FLAVA_OK && st != FLAVA_ERR_NUMERIC)
+                return st;
+            if (st == FLAVA_ERR_NUMERIC || !isfinite(m->loss)) {
                 char heads[512];
                 bad_heads(heads, sizeof heads, m);
                 return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the loss is %g (%s); the "
