@@ -7,6 +7,7 @@ packages=(
   libdnnl-dev check libsubunit-dev libsentencepiece-dev libcjson-dev
   libpng-dev libjpeg62-turbo-dev zlib1g-dev
   dataset-fashion-mnist
+  nodejs npm
 )
 if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
 missing=()

@@ -77,6 +77,7 @@ static const struct {
     flava_status (*run)(int argc, char **argv);
 } verbs[] = {
     {"scenes", "Fashion-MNIST grid scenes with captions and VQA questions", data_scenes},
+    {"spam", "SpamAssassin mails as an SST-2-style set and an MLM corpus", flava_cmd_data_spam},
 };
 
 flava_status flava_cmd_data(int argc, char **argv)

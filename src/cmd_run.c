@@ -118,8 +118,8 @@ static flava_status run_with(flava_run *run, const flava_task_ops *task, const a
                                 task->name, dir, a->resume ? " (resuming)" : "");
             s = task->run(run);
         }
-        if (s != FLAVA_OK)
-            flava_runlog_printf(&run->log, "error: %s", flava_error_message());
+        if (s != FLAVA_OK && run->log.log) /* main() prints it on stderr */
+            fprintf(run->log.log, "error: %s\n", flava_error_message());
         flava_runlog_close(&run->log);
     }
     flava_ctx_destroy(run->ctx);

@@ -19,5 +19,9 @@
 #include "vqa.h"
 #include "scenes.h"
 #include "loader.h"
+#include "params.h"
+#include "encoder.h"
+#include "model.h"
+#include "checkpoint.h"
 
 #endif

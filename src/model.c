@@ -177,7 +177,7 @@ static void free_acts(flava_model *m)
         flava_free(m->head[h].labels);
         memset(&m->head[h], 0, sizeof m->head[h]);
     }
-    m->B = m->T = m->P = 0;
+    m->B = m->T = m->P = m->cap_B = m->cap_T = 0;
 }
 
 void flava_model_destroy(flava_model *m)
@@ -388,32 +388,41 @@ static size_t layout(flava_model *m, float *mem)
     return n;
 }
 
-/* Sizes the arena and the heads' memory for batches of B x (T, P). */
+/* Sizes the arena and the heads' memory for batches of B x (T, P) and
+ * lays the arena out for this shape. Every size grows with B and T, so a
+ * smaller batch (the last of an epoch) fits the memory of the largest
+ * seen: only a larger one allocates. */
 static flava_status bind(flava_model *m, int B, int T, int P)
 {
-    if (m->arena && B == m->B && T == m->T && P == m->P)
-        return FLAVA_OK;
-    free_acts(m);
-    m->B = B, m->T = T, m->P = P;
-    size_t n = layout(m, NULL);
-    FLAVA_TRY(flava_alloc((void **)&m->arena, n * sizeof(float), "the activations"));
-    m->arena_floats = n;
-    layout(m, m->arena);
-    FLAVA_TRY(flava_alloc((void **)&m->zero_types, (size_t)B * (T ? T : 1) * sizeof(int32_t),
-                          "the token types"));
-    FLAVA_TRY(flava_alloc((void **)&m->pos_mask, (size_t)B, "the positive-pair mask"));
-    FLAVA_TRY(flava_alloc((void **)&m->codebook_labels, (size_t)B * P * sizeof(int32_t),
-                          "the codebook labels"));
-    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
-        if (!m->heads.enabled[h])
-            continue;
-        flava_head_state *st = &m->head[h];
-        const flava_head_ops *ops = flava_heads[h];
-        st->mem_floats = ops->mem_floats(&m->cfg, B, T, P);
-        int rows = ops->max_rows(&m->cfg, B, T, P);
-        FLAVA_TRY(flava_alloc((void **)&st->mem, st->mem_floats * sizeof(float), ops->name));
-        FLAVA_TRY(flava_alloc((void **)&st->rows, (size_t)rows * sizeof(int32_t), ops->name));
-        FLAVA_TRY(flava_alloc((void **)&st->labels, (size_t)rows * sizeof(int32_t), ops->name));
+    if (!m->arena || B > m->cap_B || T > m->cap_T || P != m->P) {
+        const int capB = B > m->cap_B ? B : m->cap_B, capT = T > m->cap_T ? T : m->cap_T;
+        free_acts(m);
+        m->B = m->cap_B = capB, m->T = m->cap_T = capT, m->P = P;
+        size_t n = layout(m, NULL);
+        FLAVA_TRY(flava_alloc((void **)&m->arena, n * sizeof(float), "the activations"));
+        m->arena_floats = n;
+        FLAVA_TRY(flava_alloc((void **)&m->zero_types,
+                              (size_t)capB * (capT ? capT : 1) * sizeof(int32_t),
+                              "the token types"));
+        FLAVA_TRY(flava_alloc((void **)&m->pos_mask, (size_t)capB, "the positive-pair mask"));
+        FLAVA_TRY(flava_alloc((void **)&m->codebook_labels, (size_t)capB * P * sizeof(int32_t),
+                              "the codebook labels"));
+        for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+            if (!m->heads.enabled[h])
+                continue;
+            flava_head_state *st = &m->head[h];
+            const flava_head_ops *ops = flava_heads[h];
+            st->mem_floats = ops->mem_floats(&m->cfg, capB, capT, P);
+            size_t rows = (size_t)ops->max_rows(&m->cfg, capB, capT, P);
+            FLAVA_TRY(flava_alloc((void **)&st->mem, st->mem_floats * sizeof(float), ops->name));
+            FLAVA_TRY(flava_alloc((void **)&st->rows, rows * sizeof(int32_t), ops->name));
+            FLAVA_TRY(flava_alloc((void **)&st->labels, rows * sizeof(int32_t), ops->name));
+        }
+        m->B = -1; /* lay out below */
+    }
+    if (B != m->B || T != m->T) {
+        m->B = B, m->T = T;
+        layout(m, m->arena);
     }
     return FLAVA_OK;
 }
@@ -713,6 +722,15 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     const int run_txt_m = has_text && (!train || need_masked);
     m->img.ran = m->txt.ran = m->mm.ran = m->img_m.ran = m->txt_m.ran = m->mm_m.ran = 0;
 
+    if (train && (c->image.enc.hidden_dropout_prob > 0 || c->text.enc.hidden_dropout_prob > 0 ||
+                  c->multimodal.enc.hidden_dropout_prob > 0 ||
+                  c->image.enc.attention_probs_dropout_prob > 0 ||
+                  c->text.enc.attention_probs_dropout_prob > 0 ||
+                  c->multimodal.enc.attention_probs_dropout_prob > 0))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "training with dropout is not implemented: set the encoders' "
+                           "hidden_dropout_prob and attention_probs_dropout_prob to 0 (the HF "
+                           "defaults)");
     if (train && m->heads.enabled[FLAVA_HEAD_CONTRASTIVE]) {
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;

@@ -224,7 +224,8 @@ struct flava_model {
     /* the activation arena, sized for the largest batch seen */
     float *arena;
     size_t arena_floats;
-    int B, T, P; /* shape the arena is bound to */
+    int B, T, P;         /* shape the arena is laid out for */
+    int cap_B, cap_T;    /* the largest it was allocated for */
     flava_image_pass img, img_m;
     flava_text_pass txt, txt_m;
     flava_mm_pass mm, mm_m;

@@ -11,7 +11,17 @@
  * (RUN_DIR/checkpoints/step-N.safetensors + step-N.optim.safetensors)
  * every save_every steps, at the end (also as final.safetensors) and on
  * Ctrl-C, and a stop naming the step and the head when a loss is not
- * finite. Nothing is allocated inside the step loop. */
+ * finite. Nothing is allocated inside the step loop.
+ *
+ * A fine-tune task's run(), in outline (tasks/pretrain.c is the full case):
+ *   flava_train_config_read(&tc, run->cfg);
+ *   flava_train_model_config(&mc, &ckpt, run);  mc.num_labels = ...;
+ *   flava_train_heads(&hs, run->cfg, (flava_head_id[]){FLAVA_HEAD_CLASSIFY}, 1);
+ *   flava_train_model_create(&m, run, &mc, &hs, ckpt, 1);
+ *   flava_train(run, m, &tc, &(flava_train_task){self, seek, next, evaluate}, &res);
+ *   flava_results_write(run->run_dir, ..., res.eval_names, res.eval_values, res.n_eval, ...);
+ * where seek opens its loader at first_batch = step * tc.grad_accum and
+ * next takes the loader's next batch. */
 #ifndef FLAVA_TRAIN_H
 #define FLAVA_TRAIN_H
 

@@ -13,6 +13,7 @@
  * MIM targets: the checkpoint's dVAE codebook (the model computes them)
  * when it has one, else a k-means patch codebook fitted here on training
  * images before the first step and kept in RUN_DIR/kmeans.safetensors. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,7 @@ static const flava_cfg_key pretrain_keys[] = {
     {"data.*", "limit", FLAVA_CFG_INT, "0", "use the first N samples only (0: all)"},
 };
 
-enum { MAX_SOURCES = 16, MAX_TEXT = 1024 };
+enum { MAX_SOURCES = 16 };
 enum { KIND_IDX, KIND_IMAGETEXT, KIND_TEXT };
 enum { MIX_SIZE, MIX_RATIO, MIX_ROUND_ROBIN };
 
@@ -104,65 +105,56 @@ typedef struct pretrain {
 
 /* ---- sources ---- */
 
+/* Appends a copy of text to s->texts (capacity *cap). */
+static flava_status push_text(source *s, long *cap, const char *text, const char *path)
+{
+    if (s->n == *cap) {
+        long grown_cap = *cap ? 2 * *cap : 1024;
+        char **grown = realloc(s->texts, sizeof(char *) * (size_t)grown_cap);
+        if (!grown)
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: %ld texts", path, grown_cap);
+        s->texts = grown;
+        *cap = grown_cap;
+    }
+    FLAVA_TRY(flava_strdup(&s->texts[s->n], text));
+    s->n++;
+    return FLAVA_OK;
+}
+
+/* The texts of a file: one per non-empty line, or the field `column` of a
+ * TSV with a header. */
 static flava_status read_lines(source *s, const char *path, const char *column)
 {
     long cap = 0;
+    flava_status st = FLAVA_OK;
     if (*column) {
         flava_tsv t;
         FLAVA_TRY(flava_tsv_open(&t, path));
         int more, col = -1;
-        flava_status st = flava_tsv_next(&t, &more);
+        st = flava_tsv_next(&t, &more);
         if (st == FLAVA_OK && (!more || (col = flava_tsv_find(&t, column)) < 0))
             st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:1: no column '%s' in the header", path, column);
-        while (st == FLAVA_OK && (st = flava_tsv_next(&t, &more)) == FLAVA_OK && more) {
-            if (col >= t.nfields) {
-                st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:%ld: %d fields, expected at least %d",
-                                 path, t.line, t.nfields, col + 1);
-                break;
-            }
-            if (s->n == cap) {
-                cap = cap ? 2 * cap : 1024;
-                char **grown = realloc(s->texts, sizeof(char *) * (size_t)cap);
-                if (!grown) {
-                    st = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: texts", path);
-                    break;
-                }
-                s->texts = grown;
-            }
-            st = flava_strdup(&s->texts[s->n], t.fields[col]);
-            if (st == FLAVA_OK)
-                s->n++;
-        }
+        while (st == FLAVA_OK && (st = flava_tsv_next(&t, &more)) == FLAVA_OK && more)
+            st = col < t.nfields ? push_text(s, &cap, t.fields[col], path)
+                                 : FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s:%ld: %d fields, expected at "
+                                               "least %d", path, t.line, t.nfields, col + 1);
         flava_tsv_close(&t);
-        return st;
-    }
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s", path);
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t len;
-    flava_status st = FLAVA_OK;
-    while (st == FLAVA_OK && (len = getline(&line, &lcap, f)) >= 0) {
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (!len)
-            continue;
-        if (s->n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            char **grown = realloc(s->texts, sizeof(char *) * (size_t)cap);
-            if (!grown) {
-                st = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: texts", path);
-                break;
-            }
-            s->texts = grown;
+    } else {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t len;
+        while (st == FLAVA_OK && (len = getline(&line, &lcap, f)) >= 0) {
+            while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                line[--len] = '\0';
+            if (len)
+                st = push_text(s, &cap, line, path);
         }
-        st = flava_strdup(&s->texts[s->n], line);
-        if (st == FLAVA_OK)
-            s->n++;
+        free(line);
+        fclose(f);
     }
-    free(line);
-    fclose(f);
     if (st == FLAVA_OK && s->n == 0)
         st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no texts", path);
     return st;
@@ -215,21 +207,6 @@ static void close_source(source *s)
     for (long i = 0; s->texts && i < s->n; i++)
         free(s->texts[i]);
     free(s->texts);
-}
-
-/* ---- text encoding for the loader ---- */
-
-static flava_status encode_text(void *self, int32_t *ids, int32_t *type_ids, int *len,
-                                int max_len, const char *a, const char *b)
-{
-    const flava_tokenizer *tok = self;
-    float mask[MAX_TEXT];
-    int64_t n;
-    if (max_len > MAX_TEXT)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "max_text_len %d exceeds %d", max_len, MAX_TEXT);
-    FLAVA_TRY(flava_tokenizer_encode(ids, type_ids, mask, &n, tok, a, b, max_len));
-    *len = (int)n;
-    return FLAVA_OK;
 }
 
 /* ---- the data position ---- */
@@ -538,7 +515,7 @@ static flava_status setup_data(pretrain *p)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the tokenizer %s has %d pieces but the model's "
                                "text_config.vocab_size is %d", tok_path, p->tok->vocab_size,
                                p->m->cfg.text.vocab_size);
-        p->enc = (flava_text_encoder){encode_text, p->tok, p->tok->pad_id};
+        p->enc = (flava_text_encoder){flava_tokenizer_encode_unpadded, p->tok, p->tok->pad_id};
         flava_tokenizer_special_ids(p->special, p->tok);
         p->mlm = (flava_mlm_config){.mask_id = p->tok->mask_id,
                                     .vocab_size = p->tok->vocab_size,
@@ -565,10 +542,10 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     FLAVA_TRY(flava_train_model_create(&p->m, run, &mc, &hs, ck, 1));
     int64_t v, kmeans_images, kmeans_iters;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "max_text_len", &v));
-    if (v < 2 || v > MAX_TEXT || v > mc.text.max_position_embeddings)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.max_text_len = %lld: expected 2 to %d and "
-                           "at most text_config.max_position_embeddings (%d)", (long long)v,
-                           MAX_TEXT, mc.text.max_position_embeddings);
+    if (v < 2 || v > mc.text.max_position_embeddings)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.max_text_len = %lld: expected 2 to "
+                           "text_config.max_position_embeddings (%d)", (long long)v,
+                           mc.text.max_position_embeddings);
     p->T = (int)v;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "prefetch", &v));
     p->prefetch = v < 1 ? 1 : (int)v;

@@ -40,6 +40,10 @@ run pretrain mlm -s heads.mim=0 -s heads.itm=0 -s heads.global_contrastive=0 \
 grep -q 'loss_info.mim' "$dir/mlm/metrics.jsonl" && fail "a disabled head ran"
 grep -q 'loss_info.mlm' "$dir/mlm/metrics.jsonl" || fail "MLM did not run"
 
+# A text source read from a TSV column (the captions), mixed by size.
+run pretrain col -s data.text.path="$dir/scenes/train/captions.tsv" -s data.text.column=title \
+  -s pretrain.mix=size -s train.steps=2 2> /dev/null || fail "a text source from a TSV column"
+
 # help config lists every key, the templates included.
 "$flava" help config > "$dir/help"
 for k in '\[run\]' '\[model\]' '\[train\]' '\[heads\]' '\[pretrain\]' '\[data\.\*\]' \

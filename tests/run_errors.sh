@@ -32,6 +32,8 @@ expect "model.text_config.hiden_size" pretrain e -s model.text_config.hiden_size
 expect "/nonexistent/captions.tsv" pretrain e -s data.scenes.path=/nonexistent/captions.tsv
 expect "/nonexistent.model" pretrain e -s pretrain.tokenizer=/nonexistent.model
 expect "data.fmnist.kind = 'images': expected idx, imagetext or text" pretrain e -s data.fmnist.kind=images
+expect "no column 'nope' in the header" pretrain e -s data.text.path="$dir/scenes/train/captions.tsv" \
+  -s data.text.column=nope
 expect "pretrain.mix = 'sizes': expected size, ratio or round_robin" pretrain e -s pretrain.mix=sizes
 expect "run.task = 'vqa' is not a task of flava pretrain (tasks: pretrain)" pretrain e -s run.task=vqa
 expect "run.task = 'pretrain' is not a task of flava finetune" finetune e
