@@ -266,8 +266,12 @@ flava_status flava_ft_model(flava_model **m, flava_run *run, const flava_config 
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "evaluation needs a fine-tuned model: set "
                            "model.checkpoint");
     flava_head_set hs = {{0}, {0}};
-    hs.enabled[head] = 1;
-    hs.weight[head] = 1;
+    if (eval) {
+        hs.enabled[head] = 1;
+        hs.weight[head] = 1;
+    } else {
+        FLAVA_TRY(flava_train_heads(&hs, run->cfg, &head, 1)); /* its [heads] weight */
+    }
     flava_status s = flava_train_model_create(m, run, mc, &hs, checkpoint, !eval);
     if (s != FLAVA_OK && eval)
         flava_error_context("a checkpoint for `flava eval` must hold the fine-tuned %s head",

@@ -80,8 +80,8 @@ void flava_ft_close(flava_ft *ft);
 
 /* The model of a fine-tuning task, mc being the run's model config with the
  * task's head settings: `finetune` starts from model.checkpoint when set
- * (partial: the new head keeps its fresh init), `eval` needs a checkpoint
- * holding the head. */
+ * (partial: the new head keeps its fresh init) with the head's [heads]
+ * loss weight, `eval` needs a checkpoint holding the head. */
 flava_status flava_ft_model(flava_model **m, flava_run *run, const flava_config *mc,
                             const char *checkpoint, flava_head_id head, int eval);
 
