@@ -7,18 +7,25 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "family.h"
 #include "model.h"
 
 static const char forward_usage[] =
     "usage: flava forward --model M --inputs I.safetensors --out O.safetensors [options]\n"
-    "Runs HF FlavaForPreTraining's forward on the named inputs (pixel_values,\n"
-    "input_ids, input_ids_masked, token_type_ids, attention_mask, bool_masked_pos,\n"
-    "mlm_labels, mim_labels, itm_labels, codebook_pixel_values) and writes the\n"
-    "outputs under FlavaForPreTrainingOutput names, losses as loss_info.<name>.\n"
-    "M is a flava/HF safetensors checkpoint or a HF folder.\n"
-    "  -s KEY=VALUE        override a model config field (e.g.\n"
+    "Runs the model's HF forward on the named inputs and writes its outputs under\n"
+    "HF names. FLAVA (FlavaForPreTraining): pixel_values, input_ids,\n"
+    "input_ids_masked, token_type_ids, attention_mask, bool_masked_pos,\n"
+    "mlm_labels, mim_labels, itm_labels, codebook_pixel_values in, the\n"
+    "FlavaForPreTrainingOutput fields out, losses as loss_info.<name>. CLIP and\n"
+    "ALIGN (CLIPModel, AlignModel): pixel_values, input_ids, attention_mask (ALIGN:\n"
+    "token_type_ids) in; text_embeds, image_embeds, logits_per_image,\n"
+    "logits_per_text, loss out. ALIGN runs in eval mode (running statistics).\n"
+    "M is a safetensors checkpoint or an HF folder; its config's model_type\n"
+    "says the family.\n"
+    "  -s KEY=VALUE        override an HF config field (e.g.\n"
     "                      skip_unmasked_multimodal_encoder=false)\n"
-    "  --grads             also run backward (training mode: logit_scale clamped)\n"
+    "  --grads             also run backward (FLAVA: training mode, logit_scale\n"
+    "                      clamped; ALIGN: batch statistics)\n"
     "                      and write grad.<key> for every parameter\n"
     "  --precision P       f32 (default) or bf16\n"
     "  --compare REF       compare every output (and grad) of REF.safetensors that\n"
@@ -88,15 +95,15 @@ static flava_status parse(forward_args *a, int argc, char **argv)
 }
 
 /* The output tensors (and gradients under both tied names) to write. */
-static flava_status collect(flava_st_tensor **out, int *n, char (**names)[160], flava_model *m,
-                            int grads)
+static flava_status collect(flava_st_tensor **out, int *n, char (**names)[160],
+                            flava_family_model *m, int grads)
 {
     static flava_output outs[FLAVA_MAX_OUTPUTS];
-    int no = flava_model_outputs(m, outs);
+    int no = m->ops->outputs(m, outs);
     int ng = 0;
     if (grads)
-        for (int i = 0; i < m->table.n; i++)
-            ng += m->table.p[i].alias[0] ? 2 : 1;
+        for (int i = 0; i < m->table->n; i++)
+            ng += m->table->p[i].alias[0] ? 2 : 1;
     flava_st_tensor *t = calloc((size_t)(no + ng), sizeof *t);
     char(*nm)[160] = calloc((size_t)(ng ? ng : 1), sizeof *nm);
     if (!t || !nm) {
@@ -116,8 +123,8 @@ static flava_status collect(flava_st_tensor **out, int *n, char (**names)[160], 
         t[k].nbytes = (size_t)numel * sizeof(float);
     }
     int g = 0;
-    for (int i = 0; grads && i < m->table.n; i++) {
-        const flava_param *p = &m->table.p[i];
+    for (int i = 0; grads && i < m->table->n; i++) {
+        const flava_param *p = &m->table->p[i];
         for (int a = 0; a < (p->alias[0] ? 2 : 1); a++, k++, g++) {
             snprintf(nm[g], sizeof nm[g], "grad.%s", a ? p->alias : p->name);
             t[k].name = nm[g];
@@ -134,8 +141,10 @@ static flava_status collect(flava_st_tensor **out, int *n, char (**names)[160], 
     return FLAVA_OK;
 }
 
+/* Compares what REF holds beside the inputs (a fixture may keep both in
+ * one file). */
 static flava_status compare(const flava_st_tensor *ours, int n, const char *path,
-                            const forward_args *a)
+                            const forward_args *a, const flava_st *inputs)
 {
     flava_st *ref;
     FLAVA_TRY(flava_st_read(&ref, path));
@@ -151,6 +160,8 @@ static flava_status compare(const flava_st_tensor *ours, int n, const char *path
         for (int k = 0; k < n && !o; k++)
             if (!strcmp(ours[k].name, r->name))
                 o = &ours[k];
+        if (!o && flava_st_find(inputs, r->name))
+            continue;
         int64_t numel = flava_st_numel(r);
         if (!o) {
             st = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: %s is not among our outputs", path, r->name);
@@ -192,28 +203,39 @@ static flava_status compare(const flava_st_tensor *ours, int n, const char *path
     return st;
 }
 
-static flava_status run(const forward_args *a, flava_ctx *ctx, flava_model *m, flava_batch *b)
+/* The -s KEY=VALUE overrides as HF config JSON (NULL when none). */
+static flava_status overrides(char **json, const forward_args *a)
 {
+    *json = NULL;
+    if (!a->nsets)
+        return FLAVA_OK;
+    char keys[32][128];
+    const char *kp[32], *vp[32];
     for (int i = 0; i < a->nsets; i++) {
-        char key[128];
         const char *eq = strchr(a->sets[i], '=');
-        if (!eq || (size_t)(eq - a->sets[i]) >= sizeof key)
+        if (!eq || eq == a->sets[i] || (size_t)(eq - a->sets[i]) >= sizeof keys[i])
             return FLAVA_ERROR(FLAVA_ERR_ARG, "-s '%s': expected KEY=VALUE", a->sets[i]);
-        memcpy(key, a->sets[i], (size_t)(eq - a->sets[i]));
-        key[eq - a->sets[i]] = 0;
-        FLAVA_TRY(flava_config_set(&m->cfg, key, eq + 1));
+        memcpy(keys[i], a->sets[i], (size_t)(eq - a->sets[i]));
+        keys[i][eq - a->sets[i]] = 0;
+        kp[i] = keys[i];
+        vp[i] = eq + 1;
     }
+    return flava_family_overrides_json(json, kp, vp, a->nsets);
+}
+
+static flava_status run(const forward_args *a, flava_ctx *ctx, flava_family_model *m,
+                        flava_batch *b, const flava_st *inputs)
+{
     if (a->grads) {
-        FLAVA_TRY(flava_model_alloc_grads(m));
+        FLAVA_TRY(m->ops->alloc_grads(m));
         /* the outputs come from the same forward as the gradients */
-        FLAVA_TRY(flava_model_forward(ctx, m, b, 1));
-        if (m->has_loss)
-            FLAVA_TRY(flava_model_backward(ctx, m, b));
+        FLAVA_TRY(m->ops->forward(ctx, m, b, 1));
+        FLAVA_TRY(m->ops->backward(ctx, m, b));
         /* training skips passes no loss reads: rerun for every HF output,
          * which leaves the gradients alone */
-        FLAVA_TRY(flava_model_forward(ctx, m, b, 0));
+        FLAVA_TRY(m->ops->forward(ctx, m, b, 0));
     } else {
-        FLAVA_TRY(flava_model_forward(ctx, m, b, 0));
+        FLAVA_TRY(m->ops->forward(ctx, m, b, 0));
     }
     flava_st_tensor *t = NULL;
     char(*names)[160] = NULL;
@@ -223,7 +245,7 @@ static flava_status run(const forward_args *a, flava_ctx *ctx, flava_model *m, f
     if (st == FLAVA_OK)
         printf("wrote %d tensors to %s\n", n, a->out);
     if (st == FLAVA_OK && a->compare)
-        st = compare(t, n, a->compare, a);
+        st = compare(t, n, a->compare, a, inputs);
     free(t);
     free(names);
     return st;
@@ -237,22 +259,30 @@ flava_status flava_cmd_forward(int argc, char **argv)
     }
     forward_args a;
     FLAVA_TRY(parse(&a, argc, argv));
-    flava_model *m;
-    FLAVA_TRY(flava_checkpoint_load(&m, a.model, NULL, 0, 0));
+    const flava_family_ops *ops;
+    FLAVA_TRY(flava_family_of_checkpoint(&ops, a.model));
+    char *json;
+    FLAVA_TRY(overrides(&json, &a));
+    flava_family_model m;
+    flava_status st = flava_family_create(&m, ops, a.model, json, NULL, 0, 0);
+    free(json);
+    FLAVA_TRY(st);
     flava_ctx *ctx = NULL;
     flava_st *in = NULL;
     flava_batch b = {0};
-    flava_status st = flava_ctx_create(
-        &ctx, strcmp(a.precision, "bf16") ? FLAVA_PRECISION_F32 : FLAVA_PRECISION_BF16);
+    st = flava_ctx_create(&ctx,
+                          strcmp(a.precision, "bf16") ? FLAVA_PRECISION_F32 : FLAVA_PRECISION_BF16);
     if (st == FLAVA_OK)
         st = flava_st_read(&in, a.inputs);
+    flava_config geometry;
+    ops->input_config(&m, &geometry);
     if (st == FLAVA_OK)
-        st = flava_batch_read(&b, in, &m->cfg);
+        st = flava_batch_read(&b, in, &geometry);
     if (st == FLAVA_OK)
-        st = run(&a, ctx, m, &b);
+        st = run(&a, ctx, &m, &b, in);
     flava_batch_free(&b);
     flava_st_free(in);
     flava_ctx_destroy(ctx);
-    flava_model_destroy(m);
+    flava_family_destroy(&m);
     return st;
 }

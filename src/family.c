@@ -1,0 +1,726 @@
+/* family.c - the FLAVA, CLIP and ALIGN entries of the family registry. */
+#include "family.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "align.h"
+#include "checkpoint.h"
+#include "clip.h"
+#include "image.h"
+#include "model.h"
+#include "ops.h"
+
+void flava_family_normalise(float *x, int B, int D)
+{
+    for (int i = 0; i < B; i++) {
+        float *r = x + (size_t)i * D;
+        double s = 0;
+        for (int d = 0; d < D; d++)
+            s += (double)r[d] * r[d];
+        const float inv = (float)(1.0 / (sqrt(s) > 1e-12 ? sqrt(s) : 1e-12));
+        for (int d = 0; d < D; d++)
+            r[d] *= inv;
+    }
+}
+
+/* ---- config overrides as JSON ---- */
+
+static int is_number(const char *v)
+{
+    char *end;
+    if (!*v)
+        return 0;
+    (void)strtod(v, &end);
+    return !*end;
+}
+
+/* Appends to a growing string. */
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static flava_status put(sbuf *b, const char *text, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = 2 * (b->len + n + 1) + 256;
+        char *g = realloc(b->s, cap);
+        if (!g)
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "config overrides");
+        b->s = g;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, text, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+    return FLAVA_OK;
+}
+
+static flava_status puts_(sbuf *b, const char *text) { return put(b, text, strlen(text)); }
+
+/* A value as JSON: number, boolean, list of numbers, or string. */
+static flava_status put_value(sbuf *b, const char *v)
+{
+    if (is_number(v) || !strcmp(v, "true") || !strcmp(v, "false") || !strcmp(v, "null"))
+        return puts_(b, v);
+    if (strchr(v, ',')) {
+        /* every item a number: a JSON list */
+        char item[64];
+        const char *p = v;
+        int numbers = 1;
+        while (numbers && *p) {
+            const char *c = strchr(p, ',');
+            size_t n = c ? (size_t)(c - p) : strlen(p);
+            while (n && isspace((unsigned char)*p))
+                p++, n--;
+            numbers = n < sizeof item;
+            if (numbers) {
+                memcpy(item, p, n);
+                item[n] = '\0';
+                numbers = is_number(item);
+            }
+            p = c ? c + 1 : p + n;
+        }
+        if (numbers) {
+            FLAVA_TRY(puts_(b, "["));
+            FLAVA_TRY(puts_(b, v));
+            return puts_(b, "]");
+        }
+    }
+    FLAVA_TRY(puts_(b, "\""));
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            FLAVA_TRY(puts_(b, "\\"));
+        FLAVA_TRY(put(b, p, 1));
+    }
+    return puts_(b, "\"");
+}
+
+flava_status flava_family_overrides_json(char **json, const char *const *keys,
+                                         const char *const *values, int n)
+{
+    /* top-level keys first, then one object per dotted prefix */
+    sbuf b = {0};
+    flava_status s = puts_(&b, "{");
+    int first = 1;
+    for (int i = 0; s == FLAVA_OK && i < n; i++) {
+        if (strchr(keys[i], '.'))
+            continue;
+        s = puts_(&b, first ? "\"" : ",\"");
+        first = 0;
+        if (s == FLAVA_OK)
+            s = puts_(&b, keys[i]);
+        if (s == FLAVA_OK)
+            s = puts_(&b, "\":");
+        if (s == FLAVA_OK)
+            s = put_value(&b, values[i]);
+    }
+    for (int i = 0; s == FLAVA_OK && i < n; i++) {
+        const char *dot = strchr(keys[i], '.');
+        if (!dot)
+            continue;
+        const size_t plen = (size_t)(dot - keys[i]);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !strncmp(keys[j], keys[i], plen) && keys[j][plen] == '.';
+        if (seen)
+            continue;
+        if (strchr(dot + 1, '.')) {
+            s = FLAVA_ERROR(FLAVA_ERR_CONFIG, "model.%s: at most one level of nesting "
+                            "(text_config.hidden_size)", keys[i]);
+            break;
+        }
+        s = puts_(&b, first ? "\"" : ",\"");
+        first = 0;
+        if (s == FLAVA_OK)
+            s = put(&b, keys[i], plen);
+        if (s == FLAVA_OK)
+            s = puts_(&b, "\":{");
+        int inner = 1;
+        for (int j = i; s == FLAVA_OK && j < n; j++) {
+            if (strncmp(keys[j], keys[i], plen) || keys[j][plen] != '.')
+                continue;
+            s = puts_(&b, inner ? "\"" : ",\"");
+            inner = 0;
+            if (s == FLAVA_OK)
+                s = puts_(&b, keys[j] + plen + 1);
+            if (s == FLAVA_OK)
+                s = puts_(&b, "\":");
+            if (s == FLAVA_OK)
+                s = put_value(&b, values[j]);
+        }
+        if (s == FLAVA_OK)
+            s = puts_(&b, "}");
+    }
+    if (s == FLAVA_OK)
+        s = puts_(&b, "}");
+    if (s != FLAVA_OK) {
+        free(b.s);
+        return s;
+    }
+    *json = b.s;
+    return FLAVA_OK;
+}
+
+/* ---- shared ---- */
+
+static void fill_image(flava_family_image *o, int resize, int crop, int shorter, int bilinear,
+                       const float *mean, const float *std)
+{
+    o->resize = resize;
+    o->crop = crop;
+    o->shorter_side = shorter;
+    o->bilinear = bilinear;
+    memcpy(o->mean, mean, sizeof o->mean);
+    memcpy(o->std, std, sizeof o->std);
+}
+
+/* ================================================================ FLAVA */
+
+static void flava_image_spec(flava_family_image *o, int size)
+{
+    /* FlavaImageProcessor: squash bicubic to size x size */
+    fill_image(o, size, size, 0, 0, flava_image_mean, flava_image_std);
+}
+
+static void flava_fill(flava_family_model *fm)
+{
+    flava_model *m = fm->impl;
+    fm->table = &m->table;
+    fm->params = m->params;
+    fm->grads = m->grads;
+    fm->embed_dim = m->cfg.projection_dim;
+    fm->feature_dim = m->cfg.image.enc.hidden_size;
+    fm->image_size = m->cfg.image.image_size;
+    fm->max_text_len = m->cfg.text.max_position_embeddings;
+    fm->vocab_size = m->cfg.text.vocab_size;
+}
+
+const flava_head_set flava_family_contrastive_heads = {
+    .enabled = {[FLAVA_HEAD_CONTRASTIVE] = 1}, .weight = {[FLAVA_HEAD_CONTRASTIVE] = 1}};
+
+static flava_status flava_create(flava_family_model *fm, const char *checkpoint,
+                                 const char *overrides, const flava_head_set *heads, int partial,
+                                 uint64_t seed)
+{
+    flava_config c;
+    flava_config_default(&c);
+    if (checkpoint)
+        FLAVA_TRY(flava_checkpoint_read_config(&c, checkpoint));
+    if (overrides)
+        FLAVA_TRY(flava_config_from_json(&c, overrides, "[model]"));
+    FLAVA_TRY(flava_config_validate(&c));
+    flava_model *m;
+    FLAVA_TRY(flava_model_create(&m, &c, heads));
+    fm->impl = m;
+    flava_model_init_weights(m, seed);
+    if (checkpoint)
+        FLAVA_TRY(flava_checkpoint_load_weights(m, checkpoint, partial));
+    flava_fill(fm);
+    return FLAVA_OK;
+}
+
+static void flava_destroy(flava_family_model *fm) { flava_model_destroy(fm->impl); }
+
+static flava_status flava_save(const flava_family_model *fm, const char *path)
+{
+    return flava_checkpoint_save(fm->impl, path);
+}
+
+static flava_status flava_alloc_grads(flava_family_model *fm)
+{
+    FLAVA_TRY(flava_model_alloc_grads(fm->impl));
+    flava_fill(fm);
+    return FLAVA_OK;
+}
+
+/* The CLS rows of the last pass of one tower (final LN output) into cls. */
+static void flava_cls(float *cls, const flava_encoder_acts *a, int C)
+{
+    for (int i = 0; i < a->B; i++)
+        memcpy(cls + (size_t)i * C, a->out + (size_t)i * a->T * C, sizeof(float) * (size_t)C);
+}
+
+/* emb = normalise(projection(CLS)) of the tower that ran. */
+static flava_status flava_embed(flava_ctx *ctx, flava_model *m, float *emb, int text, int B)
+{
+    const int C = text ? m->cfg.text.enc.hidden_size : m->cfg.image.enc.hidden_size;
+    const int D = m->cfg.projection_dim;
+    const char *w = text ? "flava.text_projection.weight" : "flava.image_projection.weight";
+    const char *bias = text ? "flava.text_projection.bias" : "flava.image_projection.bias";
+    float *cls;
+    FLAVA_TRY(flava_alloc((void **)&cls, sizeof(float) * (size_t)B * (C + 1), "CLS states"));
+    flava_cls(cls, text ? &m->txt.enc : &m->img.enc, C);
+    flava_status s = linear_forward(ctx, emb, cls, flava_model_param(m, w, NULL),
+                                    flava_model_param(m, bias, NULL), B, C, D);
+    flava_free(cls);
+    flava_family_normalise(emb, B, D);
+    return s;
+}
+
+static flava_status flava_encode_images(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                        const float *pixel_values, int B)
+{
+    flava_model *m = fm->impl;
+    const int g = m->cfg.image.image_size / m->cfg.image.patch_size;
+    flava_batch b = {.B = B, .image_size = m->cfg.image.image_size, .P = g * g,
+                     .pixel_values = (float *)pixel_values};
+    FLAVA_TRY(flava_model_forward(ctx, m, &b, 0));
+    return flava_embed(ctx, m, emb, 0, B);
+}
+
+static flava_status flava_encode_texts(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                       const int32_t *input_ids, const float *attention_mask,
+                                       const int32_t *token_type_ids, int B, int T)
+{
+    flava_model *m = fm->impl;
+    flava_batch b = {.B = B, .T = T, .input_ids = (int32_t *)input_ids,
+                     .attention_mask = (float *)attention_mask,
+                     .token_type_ids = (int32_t *)token_type_ids};
+    FLAVA_TRY(flava_model_forward(ctx, m, &b, 0));
+    return flava_embed(ctx, m, emb, 1, B);
+}
+
+static flava_status flava_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                         const float *pixel_values, int B)
+{
+    flava_model *m = fm->impl;
+    const int g = m->cfg.image.image_size / m->cfg.image.patch_size;
+    flava_batch b = {.B = B, .image_size = m->cfg.image.image_size, .P = g * g,
+                     .pixel_values = (float *)pixel_values};
+    FLAVA_TRY(flava_model_forward(ctx, m, &b, 0));
+    flava_cls(out, &m->img.enc, m->cfg.image.enc.hidden_size);
+    return FLAVA_OK;
+}
+
+static flava_status flava_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
+                              int train)
+{
+    flava_model *m = fm->impl;
+    FLAVA_TRY(flava_model_forward(ctx, m, b, train));
+    fm->loss = m->loss;
+    return FLAVA_OK;
+}
+
+static flava_status flava_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
+{
+    flava_model *m = fm->impl;
+    return m->has_loss ? flava_model_backward(ctx, m, b) : FLAVA_OK;
+}
+
+static int flava_outs(flava_family_model *fm, flava_output *out)
+{
+    return flava_model_outputs(fm->impl, out);
+}
+
+static void flava_input_config(const flava_family_model *fm, flava_config *c)
+{
+    *c = ((const flava_model *)fm->impl)->cfg;
+}
+
+static const flava_family_ops family_flava = {
+    .name = "flava",
+    .text = FLAVA_FAMILY_TEXT_WORDPIECE,
+    .image = flava_image_spec,
+    .create = flava_create,
+    .destroy = flava_destroy,
+    .save = flava_save,
+    .alloc_grads = flava_alloc_grads,
+    .encode_images = flava_encode_images,
+    .encode_texts = flava_encode_texts,
+    .image_features = flava_image_features,
+    .forward = flava_fwd,
+    .backward = flava_bwd,
+    .outputs = flava_outs,
+    .input_config = flava_input_config,
+    .after_step = NULL, /* the model clamps logit_scale in its training forward */
+};
+
+/* ================================================================ CLIP */
+
+static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+static void clip_image_spec(flava_family_image *o, int size)
+{
+    /* CLIPImageProcessor: shorter side bicubic to size, centre crop */
+    fill_image(o, size, size, 1, 0, clip_mean, clip_std);
+}
+
+static void clip_fill(flava_family_model *fm)
+{
+    flava_clip *m = fm->impl;
+    fm->table = &m->table;
+    fm->params = m->params;
+    fm->grads = m->grads;
+    fm->embed_dim = m->cfg.projection_dim;
+    fm->feature_dim = m->cfg.projection_dim;
+    fm->image_size = m->cfg.vision.image_size;
+    fm->max_text_len = m->cfg.text.max_position_embeddings;
+    fm->vocab_size = m->cfg.text.vocab_size;
+}
+
+static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
+                                const char *overrides, const flava_head_set *heads,
+                                int partial, uint64_t seed)
+{
+    (void)heads;
+    flava_clip_config c;
+    flava_clip_config_default(&c);
+    if (checkpoint) {
+        char *json;
+        FLAVA_TRY(flava_checkpoint_read_json(&json, checkpoint));
+        flava_status s = flava_clip_config_from_json(&c, json, checkpoint);
+        free(json);
+        FLAVA_TRY(s);
+    }
+    if (overrides)
+        FLAVA_TRY(flava_clip_config_from_json(&c, overrides, "[model]"));
+    flava_clip *m;
+    FLAVA_TRY(flava_clip_create(&m, &c));
+    fm->impl = m;
+    flava_clip_init_weights(m, seed);
+    if (checkpoint)
+        FLAVA_TRY(flava_checkpoint_load_table(&m->table, m->params, checkpoint, partial));
+    clip_fill(fm);
+    return FLAVA_OK;
+}
+
+static void clip_destroy(flava_family_model *fm) { flava_clip_destroy(fm->impl); }
+
+static flava_status clip_save(const flava_family_model *fm, const char *path)
+{
+    return flava_clip_save(fm->impl, path);
+}
+
+static flava_status clip_alloc_grads(flava_family_model *fm)
+{
+    FLAVA_TRY(flava_clip_alloc_grads(fm->impl));
+    clip_fill(fm);
+    return FLAVA_OK;
+}
+
+static flava_status clip_encode_images(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                       const float *pixel_values, int B)
+{
+    return flava_clip_encode_image(ctx, fm->impl, emb, pixel_values, B);
+}
+
+static flava_status clip_encode_texts(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                      const int32_t *input_ids, const float *attention_mask,
+                                      const int32_t *token_type_ids, int B, int T)
+{
+    (void)token_type_ids; /* CLIP has no token types */
+    return flava_clip_encode_text(ctx, fm->impl, emb, input_ids, attention_mask, B, T);
+}
+
+static flava_status clip_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                        const float *pixel_values, int B)
+{
+    /* HF get_image_features: the projection before normalisation */
+    flava_clip *m = fm->impl;
+    FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, pixel_values, B));
+    memcpy(out, m->img.proj, sizeof(float) * (size_t)B * m->cfg.projection_dim);
+    return FLAVA_OK;
+}
+
+static flava_status need_pairs(const flava_batch *b, const char *family)
+{
+    if (!b->pixel_values || !b->input_ids)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "%s's contrastive loss needs image-text pairs: the "
+                           "batch has no %s", family, b->pixel_values ? "input_ids" :
+                           "pixel_values");
+    return FLAVA_OK;
+}
+
+static flava_status clip_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
+                             int train)
+{
+    (void)train; /* CLIP has no dropout or batch norm */
+    FLAVA_TRY(need_pairs(b, "CLIP"));
+    flava_clip *m = fm->impl;
+    FLAVA_TRY(flava_clip_forward(ctx, m, b->pixel_values, b->input_ids, b->attention_mask, b->B,
+                                 b->T));
+    fm->loss = m->loss;
+    return FLAVA_OK;
+}
+
+static flava_status clip_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
+{
+    (void)b; /* the pass kept what it needs */
+    return flava_clip_backward(ctx, fm->impl, 1.0f);
+}
+
+static void clip_after_step(flava_family_model *fm)
+{
+    /* OpenCLIP: logit_scale.clamp_(0, ln 100) after every optimizer step */
+    flava_clip *m = fm->impl;
+    float *s = m->params + m->off.logit_scale;
+    const float hi = (float)log(100.0);
+    *s = *s < 0 ? 0 : *s > hi ? hi : *s;
+}
+
+/* The five contrastive outputs every dual encoder has. */
+static int pair_outputs(flava_output *out, const float *text, const float *image,
+                        const float *per_image, const float *per_text, const float *loss, int B,
+                        int D)
+{
+    const char *names[] = {"text_embeds", "image_embeds", "logits_per_image", "logits_per_text",
+                           "loss"};
+    const float *data[] = {text, image, per_image, per_text, loss};
+    const int64_t cols[] = {D, D, B, B};
+    for (int i = 0; i < 5; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        snprintf(out[i].name, sizeof out[i].name, "%s", names[i]);
+        out[i].data = data[i];
+        out[i].ndim = i < 4 ? 2 : 0;
+        out[i].shape[0] = B;
+        out[i].shape[1] = i < 4 ? cols[i] : 0;
+        out[i].value = i < 4 ? 0 : *loss;
+    }
+    return 5;
+}
+
+static int clip_outs(flava_family_model *fm, flava_output *out)
+{
+    flava_clip *m = fm->impl;
+    return pair_outputs(out, m->txt.embeds, m->img.embeds, m->logits_per_image,
+                        m->logits_per_text, &m->loss, m->B, m->cfg.projection_dim);
+}
+
+/* The defaults with a tower's image geometry. */
+static void geometry(flava_config *c, int size, int patch, int channels)
+{
+    flava_config_default(c);
+    c->image.image_size = size;
+    c->image.patch_size = patch;
+    c->image.num_channels = channels;
+}
+
+static void clip_input_config(const flava_family_model *fm, flava_config *c)
+{
+    const flava_clip *m = fm->impl;
+    geometry(c, m->cfg.vision.image_size, m->cfg.vision.patch_size, m->cfg.vision.num_channels);
+}
+
+static const flava_family_ops family_clip = {
+    .name = "clip",
+    .text = FLAVA_FAMILY_TEXT_CLIP_BPE,
+    .image = clip_image_spec,
+    .create = clip_create,
+    .destroy = clip_destroy,
+    .save = clip_save,
+    .alloc_grads = clip_alloc_grads,
+    .encode_images = clip_encode_images,
+    .encode_texts = clip_encode_texts,
+    .image_features = clip_image_features,
+    .forward = clip_fwd,
+    .backward = clip_bwd,
+    .outputs = clip_outs,
+    .input_config = clip_input_config,
+    .after_step = clip_after_step,
+};
+
+/* ================================================================ ALIGN */
+
+static void align_image_spec(flava_family_image *o, int size)
+{
+    /* kakaobrain/align-base's EfficientNetImageProcessor: squash BILINEAR
+     * to 346 x 346, centre crop 289, x/127.5 - 1 (= mean 0.5, std 0.5 on
+     * x/255), no normalisation; the same ratio for other sizes */
+    static const float half[3] = {0.5f, 0.5f, 0.5f};
+    fill_image(o, (int)lround(size * 346.0 / 289.0), size, 0, 1, half, half);
+}
+
+static void align_fill(flava_family_model *fm)
+{
+    flava_align *m = fm->impl;
+    fm->table = &m->table;
+    fm->params = m->params;
+    fm->grads = m->grads;
+    fm->embed_dim = m->cfg.projection_dim;
+    fm->feature_dim = m->cfg.projection_dim;
+    fm->image_size = m->cfg.vision.image_size;
+    fm->max_text_len = m->cfg.text.max_position_embeddings;
+    fm->vocab_size = m->cfg.text.vocab_size;
+}
+
+static flava_status align_create(flava_family_model *fm, const char *checkpoint,
+                                 const char *overrides, const flava_head_set *heads,
+                                 int partial, uint64_t seed)
+{
+    (void)heads;
+    flava_align_config c;
+    flava_align_config_default(&c);
+    if (checkpoint)
+        FLAVA_TRY(flava_align_read_config(&c, checkpoint));
+    if (overrides)
+        FLAVA_TRY(flava_align_config_from_json(&c, overrides, "[model]"));
+    FLAVA_TRY(flava_align_config_validate(&c));
+    flava_align *m;
+    FLAVA_TRY(flava_align_create(&m, &c));
+    fm->impl = m;
+    flava_align_init_weights(m, seed);
+    if (checkpoint && !partial)
+        FLAVA_TRY(flava_align_load_weights(m, checkpoint));
+    if (checkpoint && partial) {
+        FLAVA_TRY(flava_checkpoint_load_table(&m->table, m->params, checkpoint, 1));
+        FLAVA_TRY(flava_checkpoint_load_table(&m->buffers, m->buf, checkpoint, 1));
+    }
+    align_fill(fm);
+    return FLAVA_OK;
+}
+
+static void align_destroy(flava_family_model *fm) { flava_align_destroy(fm->impl); }
+
+static flava_status align_save(const flava_family_model *fm, const char *path)
+{
+    return flava_align_save(fm->impl, path);
+}
+
+static flava_status align_alloc_grads(flava_family_model *fm)
+{
+    FLAVA_TRY(flava_align_alloc_grads(fm->impl));
+    align_fill(fm);
+    return FLAVA_OK;
+}
+
+static flava_status align_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                         const float *pixel_values, int B)
+{
+    flava_align *m = fm->impl;
+    const int S = m->cfg.vision.image_size;
+    return flava_align_encode_images(ctx, m, out, pixel_values, B, S, S);
+}
+
+static flava_status align_encode_images(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                        const float *pixel_values, int B)
+{
+    FLAVA_TRY(align_image_features(ctx, fm, emb, pixel_values, B));
+    flava_family_normalise(emb, B, fm->embed_dim);
+    return FLAVA_OK;
+}
+
+static flava_status align_encode_texts(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                       const int32_t *input_ids, const float *attention_mask,
+                                       const int32_t *token_type_ids, int B, int T)
+{
+    FLAVA_TRY(flava_align_encode_texts(ctx, fm->impl, emb, input_ids, attention_mask,
+                                       token_type_ids, B, T));
+    flava_family_normalise(emb, B, fm->embed_dim);
+    return FLAVA_OK;
+}
+
+static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
+                              int train)
+{
+    FLAVA_TRY(need_pairs(b, "ALIGN"));
+    flava_align *m = fm->impl;
+    const flava_align_inputs in = {.B = b->B, .T = b->T, .H = b->image_size,
+                                   .W = b->image_size, .pixel_values = b->pixel_values,
+                                   .input_ids = b->input_ids, .attention_mask = b->attention_mask,
+                                   .token_type_ids = b->token_type_ids};
+    /* one dropout stream per training forward */
+    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, train ? ++fm->steps : 0));
+    fm->loss = m->loss;
+    return FLAVA_OK;
+}
+
+static flava_status align_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
+{
+    (void)b;
+    return flava_align_backward(ctx, fm->impl);
+}
+
+static int align_outs(flava_family_model *fm, flava_output *out)
+{
+    flava_align *m = fm->impl;
+    return pair_outputs(out, m->text_embeds, m->image_embeds, m->logits_per_image,
+                        m->logits_per_text, &m->loss, m->B, m->cfg.projection_dim);
+}
+
+static void align_input_config(const flava_family_model *fm, flava_config *c)
+{
+    const flava_align *m = fm->impl;
+    /* no patches: one "patch" the size of the image */
+    geometry(c, m->cfg.vision.image_size, m->cfg.vision.image_size, m->cfg.vision.num_channels);
+}
+
+static const flava_family_ops family_align = {
+    .name = "align",
+    .text = FLAVA_FAMILY_TEXT_WORDPIECE,
+    .image = align_image_spec,
+    .create = align_create,
+    .destroy = align_destroy,
+    .save = align_save,
+    .alloc_grads = align_alloc_grads,
+    .encode_images = align_encode_images,
+    .encode_texts = align_encode_texts,
+    .image_features = align_image_features,
+    .forward = align_fwd,
+    .backward = align_bwd,
+    .outputs = align_outs,
+    .input_config = align_input_config,
+    .after_step = NULL, /* HF trains the temperature unclamped */
+};
+
+/* ================================================================ registry */
+
+const flava_family_ops *const flava_families[FLAVA_NUM_FAMILIES] = {
+    [FLAVA_FAMILY_FLAVA] = &family_flava,
+    [FLAVA_FAMILY_CLIP] = &family_clip,
+    [FLAVA_FAMILY_ALIGN] = &family_align,
+};
+static_assert(sizeof flava_families / sizeof *flava_families == FLAVA_NUM_FAMILIES,
+              "one registry entry per flava_family_id");
+
+flava_status flava_family_find(const flava_family_ops **ops, const char *name)
+{
+    for (int i = 0; i < FLAVA_NUM_FAMILIES; i++)
+        if (!strcmp(flava_families[i]->name, name)) {
+            *ops = flava_families[i];
+            return FLAVA_OK;
+        }
+    return FLAVA_ERROR(FLAVA_ERR_CONFIG, "model.family = '%s': expected flava, clip or align",
+                       name);
+}
+
+flava_status flava_family_of_checkpoint(const flava_family_ops **ops, const char *path)
+{
+    char *json;
+    FLAVA_TRY(flava_checkpoint_read_json(&json, path));
+    /* "model_type": "<name>" anywhere at the top level of the config */
+    const char *k = strstr(json, "\"model_type\"");
+    char type[32] = "flava";
+    if (k)
+        sscanf(k, "\"model_type\" : \"%31[^\"]\"", type); /* spaces optional */
+    free(json);
+    flava_status s = flava_family_find(ops, type);
+    if (s != FLAVA_OK)
+        flava_error_context("%s: model_type", path);
+    return s;
+}
+
+flava_status flava_family_create(flava_family_model *fm, const flava_family_ops *ops,
+                                 const char *checkpoint, const char *overrides,
+                                 const flava_head_set *heads, int partial, uint64_t seed)
+{
+    memset(fm, 0, sizeof *fm);
+    fm->ops = ops;
+    flava_status s = ops->create(fm, checkpoint, overrides, heads, partial, seed);
+    if (s != FLAVA_OK)
+        flava_family_destroy(fm);
+    return s;
+}
+
+void flava_family_destroy(flava_family_model *fm)
+{
+    if (fm->impl)
+        fm->ops->destroy(fm);
+    memset(fm, 0, sizeof *fm);
+}

@@ -1,0 +1,137 @@
+/* family.h - the model families beside FLAVA (CLIP, ALIGN) behind one
+ * interface, so that tasks and commands never switch on the family.
+ *
+ * A family is a `const flava_family_ops` in the registry flava_families[]
+ * (one entry per flava_family_id, checked at compile time). A model of any
+ * family is a flava_family_model: the family's own struct (impl) and the
+ * parts every caller needs without knowing it: the parameter table and its
+ * blocks (AdamW with the table's no-decay entries, clipping, checkpoints),
+ * the loss of the last contrastive forward, the embedding widths.
+ *
+ * Every family encodes images and texts to L2-normalised embeddings in one
+ * shared space (zero-shot, retrieval), gives image features for the linear
+ * probe, runs the contrastive loss forward and backward on a batch of
+ * image-text pairs (pixel_values, input_ids, attention_mask and, for ALIGN,
+ * token_type_ids), and says which image preprocessing and which tokenizer
+ * its checkpoints expect. */
+#ifndef FLAVA_FAMILY_H
+#define FLAVA_FAMILY_H
+
+#include <stdint.h>
+
+#include "batch.h"
+#include "ctx.h"
+#include "params.h"
+#include "status.h"
+
+typedef enum flava_family_id {
+    FLAVA_FAMILY_FLAVA,
+    FLAVA_FAMILY_CLIP,
+    FLAVA_FAMILY_ALIGN,
+    FLAVA_NUM_FAMILIES
+} flava_family_id;
+
+/* What a family's text tower reads. */
+typedef enum flava_family_text {
+    FLAVA_FAMILY_TEXT_WORDPIECE, /* BERT uncased vocab.txt: FLAVA, ALIGN */
+    FLAVA_FAMILY_TEXT_CLIP_BPE,  /* CLIP byte-level BPE (vocab.json + merges.txt), 77 ids */
+} flava_family_text;
+
+/* The image preprocessing of a family's HF image processor. */
+typedef struct flava_family_image {
+    int resize;       /* side the image is first resized to */
+    int crop;         /* side of the centre crop (== resize: none) */
+    int shorter_side; /* 1: resize the shorter side (aspect kept); 0: squash to resize x resize */
+    int bilinear;     /* 1: PIL BILINEAR, 0: PIL BICUBIC */
+    float mean[3], std[3]; /* after x/255 */
+} flava_family_image;
+
+typedef struct flava_family_ops flava_family_ops;
+struct flava_output;
+struct flava_head_set;
+struct flava_config;
+
+typedef struct flava_family_model {
+    const flava_family_ops *ops;
+    void *impl; /* flava_model, flava_clip or flava_align */
+    const flava_param_table *table;
+    float *params, *grads; /* grads NULL until flava_family_alloc_grads */
+    int embed_dim;         /* width of the normalised embeddings */
+    int feature_dim;       /* width of the linear-probe image features */
+    int image_size;        /* pixel_values side the model takes */
+    int max_text_len;      /* text positions the model takes at most */
+    int vocab_size;
+    float loss;            /* of the last contrastive forward */
+    uint64_t steps;        /* training forwards so far (ALIGN's dropout stream) */
+} flava_family_model;
+
+struct flava_family_ops {
+    const char *name; /* model.family value and the checkpoint's model_type */
+    flava_family_text text;
+    /* The preprocessing for a model whose pixel_values are `size` wide. */
+    void (*image)(flava_family_image *out, int size);
+    /* Creates the model: config = HF defaults, or the checkpoint's when
+     * checkpoint is set, then the HF config JSON `overrides` on top (may be
+     * NULL); weights HF-initialised from seed, then the checkpoint's
+     * (partial: missing and unexpected keys allowed). heads: FLAVA's heads
+     * and loss weights (NULL: its pretraining heads); the dual encoders
+     * have their contrastive loss only and ignore it. */
+    flava_status (*create)(flava_family_model *fm, const char *checkpoint, const char *overrides,
+                           const struct flava_head_set *heads, int partial, uint64_t seed);
+    void (*destroy)(flava_family_model *fm);
+    flava_status (*save)(const flava_family_model *fm, const char *path);
+    flava_status (*alloc_grads)(flava_family_model *fm);
+    /* emb[B, embed_dim], L2-normalised; inference mode. */
+    flava_status (*encode_images)(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                  const float *pixel_values, int B);
+    flava_status (*encode_texts)(flava_ctx *ctx, flava_family_model *fm, float *emb,
+                                 const int32_t *input_ids, const float *attention_mask,
+                                 const int32_t *token_type_ids, int B, int T);
+    /* Linear-probe features [B, feature_dim] (unnormalised). */
+    flava_status (*image_features)(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                   const float *pixel_values, int B);
+    /* The contrastive loss of b's pairs into fm->loss (train: training
+     * mode), and its backward into fm->grads. */
+    flava_status (*forward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
+                            int train);
+    flava_status (*backward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b);
+    /* The last forward's outputs under HF names (text_embeds,
+     * image_embeds, logits_per_image, logits_per_text, loss; FLAVA: its
+     * FlavaForPreTrainingOutput fields): fills out[FLAVA_MAX_OUTPUTS] and
+     * returns how many. */
+    int (*outputs)(flava_family_model *fm, struct flava_output *out);
+    /* The FLAVA config whose image geometry (image_size, patch_size,
+     * num_channels) the batch reader checks inputs against: FLAVA's own,
+     * the defaults with the tower's image geometry for the others. */
+    void (*input_config)(const flava_family_model *fm, struct flava_config *c);
+    /* After each optimizer step (CLIP clamps logit_scale); may be NULL. */
+    void (*after_step)(flava_family_model *fm);
+};
+
+extern const flava_family_ops *const flava_families[FLAVA_NUM_FAMILIES];
+
+/* The family named `name`; an unknown name is a config error listing them. */
+flava_status flava_family_find(const flava_family_ops **ops, const char *name);
+/* The family of a checkpoint file or HF folder, from its config's
+ * model_type ("flava" when it has none). */
+flava_status flava_family_of_checkpoint(const flava_family_ops **ops, const char *path);
+
+/* ops->create, and the free of what it made. */
+flava_status flava_family_create(flava_family_model *fm, const flava_family_ops *ops,
+                                 const char *checkpoint, const char *overrides,
+                                 const struct flava_head_set *heads, int partial, uint64_t seed);
+/* The contrastive-only head set: what encoding with FLAVA needs. */
+extern const struct flava_head_set flava_family_contrastive_heads;
+void flava_family_destroy(flava_family_model *fm);
+
+/* Dotted HF config keys and their values (text_config.hidden_size = 32,
+ * vision_config.depth_coefficient = 1.0, lists as "1,2,3") as HF config
+ * JSON: numbers, true/false and comma lists of numbers as JSON values,
+ * anything else as a string. *json is malloc'ed. */
+flava_status flava_family_overrides_json(char **json, const char *const *keys,
+                                         const char *const *values, int n);
+
+/* l2-normalises rows x[B, D] in place. */
+void flava_family_normalise(float *x, int B, int D);
+
+#endif
