@@ -203,14 +203,10 @@ static flava_status compare(const flava_st_tensor *ours, int n, const char *path
     return st;
 }
 
-/* The -s KEY=VALUE overrides as HF config JSON (NULL when none). */
-static flava_status overrides(char **json, const forward_args *a)
+/* The -s KEY=VALUE overrides; keys[] holds the names. */
+static flava_status overrides(flava_family_overrides *ov, char (*keys)[128], const char **kp,
+                              const char **vp, const forward_args *a)
 {
-    *json = NULL;
-    if (!a->nsets)
-        return FLAVA_OK;
-    char keys[32][128];
-    const char *kp[32], *vp[32];
     for (int i = 0; i < a->nsets; i++) {
         const char *eq = strchr(a->sets[i], '=');
         if (!eq || eq == a->sets[i] || (size_t)(eq - a->sets[i]) >= sizeof keys[i])
@@ -220,7 +216,8 @@ static flava_status overrides(char **json, const forward_args *a)
         kp[i] = keys[i];
         vp[i] = eq + 1;
     }
-    return flava_family_overrides_json(json, kp, vp, a->nsets);
+    *ov = (flava_family_overrides){kp, vp, NULL, a->nsets};
+    return FLAVA_OK;
 }
 
 static flava_status run(const forward_args *a, flava_ctx *ctx, flava_family_model *m,
@@ -261,12 +258,13 @@ flava_status flava_cmd_forward(int argc, char **argv)
     FLAVA_TRY(parse(&a, argc, argv));
     const flava_family_ops *ops;
     FLAVA_TRY(flava_family_of_checkpoint(&ops, a.model));
-    char *json;
-    FLAVA_TRY(overrides(&json, &a));
+    char keys[32][128];
+    const char *kp[32], *vp[32];
+    flava_family_overrides ov;
+    FLAVA_TRY(overrides(&ov, keys, kp, vp, &a));
     flava_family_model m;
-    flava_status st = flava_family_create(&m, ops, a.model, json, NULL, 0, 0);
-    free(json);
-    FLAVA_TRY(st);
+    FLAVA_TRY(flava_family_create(&m, ops, a.model, &ov, NULL, 0, 0));
+    flava_status st;
     flava_ctx *ctx = NULL;
     flava_st *in = NULL;
     flava_batch b = {0};

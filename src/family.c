@@ -2,6 +2,7 @@
 #include "family.h"
 
 #include <assert.h>
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -101,9 +102,10 @@ static flava_status put_value(sbuf *b, const char *v)
     return puts_(b, "\"");
 }
 
-flava_status flava_family_overrides_json(char **json, const char *const *keys,
-                                         const char *const *values, int n)
+flava_status flava_family_overrides_json(char **json, const flava_family_overrides *ov)
 {
+    const char *const *keys = ov->keys, *const *values = ov->values;
+    const int n = ov->n;
     /* top-level keys first, then one object per dotted prefix */
     sbuf b = {0};
     flava_status s = puts_(&b, "{");
@@ -169,6 +171,37 @@ flava_status flava_family_overrides_json(char **json, const char *const *keys,
 
 /* ---- shared ---- */
 
+static const char *where(const flava_family_overrides *ov, int i)
+{
+    return ov->wheres && ov->wheres[i] ? ov->wheres[i] : "override";
+}
+
+/* Every override key names a field of the config JSON `full` (the
+ * family's config written back after the overrides). */
+static flava_status check_known(const char *full, const flava_family_overrides *ov,
+                                const char *family)
+{
+    cJSON *root = cJSON_Parse(full);
+    if (!root)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s config JSON", family);
+    flava_status s = FLAVA_OK;
+    for (int i = 0; s == FLAVA_OK && i < ov->n; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%s", ov->keys[i]);
+        char *dot = strchr(key, '.');
+        const cJSON *obj = root;
+        if (dot) {
+            *dot = '\0';
+            obj = cJSON_GetObjectItemCaseSensitive(root, key);
+        }
+        if (!obj || !cJSON_GetObjectItemCaseSensitive(obj, dot ? dot + 1 : key))
+            s = FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s is not a field of the %s config",
+                            where(ov, i), ov->keys[i], family);
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
 static void fill_image(flava_family_image *o, int resize, int crop, int shorter, int bilinear,
                        const float *mean, const float *std)
 {
@@ -205,15 +238,18 @@ const flava_head_set flava_family_contrastive_heads = {
     .enabled = {[FLAVA_HEAD_CONTRASTIVE] = 1}, .weight = {[FLAVA_HEAD_CONTRASTIVE] = 1}};
 
 static flava_status flava_create(flava_family_model *fm, const char *checkpoint,
-                                 const char *overrides, const flava_head_set *heads, int partial,
-                                 uint64_t seed)
+                                 const flava_family_overrides *ov, const flava_head_set *heads,
+                                 int partial, uint64_t seed)
 {
     flava_config c;
     flava_config_default(&c);
     if (checkpoint)
         FLAVA_TRY(flava_checkpoint_read_config(&c, checkpoint));
-    if (overrides)
-        FLAVA_TRY(flava_config_from_json(&c, overrides, "[model]"));
+    for (int i = 0; ov && i < ov->n; i++)
+        if (flava_config_set(&c, ov->keys[i], ov->values[i]) != FLAVA_OK) {
+            flava_error_context("%s: %s", where(ov, i), ov->keys[i]);
+            return FLAVA_ERR_CONFIG;
+        }
     FLAVA_TRY(flava_config_validate(&c));
     flava_model *m;
     FLAVA_TRY(flava_model_create(&m, &c, heads));
@@ -366,7 +402,7 @@ static void clip_fill(flava_family_model *fm)
 }
 
 static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
-                                const char *overrides, const flava_head_set *heads,
+                                const flava_family_overrides *ov, const flava_head_set *heads,
                                 int partial, uint64_t seed)
 {
     (void)heads;
@@ -379,8 +415,17 @@ static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
         free(json);
         FLAVA_TRY(s);
     }
-    if (overrides)
-        FLAVA_TRY(flava_clip_config_from_json(&c, overrides, "[model]"));
+    if (ov && ov->n) {
+        char *json, *full;
+        FLAVA_TRY(flava_family_overrides_json(&json, ov));
+        flava_status s = flava_clip_config_from_json(&c, json, "the config overrides");
+        free(json);
+        FLAVA_TRY(s);
+        FLAVA_TRY(flava_clip_config_to_json(&full, &c));
+        s = check_known(full, ov, "CLIP");
+        free(full);
+        FLAVA_TRY(s);
+    }
     flava_clip *m;
     FLAVA_TRY(flava_clip_create(&m, &c));
     fm->impl = m;
@@ -551,7 +596,7 @@ static void align_fill(flava_family_model *fm)
 }
 
 static flava_status align_create(flava_family_model *fm, const char *checkpoint,
-                                 const char *overrides, const flava_head_set *heads,
+                                 const flava_family_overrides *ov, const flava_head_set *heads,
                                  int partial, uint64_t seed)
 {
     (void)heads;
@@ -559,8 +604,17 @@ static flava_status align_create(flava_family_model *fm, const char *checkpoint,
     flava_align_config_default(&c);
     if (checkpoint)
         FLAVA_TRY(flava_align_read_config(&c, checkpoint));
-    if (overrides)
-        FLAVA_TRY(flava_align_config_from_json(&c, overrides, "[model]"));
+    if (ov && ov->n) {
+        char *json, *full;
+        FLAVA_TRY(flava_family_overrides_json(&json, ov));
+        flava_status s = flava_align_config_from_json(&c, json, "the config overrides");
+        free(json);
+        FLAVA_TRY(s);
+        FLAVA_TRY(flava_align_config_to_json(&full, &c));
+        s = check_known(full, ov, "ALIGN");
+        free(full);
+        FLAVA_TRY(s);
+    }
     FLAVA_TRY(flava_align_config_validate(&c));
     flava_align *m;
     FLAVA_TRY(flava_align_create(&m, &c));
@@ -707,12 +761,12 @@ flava_status flava_family_of_checkpoint(const flava_family_ops **ops, const char
 }
 
 flava_status flava_family_create(flava_family_model *fm, const flava_family_ops *ops,
-                                 const char *checkpoint, const char *overrides,
+                                 const char *checkpoint, const flava_family_overrides *ov,
                                  const flava_head_set *heads, int partial, uint64_t seed)
 {
     memset(fm, 0, sizeof *fm);
     fm->ops = ops;
-    flava_status s = ops->create(fm, checkpoint, overrides, heads, partial, seed);
+    flava_status s = ops->create(fm, checkpoint, ov, heads, partial, seed);
     if (s != FLAVA_OK)
         flava_family_destroy(fm);
     return s;

@@ -47,6 +47,14 @@ typedef struct flava_family_image {
 } flava_family_image;
 
 typedef struct flava_family_ops flava_family_ops;
+
+/* HF config fields set by a run or a command line: dotted names
+ * (text_config.hidden_size) and their values as written. */
+typedef struct flava_family_overrides {
+    const char *const *keys, *const *values;
+    const char *const *wheres; /* where each was set, for errors (may be NULL) */
+    int n;
+} flava_family_overrides;
 struct flava_output;
 struct flava_head_set;
 struct flava_config;
@@ -71,13 +79,14 @@ struct flava_family_ops {
     /* The preprocessing for a model whose pixel_values are `size` wide. */
     void (*image)(flava_family_image *out, int size);
     /* Creates the model: config = HF defaults, or the checkpoint's when
-     * checkpoint is set, then the HF config JSON `overrides` on top (may be
-     * NULL); weights HF-initialised from seed, then the checkpoint's
+     * checkpoint is set, then the overrides on top (an unknown key is an
+     * error); weights HF-initialised from seed, then the checkpoint's
      * (partial: missing and unexpected keys allowed). heads: FLAVA's heads
      * and loss weights (NULL: its pretraining heads); the dual encoders
      * have their contrastive loss only and ignore it. */
-    flava_status (*create)(flava_family_model *fm, const char *checkpoint, const char *overrides,
-                           const struct flava_head_set *heads, int partial, uint64_t seed);
+    flava_status (*create)(flava_family_model *fm, const char *checkpoint,
+                           const flava_family_overrides *ov, const struct flava_head_set *heads,
+                           int partial, uint64_t seed);
     void (*destroy)(flava_family_model *fm);
     flava_status (*save)(const flava_family_model *fm, const char *path);
     flava_status (*alloc_grads)(flava_family_model *fm);
@@ -118,18 +127,16 @@ flava_status flava_family_of_checkpoint(const flava_family_ops **ops, const char
 
 /* ops->create, and the free of what it made. */
 flava_status flava_family_create(flava_family_model *fm, const flava_family_ops *ops,
-                                 const char *checkpoint, const char *overrides,
+                                 const char *checkpoint, const flava_family_overrides *ov,
                                  const struct flava_head_set *heads, int partial, uint64_t seed);
 /* The contrastive-only head set: what encoding with FLAVA needs. */
 extern const struct flava_head_set flava_family_contrastive_heads;
 void flava_family_destroy(flava_family_model *fm);
 
-/* Dotted HF config keys and their values (text_config.hidden_size = 32,
- * vision_config.depth_coefficient = 1.0, lists as "1,2,3") as HF config
- * JSON: numbers, true/false and comma lists of numbers as JSON values,
- * anything else as a string. *json is malloc'ed. */
-flava_status flava_family_overrides_json(char **json, const char *const *keys,
-                                         const char *const *values, int n);
+/* Overrides as HF config JSON (vision_config.depth_coefficient = 1.0,
+ * lists as "1,2,3"): numbers, true/false and comma lists of numbers as JSON
+ * values, anything else as a string. *json is malloc'ed. */
+flava_status flava_family_overrides_json(char **json, const flava_family_overrides *ov);
 
 /* l2-normalises rows x[B, D] in place. */
 void flava_family_normalise(float *x, int B, int D);
