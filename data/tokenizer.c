@@ -35,6 +35,34 @@ static flava_status find_specials(flava_tokenizer *tok, const char *path)
     return FLAVA_OK;
 }
 
+/* CLIP's files: path is vocab.json or a folder holding it, merges.txt
+ * beside it. 1 when they are there. */
+static int clip_files(char *vocab, char *merges, size_t cap, const char *path)
+{
+    struct stat st;
+    const int is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (is_dir)
+        snprintf(vocab, cap, "%s/vocab.json", path);
+    else if (ends_with(path, "vocab.json"))
+        snprintf(vocab, cap, "%s", path);
+    else
+        return 0;
+    const char *slash = strrchr(vocab, '/');
+    snprintf(merges, cap, "%.*smerges.txt", slash ? (int)(slash - vocab + 1) : 0, vocab);
+    return stat(vocab, &st) == 0 && stat(merges, &st) == 0;
+}
+
+static flava_status load_clip_bpe(flava_tokenizer *tok, const char *vocab, const char *merges)
+{
+    tok->kind = FLAVA_TOKENIZER_CLIP_BPE;
+    FLAVA_TRY(flava_clip_bpe_load(&tok->bpe, vocab, merges));
+    tok->vocab_size = flava_clip_bpe_vocab_size(tok->bpe);
+    tok->cls_id = flava_clip_bpe_sot_id(tok->bpe);
+    tok->sep_id = tok->pad_id = tok->unk_id = flava_clip_bpe_eot_id(tok->bpe);
+    tok->mask_id = -1;
+    return FLAVA_OK;
+}
+
 flava_status flava_tokenizer_load(flava_tokenizer **out, const char *path)
 {
     *out = NULL;
@@ -43,7 +71,10 @@ flava_status flava_tokenizer_load(flava_tokenizer **out, const char *path)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate a tokenizer");
     flava_status s;
     struct stat st;
-    if (ends_with(path, ".model")) {
+    char vocab_json[4096], merges[4096];
+    if (clip_files(vocab_json, merges, sizeof vocab_json, path)) {
+        s = load_clip_bpe(tok, vocab_json, merges);
+    } else if (ends_with(path, ".model")) {
         tok->kind = FLAVA_TOKENIZER_SENTENCEPIECE;
         s = flava_spm_load(&tok->spm, path);
         if (s == FLAVA_OK)
@@ -59,7 +90,7 @@ flava_status flava_tokenizer_load(flava_tokenizer **out, const char *path)
         if (s == FLAVA_OK)
             tok->vocab_size = flava_wordpiece_vocab_size(tok->wp);
     }
-    if (s == FLAVA_OK)
+    if (s == FLAVA_OK && tok->kind != FLAVA_TOKENIZER_CLIP_BPE)
         s = find_specials(tok, path);
     if (s != FLAVA_OK) {
         flava_tokenizer_free(tok);
@@ -75,6 +106,7 @@ void flava_tokenizer_free(flava_tokenizer *tok)
         return;
     flava_wordpiece_free(tok->wp);
     flava_spm_free(tok->spm);
+    flava_clip_bpe_free(tok->bpe);
     free(tok);
 }
 
@@ -89,8 +121,14 @@ void flava_tokenizer_special_ids(int32_t *ids, const flava_tokenizer *tok)
 
 const char *flava_tokenizer_id_to_piece(const flava_tokenizer *tok, int32_t id)
 {
-    return tok->kind == FLAVA_TOKENIZER_WORDPIECE ? flava_wordpiece_id_to_piece(tok->wp, id)
-                                                  : flava_spm_id_to_piece(tok->spm, id);
+    switch (tok->kind) {
+    case FLAVA_TOKENIZER_WORDPIECE:
+        return flava_wordpiece_id_to_piece(tok->wp, id);
+    case FLAVA_TOKENIZER_SENTENCEPIECE:
+        return flava_spm_id_to_piece(tok->spm, id);
+    default:
+        return NULL;
+    }
 }
 
 /* WordPiece text with special tokens written out ("the [MASK] sat"), as HF
@@ -150,6 +188,8 @@ flava_status flava_tokenizer_tokenize(int32_t **ids, int64_t *n, const flava_tok
     free(cps);
     if (tok->kind == FLAVA_TOKENIZER_WORDPIECE)
         return wordpiece_with_specials(ids, n, tok, text, len);
+    if (tok->kind == FLAVA_TOKENIZER_CLIP_BPE)
+        return flava_clip_bpe_tokenize(ids, n, tok->bpe, text);
     /* SentencePiece matches the special tokens itself (user symbols). */
     return flava_spm_encode_ids(ids, n, tok->spm, text);
 }
@@ -162,6 +202,8 @@ static int is_special(const flava_tokenizer *tok, int32_t id)
 flava_status flava_tokenizer_decode(char **text, const flava_tokenizer *tok, const int32_t *ids,
                                     int64_t n, int skip_special)
 {
+    if (tok->kind == FLAVA_TOKENIZER_CLIP_BPE)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "decoding CLIP BPE ids is not implemented");
     int32_t *kept = malloc((size_t)(n > 0 ? n : 1) * sizeof *kept);
     if (!kept)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot decode %lld ids", (long long)n);
@@ -182,6 +224,8 @@ static flava_status lay_out(int32_t *input_ids, int32_t *token_type_ids, int64_t
                             const flava_tokenizer *tok, const char *a, const char *b,
                             int64_t max_len)
 {
+    if (b && tok->kind == FLAVA_TOKENIZER_CLIP_BPE)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "CLIP BPE encodes single texts, not pairs");
     int64_t specials = b ? 3 : 2;
     if (max_len < specials)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "text length %lld cannot hold the %lld special tokens "

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clip_bpe.h"
 #include "spm.h"
 #include "status.h"
 #include "wordpiece.h"
@@ -22,16 +23,25 @@
 typedef enum flava_tokenizer_kind {
     FLAVA_TOKENIZER_WORDPIECE,
     FLAVA_TOKENIZER_SENTENCEPIECE,
+    /* CLIP's byte-level BPE (clip_bpe.h): [CLS]/[SEP] are <|startoftext|>
+     * and <|endoftext|>, padding and unknown pieces <|endoftext|> (as HF's
+     * CLIPTokenizer), no [MASK] (mask_id -1); single texts only. Decoding
+     * is not implemented (id_to_piece gives NULL). */
+    FLAVA_TOKENIZER_CLIP_BPE,
 } flava_tokenizer_kind;
 
 typedef struct flava_tokenizer {
     flava_tokenizer_kind kind;
     flava_wordpiece *wp;  /* set for WordPiece */
     flava_spm *spm;       /* set for SentencePiece */
+    flava_clip_bpe *bpe;  /* set for CLIP BPE */
     int32_t vocab_size;
     int32_t cls_id, sep_id, pad_id, mask_id, unk_id;
 } flava_tokenizer;
 
+/* path: a SentencePiece .model; CLIP's vocab.json (merges.txt beside
+ * it) or a folder holding both; else a WordPiece vocab.txt or a folder
+ * holding one. */
 flava_status flava_tokenizer_load(flava_tokenizer **out, const char *path);
 void flava_tokenizer_free(flava_tokenizer *tok);
 

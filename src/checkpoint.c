@@ -461,7 +461,7 @@ flava_status flava_checkpoint_save_table(const flava_param_table *t, const float
     return write_tensors(t, params, NULL, path, NULL, NULL, &meta, 1);
 }
 
-flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_avg,
+flava_status flava_checkpoint_save_optim(const flava_param_table *t, const float *exp_avg,
                                          const float *exp_avg_sq, int64_t step,
                                          uint64_t rng_state, const char *path)
 {
@@ -471,7 +471,7 @@ flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_
     const flava_st_kv meta[] = {{"rng_state", srng}, {"step", sstep}};
     /* exp_avg.<key> from the first block, exp_avg_sq.<key> from the second:
      * write_tensors walks the table once per block */
-    return write_tensors(&m->table, exp_avg, NULL, path, "exp_avg_sq.", exp_avg_sq, meta, 2);
+    return write_tensors(t, exp_avg, NULL, path, "exp_avg_sq.", exp_avg_sq, meta, 2);
 }
 
 static flava_status meta_u64(uint64_t *out, const flava_st *st, const char *key)
@@ -488,7 +488,7 @@ static flava_status meta_u64(uint64_t *out, const flava_st *st, const char *key)
     return FLAVA_OK;
 }
 
-flava_status flava_checkpoint_load_optim(const flava_model *m, float *exp_avg,
+flava_status flava_checkpoint_load_optim(const flava_param_table *t, float *exp_avg,
                                          float *exp_avg_sq, int64_t *step,
                                          uint64_t *rng_state, const char *path)
 {
@@ -501,8 +501,8 @@ flava_status flava_checkpoint_load_optim(const flava_model *m, float *exp_avg,
     *step = (int64_t)s;
     for (int pass = 0; r == FLAVA_OK && pass < 2; pass++) {
         float *dst = pass ? exp_avg_sq : exp_avg;
-        for (int i = 0; r == FLAVA_OK && i < m->table.n; i++) {
-            const flava_param *p = &m->table.p[i];
+        for (int i = 0; r == FLAVA_OK && i < t->n; i++) {
+            const flava_param *p = &t->p[i];
             char name[2 * FLAVA_PARAM_NAME_MAX];
             snprintf(name, sizeof name, "%s%s", pass ? "exp_avg_sq." : "exp_avg.", p->name);
             r = flava_st_load_f32(dst + p->offset, st, name, p->ndim, p->shape);

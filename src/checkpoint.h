@@ -50,11 +50,12 @@ flava_status flava_checkpoint_load_table(const flava_param_table *t, float *para
 flava_status flava_checkpoint_save_table(const flava_param_table *t, const float *params,
                                          const char *config_json, const char *path);
 
-/* Optimizer state: moments of m's table, the step count, an RNG state. */
-flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_avg,
+/* Optimizer state: moments over a model's table t, the step count, an RNG
+ * state. */
+flava_status flava_checkpoint_save_optim(const flava_param_table *t, const float *exp_avg,
                                          const float *exp_avg_sq, int64_t step,
                                          uint64_t rng_state, const char *path);
-flava_status flava_checkpoint_load_optim(const flava_model *m, float *exp_avg,
+flava_status flava_checkpoint_load_optim(const flava_param_table *t, float *exp_avg,
                                          float *exp_avg_sq, int64_t *step,
                                          uint64_t *rng_state, const char *path);
 

@@ -195,7 +195,7 @@ static flava_status check_known(const char *full, const flava_family_overrides *
             obj = cJSON_GetObjectItemCaseSensitive(root, key);
         }
         if (!obj || !cJSON_GetObjectItemCaseSensitive(obj, dot ? dot + 1 : key))
-            s = FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s is not a field of the %s config",
+            s = FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: model.%s is not a field of the %s config",
                             where(ov, i), ov->keys[i], family);
     }
     cJSON_Delete(root);
@@ -213,7 +213,21 @@ static void fill_image(flava_family_image *o, int resize, int crop, int shorter,
     memcpy(o->std, std, sizeof o->std);
 }
 
+/* Multiply-adds x2 of `layers` transformer blocks of width C, MLP width I,
+ * over S positions per sample: the GEMMs (q/k/v/o and the MLP) and the
+ * two attention products. */
+static double encoder_flops(int layers, double C, double I, double S)
+{
+    return layers * (2 * S * (4 * C * C + 2 * C * I) + 4 * S * S * C);
+}
+
+static const flava_head_id contrastive_head[] = {FLAVA_HEAD_CONTRASTIVE};
+
 /* ================================================================ FLAVA */
+
+static const flava_head_id flava_pretrain_heads[] = {
+    FLAVA_HEAD_MIM,         FLAVA_HEAD_MLM,       FLAVA_HEAD_ITM,
+    FLAVA_HEAD_CONTRASTIVE, FLAVA_HEAD_MMM_IMAGE, FLAVA_HEAD_MMM_TEXT};
 
 static void flava_image_spec(flava_family_image *o, int size)
 {
@@ -230,12 +244,22 @@ static void flava_fill(flava_family_model *fm)
     fm->embed_dim = m->cfg.projection_dim;
     fm->feature_dim = m->cfg.image.enc.hidden_size;
     fm->image_size = m->cfg.image.image_size;
+    fm->patch_size = m->cfg.image.patch_size;
     fm->max_text_len = m->cfg.text.max_position_embeddings;
     fm->vocab_size = m->cfg.text.vocab_size;
 }
 
 const flava_head_set flava_family_contrastive_heads = {
     .enabled = {[FLAVA_HEAD_CONTRASTIVE] = 1}, .weight = {[FLAVA_HEAD_CONTRASTIVE] = 1}};
+
+static void flava_destroy(flava_family_model *fm) { flava_model_destroy(fm->impl); }
+
+static flava_status flava_load(flava_family_model *fm, const char *path, int partial)
+{
+    FLAVA_TRY(flava_checkpoint_load_weights(fm->impl, path, partial));
+    flava_fill(fm);
+    return FLAVA_OK;
+}
 
 static flava_status flava_create(flava_family_model *fm, const char *checkpoint,
                                  const flava_family_overrides *ov, const flava_head_set *heads,
@@ -247,7 +271,7 @@ static flava_status flava_create(flava_family_model *fm, const char *checkpoint,
         FLAVA_TRY(flava_checkpoint_read_config(&c, checkpoint));
     for (int i = 0; ov && i < ov->n; i++)
         if (flava_config_set(&c, ov->keys[i], ov->values[i]) != FLAVA_OK) {
-            flava_error_context("%s: %s", where(ov, i), ov->keys[i]);
+            flava_error_context("%s: model.%s", where(ov, i), ov->keys[i]);
             return FLAVA_ERR_CONFIG;
         }
     FLAVA_TRY(flava_config_validate(&c));
@@ -255,13 +279,9 @@ static flava_status flava_create(flava_family_model *fm, const char *checkpoint,
     FLAVA_TRY(flava_model_create(&m, &c, heads));
     fm->impl = m;
     flava_model_init_weights(m, seed);
-    if (checkpoint)
-        FLAVA_TRY(flava_checkpoint_load_weights(m, checkpoint, partial));
     flava_fill(fm);
-    return FLAVA_OK;
+    return checkpoint ? flava_load(fm, checkpoint, partial) : FLAVA_OK;
 }
-
-static void flava_destroy(flava_family_model *fm) { flava_model_destroy(fm->impl); }
 
 static flava_status flava_save(const flava_family_model *fm, const char *path)
 {
@@ -323,24 +343,50 @@ static flava_status flava_encode_texts(flava_ctx *ctx, flava_family_model *fm, f
 }
 
 static flava_status flava_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                         const float *pixel_values, int B)
+                                         const float *pixel_values, int B, int pooled)
 {
     flava_model *m = fm->impl;
     const int g = m->cfg.image.image_size / m->cfg.image.patch_size;
     flava_batch b = {.B = B, .image_size = m->cfg.image.image_size, .P = g * g,
                      .pixel_values = (float *)pixel_values};
     FLAVA_TRY(flava_model_forward(ctx, m, &b, 0));
-    flava_cls(out, &m->img.enc, m->cfg.image.enc.hidden_size);
+    const int C = m->cfg.image.enc.hidden_size;
+    if (pooled)
+        memcpy(out, m->img.pooled, sizeof(float) * (size_t)B * C);
+    else
+        flava_cls(out, &m->img.enc, C);
     return FLAVA_OK;
+}
+
+static double flava_flops(const flava_family_model *fm, const flava_batch *b)
+{
+    const flava_config *c = &((const flava_model *)fm->impl)->cfg;
+    const double img = b->pixel_values ? b->P + 1 : 0, txt = b->input_ids ? b->T : 0;
+#define ENC(e, S) encoder_flops((e).num_hidden_layers, (e).hidden_size, (e).intermediate_size, S)
+    double f = 0;
+    if (img)
+        f += (b->bool_masked_pos ? 2 : 1) * ENC(c->image.enc, img);
+    if (txt)
+        f += (b->input_ids_masked ? 2 : 1) * ENC(c->text.enc, txt);
+    if (img && txt)
+        f += (c->skip_unmasked_multimodal_encoder ? 1 : 2) * ENC(c->multimodal.enc, 1 + img + txt);
+#undef ENC
+    return 3 * f * b->B; /* backward costs about twice the forward */
 }
 
 static flava_status flava_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                               int train)
 {
     flava_model *m = fm->impl;
-    FLAVA_TRY(flava_model_forward(ctx, m, b, train));
+    /* the losses are kept on FLAVA_ERR_NUMERIC too: the loop names the
+     * heads that went non-finite */
+    const flava_status st = flava_model_forward(ctx, m, b, train);
     fm->loss = m->loss;
-    return FLAVA_OK;
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+        fm->head_ran[h] = m->head_ran[h];
+        fm->head_loss[h] = m->head[h].loss;
+    }
+    return st;
 }
 
 static flava_status flava_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
@@ -362,9 +408,13 @@ static void flava_input_config(const flava_family_model *fm, flava_config *c)
 static const flava_family_ops family_flava = {
     .name = "flava",
     .text = FLAVA_FAMILY_TEXT_WORDPIECE,
+    .pretrain_heads = flava_pretrain_heads,
+    .n_pretrain_heads = (int)(sizeof flava_pretrain_heads / sizeof *flava_pretrain_heads),
     .image = flava_image_spec,
     .create = flava_create,
     .destroy = flava_destroy,
+    .fill = flava_fill,
+    .load = flava_load,
     .save = flava_save,
     .alloc_grads = flava_alloc_grads,
     .encode_images = flava_encode_images,
@@ -375,6 +425,7 @@ static const flava_family_ops family_flava = {
     .outputs = flava_outs,
     .input_config = flava_input_config,
     .after_step = NULL, /* the model clamps logit_scale in its training forward */
+    .step_flops = flava_flops,
 };
 
 /* ================================================================ CLIP */
@@ -395,10 +446,18 @@ static void clip_fill(flava_family_model *fm)
     fm->params = m->params;
     fm->grads = m->grads;
     fm->embed_dim = m->cfg.projection_dim;
-    fm->feature_dim = m->cfg.projection_dim;
+    fm->feature_dim = m->cfg.vision.enc.hidden_size;
     fm->image_size = m->cfg.vision.image_size;
+    fm->patch_size = m->cfg.vision.patch_size;
     fm->max_text_len = m->cfg.text.max_position_embeddings;
     fm->vocab_size = m->cfg.text.vocab_size;
+}
+
+static void clip_destroy(flava_family_model *fm) { flava_clip_destroy(fm->impl); }
+
+static flava_status clip_load(flava_family_model *fm, const char *path, int partial)
+{
+    return flava_checkpoint_load_table(fm->table, fm->params, path, partial);
 }
 
 static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
@@ -430,13 +489,9 @@ static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
     FLAVA_TRY(flava_clip_create(&m, &c));
     fm->impl = m;
     flava_clip_init_weights(m, seed);
-    if (checkpoint)
-        FLAVA_TRY(flava_checkpoint_load_table(&m->table, m->params, checkpoint, partial));
     clip_fill(fm);
-    return FLAVA_OK;
+    return checkpoint ? clip_load(fm, checkpoint, partial) : FLAVA_OK;
 }
-
-static void clip_destroy(flava_family_model *fm) { flava_clip_destroy(fm->impl); }
 
 static flava_status clip_save(const flava_family_model *fm, const char *path)
 {
@@ -465,12 +520,12 @@ static flava_status clip_encode_texts(flava_ctx *ctx, flava_family_model *fm, fl
 }
 
 static flava_status clip_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                        const float *pixel_values, int B)
+                                        const float *pixel_values, int B, int pooled)
 {
-    /* HF get_image_features: the projection before normalisation */
     flava_clip *m = fm->impl;
     FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, pixel_values, B));
-    memcpy(out, m->img.proj, sizeof(float) * (size_t)B * m->cfg.projection_dim);
+    memcpy(out, pooled ? m->img.pooled : m->img.cls,
+           sizeof(float) * (size_t)B * m->cfg.vision.enc.hidden_size);
     return FLAVA_OK;
 }
 
@@ -483,6 +538,26 @@ static flava_status need_pairs(const flava_batch *b, const char *family)
     return FLAVA_OK;
 }
 
+/* The dual encoders' one loss as the contrastive head's. */
+static void contrastive_only(flava_family_model *fm, float loss)
+{
+    memset(fm->head_ran, 0, sizeof fm->head_ran);
+    fm->loss = fm->head_loss[FLAVA_HEAD_CONTRASTIVE] = loss;
+    fm->head_ran[FLAVA_HEAD_CONTRASTIVE] = 1;
+}
+
+static double clip_flops(const flava_family_model *fm, const flava_batch *b)
+{
+    const flava_clip_config *c = &((const flava_clip *)fm->impl)->cfg;
+    const int g = c->vision.image_size / c->vision.patch_size;
+    const flava_clip_tower_config *v = &c->vision.enc, *t = &c->text.enc;
+    const double f = encoder_flops(v->num_hidden_layers, v->hidden_size, v->intermediate_size,
+                                   g * g + 1) +
+                     encoder_flops(t->num_hidden_layers, t->hidden_size, t->intermediate_size,
+                                   b->T);
+    return 3 * f * b->B;
+}
+
 static flava_status clip_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                              int train)
 {
@@ -491,7 +566,7 @@ static flava_status clip_fwd(flava_ctx *ctx, flava_family_model *fm, const flava
     flava_clip *m = fm->impl;
     FLAVA_TRY(flava_clip_forward(ctx, m, b->pixel_values, b->input_ids, b->attention_mask, b->B,
                                  b->T));
-    fm->loss = m->loss;
+    contrastive_only(fm, m->loss);
     return FLAVA_OK;
 }
 
@@ -556,9 +631,13 @@ static void clip_input_config(const flava_family_model *fm, flava_config *c)
 static const flava_family_ops family_clip = {
     .name = "clip",
     .text = FLAVA_FAMILY_TEXT_CLIP_BPE,
+    .pretrain_heads = contrastive_head,
+    .n_pretrain_heads = 1,
     .image = clip_image_spec,
     .create = clip_create,
     .destroy = clip_destroy,
+    .fill = clip_fill,
+    .load = clip_load,
     .save = clip_save,
     .alloc_grads = clip_alloc_grads,
     .encode_images = clip_encode_images,
@@ -569,6 +648,7 @@ static const flava_family_ops family_clip = {
     .outputs = clip_outs,
     .input_config = clip_input_config,
     .after_step = clip_after_step,
+    .step_flops = clip_flops,
 };
 
 /* ================================================================ ALIGN */
@@ -591,8 +671,21 @@ static void align_fill(flava_family_model *fm)
     fm->embed_dim = m->cfg.projection_dim;
     fm->feature_dim = m->cfg.projection_dim;
     fm->image_size = m->cfg.vision.image_size;
+    fm->patch_size = m->cfg.vision.image_size;
     fm->max_text_len = m->cfg.text.max_position_embeddings;
     fm->vocab_size = m->cfg.text.vocab_size;
+}
+
+static void align_destroy(flava_family_model *fm) { flava_align_destroy(fm->impl); }
+
+static flava_status align_load(flava_family_model *fm, const char *path, int partial)
+{
+    flava_align *m = fm->impl;
+    if (!partial)
+        return flava_align_load_weights(m, path);
+    /* partial: whatever the file has of the parameters and statistics */
+    FLAVA_TRY(flava_checkpoint_load_table(&m->table, m->params, path, 1));
+    return flava_checkpoint_load_table(&m->buffers, m->buf, path, 1);
 }
 
 static flava_status align_create(flava_family_model *fm, const char *checkpoint,
@@ -620,17 +713,9 @@ static flava_status align_create(flava_family_model *fm, const char *checkpoint,
     FLAVA_TRY(flava_align_create(&m, &c));
     fm->impl = m;
     flava_align_init_weights(m, seed);
-    if (checkpoint && !partial)
-        FLAVA_TRY(flava_align_load_weights(m, checkpoint));
-    if (checkpoint && partial) {
-        FLAVA_TRY(flava_checkpoint_load_table(&m->table, m->params, checkpoint, 1));
-        FLAVA_TRY(flava_checkpoint_load_table(&m->buffers, m->buf, checkpoint, 1));
-    }
     align_fill(fm);
-    return FLAVA_OK;
+    return checkpoint ? align_load(fm, checkpoint, partial) : FLAVA_OK;
 }
-
-static void align_destroy(flava_family_model *fm) { flava_align_destroy(fm->impl); }
 
 static flava_status align_save(const flava_family_model *fm, const char *path)
 {
@@ -645,8 +730,11 @@ static flava_status align_alloc_grads(flava_family_model *fm)
 }
 
 static flava_status align_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                         const float *pixel_values, int B)
+                                         const float *pixel_values, int B, int pooled)
 {
+    if (!pooled)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "ALIGN's EfficientNet has no CLS state: use its "
+                           "pooled features");
     flava_align *m = fm->impl;
     const int S = m->cfg.vision.image_size;
     return flava_align_encode_images(ctx, m, out, pixel_values, B, S, S);
@@ -655,7 +743,7 @@ static flava_status align_image_features(flava_ctx *ctx, flava_family_model *fm,
 static flava_status align_encode_images(flava_ctx *ctx, flava_family_model *fm, float *emb,
                                         const float *pixel_values, int B)
 {
-    FLAVA_TRY(align_image_features(ctx, fm, emb, pixel_values, B));
+    FLAVA_TRY(align_image_features(ctx, fm, emb, pixel_values, B, 1));
     flava_family_normalise(emb, B, fm->embed_dim);
     return FLAVA_OK;
 }
@@ -681,7 +769,7 @@ static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flav
                                    .token_type_ids = b->token_type_ids};
     /* one dropout stream per training forward */
     FLAVA_TRY(flava_align_forward(ctx, m, &in, train, train ? ++fm->steps : 0));
-    fm->loss = m->loss;
+    contrastive_only(fm, m->loss);
     return FLAVA_OK;
 }
 
@@ -708,9 +796,13 @@ static void align_input_config(const flava_family_model *fm, flava_config *c)
 static const flava_family_ops family_align = {
     .name = "align",
     .text = FLAVA_FAMILY_TEXT_WORDPIECE,
+    .pretrain_heads = contrastive_head,
+    .n_pretrain_heads = 1,
     .image = align_image_spec,
     .create = align_create,
     .destroy = align_destroy,
+    .fill = align_fill,
+    .load = align_load,
     .save = align_save,
     .alloc_grads = align_alloc_grads,
     .encode_images = align_encode_images,
@@ -721,6 +813,7 @@ static const flava_family_ops family_align = {
     .outputs = align_outs,
     .input_config = align_input_config,
     .after_step = NULL, /* HF trains the temperature unclamped */
+    .step_flops = NULL, /* not counted for EfficientNet: bench reports samples/s only */
 };
 
 /* ================================================================ registry */
@@ -770,6 +863,14 @@ flava_status flava_family_create(flava_family_model *fm, const flava_family_ops 
     if (s != FLAVA_OK)
         flava_family_destroy(fm);
     return s;
+}
+
+void flava_family_wrap(flava_family_model *fm, const flava_family_ops *ops, void *impl)
+{
+    memset(fm, 0, sizeof *fm);
+    fm->ops = ops;
+    fm->impl = impl;
+    ops->fill(fm);
 }
 
 void flava_family_destroy(flava_family_model *fm)

@@ -21,6 +21,7 @@
 
 #include "batch.h"
 #include "ctx.h"
+#include "model.h"
 #include "params.h"
 #include "status.h"
 
@@ -65,17 +66,26 @@ typedef struct flava_family_model {
     const flava_param_table *table;
     float *params, *grads; /* grads NULL until flava_family_alloc_grads */
     int embed_dim;         /* width of the normalised embeddings */
-    int feature_dim;       /* width of the linear-probe image features */
+    int feature_dim;       /* width of the image features (linear probe) */
     int image_size;        /* pixel_values side the model takes */
+    int patch_size;        /* of its patch embedding (ALIGN: image_size, no patches) */
     int max_text_len;      /* text positions the model takes at most */
     int vocab_size;
-    float loss;            /* of the last contrastive forward */
+    float loss;            /* of the last forward */
+    /* the unweighted loss of each head that ran in the last forward (the
+     * dual encoders: the contrastive one) */
+    float head_loss[FLAVA_NUM_HEADS];
+    int head_ran[FLAVA_NUM_HEADS];
     uint64_t steps;        /* training forwards so far (ALIGN's dropout stream) */
 } flava_family_model;
 
 struct flava_family_ops {
     const char *name; /* model.family value and the checkpoint's model_type */
     flava_family_text text;
+    /* The heads `flava pretrain` may train (their [heads] weights apply):
+     * FLAVA's six, the contrastive one for the dual encoders. */
+    const flava_head_id *pretrain_heads;
+    int n_pretrain_heads;
     /* The preprocessing for a model whose pixel_values are `size` wide. */
     void (*image)(flava_family_image *out, int size);
     /* Creates the model: config = HF defaults, or the checkpoint's when
@@ -88,6 +98,11 @@ struct flava_family_ops {
                            const flava_family_overrides *ov, const struct flava_head_set *heads,
                            int partial, uint64_t seed);
     void (*destroy)(flava_family_model *fm);
+    /* Refreshes fm's view (table, blocks, widths) of fm->impl. */
+    void (*fill)(flava_family_model *fm);
+    /* Loads a checkpoint's weights (and ALIGN's batch-norm statistics)
+     * into the model; partial as in create. */
+    flava_status (*load)(flava_family_model *fm, const char *path, int partial);
     flava_status (*save)(const flava_family_model *fm, const char *path);
     flava_status (*alloc_grads)(flava_family_model *fm);
     /* emb[B, embed_dim], L2-normalised; inference mode. */
@@ -96,11 +111,16 @@ struct flava_family_ops {
     flava_status (*encode_texts)(flava_ctx *ctx, flava_family_model *fm, float *emb,
                                  const int32_t *input_ids, const float *attention_mask,
                                  const int32_t *token_type_ids, int B, int T);
-    /* Linear-probe features [B, feature_dim] (unnormalised). */
+    /* Image features [B, feature_dim] for the linear probe, as HF's
+     * vision tower outputs them: pooled = pooler_output (FLAVA: its pooler,
+     * CLIP: post_layernorm of the CLS state, ALIGN: the mean-pooled last
+     * block), else last_hidden_state[:, 0] (the CLS state; ALIGN has none:
+     * an error). Inference mode. */
     flava_status (*image_features)(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                   const float *pixel_values, int B);
-    /* The contrastive loss of b's pairs into fm->loss (train: training
-     * mode), and its backward into fm->grads. */
+                                   const float *pixel_values, int B, int pooled);
+    /* The loss of b into fm->loss and head_loss (train: training mode;
+     * FLAVA: its heads, the dual encoders: the contrastive loss of b's
+     * pairs), and its backward, accumulated into fm->grads. */
     flava_status (*forward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                             int train);
     flava_status (*backward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b);
@@ -115,6 +135,9 @@ struct flava_family_ops {
     void (*input_config)(const flava_family_model *fm, struct flava_config *c);
     /* After each optimizer step (CLIP clamps logit_scale); may be NULL. */
     void (*after_step)(flava_family_model *fm);
+    /* Floating-point operations of a training step on b (forward x 3),
+     * counting the encoders' GEMMs and attention. */
+    double (*step_flops)(const flava_family_model *fm, const flava_batch *b);
 };
 
 extern const flava_family_ops *const flava_families[FLAVA_NUM_FAMILIES];
@@ -132,6 +155,9 @@ flava_status flava_family_create(flava_family_model *fm, const flava_family_ops 
 /* The contrastive-only head set: what encoding with FLAVA needs. */
 extern const struct flava_head_set flava_family_contrastive_heads;
 void flava_family_destroy(flava_family_model *fm);
+/* A view of a model made elsewhere (impl stays the caller's: do not
+ * destroy fm). */
+void flava_family_wrap(flava_family_model *fm, const flava_family_ops *ops, void *impl);
 
 /* Overrides as HF config JSON (vision_config.depth_coefficient = 1.0,
  * lists as "1,2,3"): numbers, true/false and comma lists of numbers as JSON

@@ -256,22 +256,7 @@ flava_status flava_model_alloc_optim(flava_model *m)
     const size_t n = m->table.total * sizeof(float);
     FLAVA_TRY(flava_alloc((void **)&m->exp_avg, n, "the AdamW first moments"));
     FLAVA_TRY(flava_alloc((void **)&m->exp_avg_sq, n, "the AdamW second moments"));
-    m->no_decay = calloc((size_t)m->table.n + 1, sizeof *m->no_decay);
-    if (!m->no_decay)
-        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate the no-decay ranges");
-    m->n_no_decay = 0;
-    for (int i = 0; i < m->table.n; i++) {
-        const flava_param *p = &m->table.p[i];
-        if (!p->no_decay)
-            continue;
-        flava_param_range *last = m->n_no_decay ? &m->no_decay[m->n_no_decay - 1] : NULL;
-        if (last && last->offset + last->count == (int64_t)p->offset)
-            last->count += (int64_t)p->numel; /* adjacent runs merge */
-        else
-            m->no_decay[m->n_no_decay++] = (flava_param_range){(int64_t)p->offset,
-                                                                (int64_t)p->numel};
-    }
-    return FLAVA_OK;
+    return flava_adamw_no_decay(&m->no_decay, &m->n_no_decay, &m->table);
 }
 
 flava_status flava_model_adamw_step(flava_model *m, double lr, int64_t step,

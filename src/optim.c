@@ -2,6 +2,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* Each element as torch's single-tensor AdamW computes it: the scalars are
  * formed in double, as in Python, and applied in float. */
@@ -113,4 +114,23 @@ double flava_lr_cosine(int64_t step, int64_t warmup, int64_t total, double lr_ma
     if (progress > 1)
         progress = 1;
     return lr_min + (lr_max - lr_min) * 0.5 * (1.0 + cos(M_PI * progress));
+}
+
+flava_status flava_adamw_no_decay(flava_param_range **ranges, int *n, const flava_param_table *t)
+{
+    *n = 0;
+    *ranges = calloc((size_t)t->n + 1, sizeof **ranges);
+    if (!*ranges)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate the no-decay ranges");
+    for (int i = 0; i < t->n; i++) {
+        const flava_param *p = &t->p[i];
+        if (!p->no_decay)
+            continue;
+        flava_param_range *last = *n ? &(*ranges)[*n - 1] : NULL;
+        if (last && last->offset + last->count == (int64_t)p->offset)
+            last->count += (int64_t)p->numel; /* adjacent runs merge */
+        else
+            (*ranges)[(*n)++] = (flava_param_range){(int64_t)p->offset, (int64_t)p->numel};
+    }
+    return FLAVA_OK;
 }

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "params.h"
 #include "status.h"
 
 typedef struct flava_adamw_config {
@@ -24,6 +25,10 @@ typedef struct flava_adamw_config {
 typedef struct flava_param_range {
     int64_t offset, count;
 } flava_param_range;
+
+/* The table's no_decay entries as sorted runs, adjacent ones merged:
+ * *ranges (malloc'ed, free()) and their count *n. */
+flava_status flava_adamw_no_decay(flava_param_range **ranges, int *n, const flava_param_table *t);
 
 /* One AdamW step: `step` is this step's 1-based number (t of the bias
  * corrections), lr its learning rate. Elements inside the no_decay ranges

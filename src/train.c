@@ -17,10 +17,13 @@ static const flava_cfg_key common_keys[] = {
     {"run", "seed", FLAVA_CFG_INT, "0", "decides init, data order, masks: same seed, same run"},
     {"run", "threads", FLAVA_CFG_INT, "2", "OpenMP threads (same threads: same losses, bit for bit)"},
     {"run", "precision", FLAVA_CFG_STRING, "f32", "f32 or bf16 (matmuls in bf16, f32 master weights)"},
+    {"model", "family", FLAVA_CFG_STRING, "",
+     "flava, clip or align (empty: the checkpoint's model_type, else flava)"},
     {"model", "checkpoint", FLAVA_CFG_STRING, "",
      "start from this model: a .safetensors file or an HF folder (config.json + weights)"},
     {"model", "*", FLAVA_CFG_STRING, NULL,
-     "any HF FlavaConfig field, nested names dotted (text_config.hidden_size = 256)"},
+     "any HF config field of the family (FlavaConfig, CLIPConfig, AlignConfig), nested names "
+     "dotted (text_config.hidden_size = 256)"},
     {"train", "steps", FLAVA_CFG_INT, "1000", "optimizer steps (the length of the lr schedule)"},
     {"train", "stop_after", FLAVA_CFG_INT, "0",
      "end this process after that step, with a checkpoint, as if interrupted (0: run to the end)"},
@@ -121,8 +124,58 @@ flava_status flava_train_heads(flava_head_set *hs, flava_cfg *cfg, const flava_h
 
 enum { MAX_MODEL_KEYS = 256 };
 
+flava_status flava_train_family(const flava_family_ops **ops, flava_run *run)
+{
+    const char *name, *ck;
+    FLAVA_TRY(flava_cfg_get_string(run->cfg, "model", "family", &name));
+    FLAVA_TRY(flava_cfg_get_string(run->cfg, "model", "checkpoint", &ck));
+    const flava_family_ops *of_ck = NULL;
+    if (*ck)
+        FLAVA_TRY(flava_family_of_checkpoint(&of_ck, ck));
+    if (!*name) {
+        *ops = of_ck ? of_ck : flava_families[FLAVA_FAMILY_FLAVA];
+        return FLAVA_OK;
+    }
+    if (flava_family_find(ops, name) != FLAVA_OK) {
+        flava_error_context("%s", flava_cfg_where(run->cfg, "model", "family"));
+        return FLAVA_ERR_CONFIG;
+    }
+    if (of_ck && of_ck != *ops)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: model.family = %s but the checkpoint %s is a "
+                           "%s model", flava_cfg_where(run->cfg, "model", "family"), name, ck,
+                           of_ck->name);
+    return FLAVA_OK;
+}
+
+flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
+                                       const flava_head_set *heads, int partial,
+                                       int need_checkpoint)
+{
+    const flava_family_ops *ops;
+    const char *ck;
+    FLAVA_TRY(flava_train_family(&ops, run));
+    FLAVA_TRY(flava_cfg_get_string(run->cfg, "model", "checkpoint", &ck));
+    if (need_checkpoint && !*ck)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "evaluation needs a trained model: set "
+                           "model.checkpoint (a .safetensors file or an HF folder)");
+    const char *keys[MAX_MODEL_KEYS], *values[MAX_MODEL_KEYS], *wheres[MAX_MODEL_KEYS];
+    int n = flava_cfg_open_keys(run->cfg, "model", keys, values, wheres, MAX_MODEL_KEYS);
+    if (n > MAX_MODEL_KEYS)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[model]: %d keys, at most %d", n, MAX_MODEL_KEYS);
+    const flava_family_overrides ov = {keys, values, wheres, n};
+    flava_status s = flava_family_create(fm, ops, *ck ? ck : NULL, &ov, heads, partial, run->seed);
+    if (s != FLAVA_OK && *ck)
+        flava_error_context("[model] %s model from %s", ops->name, ck);
+    return s;
+}
+
 flava_status flava_train_model_config(flava_config *mc, const char **checkpoint, flava_run *run)
 {
+    const flava_family_ops *ops;
+    FLAVA_TRY(flava_train_family(&ops, run));
+    if (ops != flava_families[FLAVA_FAMILY_FLAVA])
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "model.family = %s: this task runs FLAVA models "
+                           "only (its heads read the multimodal encoder)", ops->name);
     FLAVA_TRY(flava_cfg_get_string(run->cfg, "model", "checkpoint", checkpoint));
     flava_config_default(mc);
     if (**checkpoint)
@@ -198,23 +251,61 @@ flava_status flava_train_latest(const char *run_dir, int64_t *step)
     return FLAVA_OK;
 }
 
-static flava_status save(flava_run *run, flava_model *m, int64_t step)
+/* AdamW's state over a family model's table. */
+typedef struct optim {
+    float *exp_avg, *exp_avg_sq;
+    flava_param_range *no_decay;
+    int n_no_decay;
+} optim;
+
+static void optim_free(optim *o)
+{
+    flava_free(o->exp_avg);
+    flava_free(o->exp_avg_sq);
+    free(o->no_decay);
+}
+
+/* Zeroed moments and the no-decay runs of the table. */
+static flava_status optim_alloc(optim *o, const flava_param_table *t)
+{
+    memset(o, 0, sizeof *o);
+    const size_t n = t->total * sizeof(float);
+    FLAVA_TRY(flava_alloc((void **)&o->exp_avg, n, "the AdamW first moments"));
+    FLAVA_TRY(flava_alloc((void **)&o->exp_avg_sq, n, "the AdamW second moments"));
+    memset(o->exp_avg, 0, n);
+    memset(o->exp_avg_sq, 0, n);
+    return flava_adamw_no_decay(&o->no_decay, &o->n_no_decay, t);
+}
+
+/* One AdamW step, then the family's own after-step rule. */
+static flava_status optim_step(flava_family_model *m, optim *o, double lr, int64_t step,
+                               const flava_adamw_config *cfg)
+{
+    FLAVA_TRY(flava_adamw_step(m->params, o->exp_avg, o->exp_avg_sq, m->grads, o->no_decay,
+                               o->n_no_decay, (int64_t)m->table->total, lr, step, cfg));
+    if (m->ops->after_step)
+        m->ops->after_step(m);
+    return FLAVA_OK;
+}
+
+static flava_status save(flava_run *run, flava_family_model *m, const optim *o, int64_t step)
 {
     char dir[PATH_MAX_LEN], name[64], path[PATH_MAX_LEN];
     snprintf(dir, sizeof dir, "%s/checkpoints", run->run_dir);
     FLAVA_TRY(flava_mkdirs(dir));
     snprintf(name, sizeof name, "step-%lld", (long long)step);
     ckpt_path(path, run->run_dir, name, ".safetensors");
-    FLAVA_TRY(flava_checkpoint_save(m, path));
+    FLAVA_TRY(m->ops->save(m, path));
     ckpt_path(path, run->run_dir, name, ".optim.safetensors");
     /* The data position is a function of the step and the seed: the
      * seed is the RNG state to restore. */
-    FLAVA_TRY(flava_checkpoint_save_optim(m, m->exp_avg, m->exp_avg_sq, step, run->seed, path));
+    FLAVA_TRY(flava_checkpoint_save_optim(m->table, o->exp_avg, o->exp_avg_sq, step, run->seed,
+                                          path));
     flava_runlog_printf(&run->log, "saved checkpoint %s", name);
     return FLAVA_OK;
 }
 
-static flava_status restore(flava_run *run, flava_model *m, int64_t *start)
+static flava_status restore(flava_run *run, flava_family_model *m, optim *o, int64_t *start)
 {
     FLAVA_TRY(flava_train_latest(run->run_dir, start));
     if (*start == 0)
@@ -223,11 +314,12 @@ static flava_status restore(flava_run *run, flava_model *m, int64_t *start)
     char name[64], path[PATH_MAX_LEN];
     snprintf(name, sizeof name, "step-%lld", (long long)*start);
     ckpt_path(path, run->run_dir, name, ".safetensors");
-    FLAVA_TRY(flava_checkpoint_load_weights(m, path, 0));
+    FLAVA_TRY(m->ops->load(m, path, 0));
     ckpt_path(path, run->run_dir, name, ".optim.safetensors");
     int64_t step;
     uint64_t seed;
-    FLAVA_TRY(flava_checkpoint_load_optim(m, m->exp_avg, m->exp_avg_sq, &step, &seed, path));
+    FLAVA_TRY(flava_checkpoint_load_optim(m->table, o->exp_avg, o->exp_avg_sq, &step, &seed,
+                                          path));
     if (step != *start)
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: holds step %lld, expected %lld", path,
                            (long long)step, (long long)*start);
@@ -242,19 +334,19 @@ static flava_status restore(flava_run *run, flava_model *m, int64_t *start)
 /* ---- the loop ---- */
 
 /* Names the heads whose loss is not finite: "mlm = nan, itm = inf". */
-static void bad_heads(char *out, size_t cap, const flava_model *m)
+static void bad_heads(char *out, size_t cap, const flava_family_model *m)
 {
     size_t len = 0;
     out[0] = '\0';
     for (int h = 0; h < FLAVA_NUM_HEADS; h++)
-        if (m->head_ran[h] && !isfinite(m->head[h].loss) && len < cap)
+        if (m->head_ran[h] && !isfinite(m->head_loss[h]) && len < cap)
             len += (size_t)snprintf(out + len, cap - len, "%s%s = %g", len ? ", " : "",
-                                    flava_heads[h]->name, (double)m->head[h].loss);
+                                    flava_heads[h]->name, (double)m->head_loss[h]);
     if (!len)
         snprintf(out, cap, "no single head");
 }
 
-static flava_status evaluate(flava_run *run, flava_model *m, const flava_train_task *task,
+static flava_status evaluate(flava_run *run, flava_family_model *m, const flava_train_task *task,
                              int64_t step, flava_train_result *res)
 {
     if (!task->evaluate)
@@ -275,29 +367,6 @@ static flava_status evaluate(flava_run *run, flava_model *m, const flava_train_t
     return flava_runlog_metrics(&run->log, (long)step, res->eval_names, res->eval_values, n);
 }
 
-/* Multiply-adds x2 of one encoder over S positions per sample: the
- * GEMMs (q/k/v/o and the MLP) and the two attention products. */
-static double encoder_flops(const flava_encoder_config *e, double S)
-{
-    const double C = e->hidden_size, I = e->intermediate_size;
-    return e->num_hidden_layers * (2 * S * (4 * C * C + 2 * C * I) + 4 * S * S * C);
-}
-
-double flava_train_step_flops(const flava_model *m, const flava_batch *b)
-{
-    const flava_config *c = &m->cfg;
-    const double img = b->pixel_values ? b->P + 1 : 0, txt = b->input_ids ? b->T : 0;
-    double f = 0;
-    if (img)
-        f += (b->bool_masked_pos ? 2 : 1) * encoder_flops(&c->image.enc, img);
-    if (txt)
-        f += (b->input_ids_masked ? 2 : 1) * encoder_flops(&c->text.enc, txt);
-    if (img && txt)
-        f += (c->skip_unmasked_multimodal_encoder ? 1 : 2) *
-             encoder_flops(&c->multimodal.enc, 1 + img + txt);
-    return 3 * f * b->B; /* backward costs about twice the forward */
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -305,8 +374,8 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* flava bench: times run->bench_steps steps after one warm-up step. */
-static flava_status bench(flava_run *run, flava_model *m, const flava_train_config *tc,
-                          const flava_train_task *task)
+static flava_status bench(flava_run *run, flava_family_model *m, optim *o,
+                          const flava_train_config *tc, const flava_train_task *task)
 {
     enum { MAX_STEPS = 1000 };
     double secs[MAX_STEPS], flops = 0, samples = 0, total = 0;
@@ -316,18 +385,18 @@ static flava_status bench(flava_run *run, flava_model *m, const flava_train_conf
         const double t0 = flava_now();
         double f = 0;
         long n = 0;
-        flava_model_zero_grads(m);
+        memset(m->grads, 0, m->table->total * sizeof(float));
         for (int micro = 0; micro < tc->grad_accum; micro++) {
             const flava_batch *b;
             FLAVA_TRY(task->next(task->self, &b, step, micro));
-            FLAVA_TRY(flava_model_forward(run->ctx, m, b, 1));
-            FLAVA_TRY(flava_model_backward(run->ctx, m, b));
-            f += flava_train_step_flops(m, b);
+            FLAVA_TRY(m->ops->forward(run->ctx, m, b, 1));
+            FLAVA_TRY(m->ops->backward(run->ctx, m, b));
+            f += m->ops->step_flops ? m->ops->step_flops(m, b) : 0;
             n += b->B;
         }
         double norm;
-        flava_clip_grad_norm(&norm, m->grads, (int64_t)m->table.total, INFINITY);
-        FLAVA_TRY(flava_model_adamw_step(m, tc->lr, step + 1, &tc->adamw));
+        flava_clip_grad_norm(&norm, m->grads, (int64_t)m->table->total, INFINITY);
+        FLAVA_TRY(optim_step(m, o, tc->lr, step + 1, &tc->adamw));
         if (step == 0)
             continue; /* warm-up: primitives created, arena sized */
         secs[step - 1] = flava_now() - t0;
@@ -336,12 +405,12 @@ static flava_status bench(flava_run *run, flava_model *m, const flava_train_conf
         samples += (double)n;
     }
     qsort(secs, (size_t)steps, sizeof *secs, cmp_double);
-    printf("bench: %zu parameters, %d thread(s), %s; %lld steps of %d x %d samples\n"
-           "median step %.3f s, %.2f samples/s, %.2f GFLOP/s (encoders, forward + backward)\n",
-           m->table.total, run->threads,
+    printf("bench: %s, %zu parameters, %d thread(s), %s; %lld steps of %d x %d samples\n"
+           "median step %.3f s, %.2f samples/s, %.2f GFLOP/s (encoders, forward + backward%s)\n",
+           m->ops->name, m->table->total, run->threads,
            flava_ctx_precision(run->ctx) == FLAVA_PRECISION_BF16 ? "bf16" : "f32",
            (long long)steps, tc->grad_accum, tc->batch_size, secs[steps / 2], samples / total,
-           flops / total / 1e9);
+           flops / total / 1e9, m->ops->step_flops ? "" : "; not counted for this family");
     return FLAVA_OK;
 }
 
@@ -394,24 +463,20 @@ static flava_status log_window(flava_run *run, window *w, int64_t done, double l
     return FLAVA_OK;
 }
 
-flava_status flava_train(flava_run *run, flava_model *m, const flava_train_config *tc,
-                         const flava_train_task *task, flava_train_result *res)
+static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
+                               const flava_train_config *tc, const flava_train_task *task,
+                               flava_train_result *res)
 {
-    memset(res, 0, sizeof *res);
-    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
-        res->head_loss[h] = NAN;
-    FLAVA_TRY(flava_model_alloc_grads(m));
-    FLAVA_TRY(flava_model_alloc_optim(m));
     if (run->bench_steps)
-        return bench(run, m, tc, task);
+        return bench(run, m, o, tc, task);
     int64_t start = 0;
     if (run->resume)
-        FLAVA_TRY(restore(run, m, &start));
+        FLAVA_TRY(restore(run, m, o, &start));
     run->log.first_step = (long)start;
     run->log.total_steps = (long)tc->steps;
     FLAVA_TRY(task->seek(task->self, start));
     flava_interrupt_install();
-    const int64_t n = (int64_t)m->table.total;
+    const int64_t n = (int64_t)m->table->total;
     const double max_norm = tc->max_grad_norm > 0 ? tc->max_grad_norm : INFINITY;
     window w = {.t0 = flava_now()};
     int64_t saved = start;
@@ -419,11 +484,11 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
     double lr = 0;
     const int64_t end = tc->stop_after && tc->stop_after < tc->steps ? tc->stop_after : tc->steps;
     for (int64_t step = start; step < end; step++) {
-        flava_model_zero_grads(m);
+        memset(m->grads, 0, (size_t)n * sizeof(float));
         for (int micro = 0; micro < tc->grad_accum; micro++) {
             const flava_batch *b;
             FLAVA_TRY(task->next(task->self, &b, step, micro));
-            const flava_status st = flava_model_forward(run->ctx, m, b, 1);
+            const flava_status st = m->ops->forward(run->ctx, m, b, 1);
             if (st != FLAVA_OK && st != FLAVA_ERR_NUMERIC)
                 return st;
             if (st == FLAVA_ERR_NUMERIC || !isfinite(m->loss)) {
@@ -436,12 +501,12 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
             w.loss += m->loss;
             for (int h = 0; h < FLAVA_NUM_HEADS; h++)
                 if (m->head_ran[h]) {
-                    w.head[h] += m->head[h].loss;
+                    w.head[h] += m->head_loss[h];
                     w.head_n[h]++;
                 }
             w.micro++;
             w.samples += b->B;
-            FLAVA_TRY(flava_model_backward(run->ctx, m, b));
+            FLAVA_TRY(m->ops->backward(run->ctx, m, b));
         }
         if (tc->grad_accum > 1) {
             const float scale = 1.0f / (float)tc->grad_accum;
@@ -457,7 +522,7 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
                                last_checkpoint(since, sizeof since, saved));
         w.grad_norm = norm;
         lr = flava_lr_cosine(step, tc->warmup_steps, tc->steps, tc->lr, tc->min_lr);
-        FLAVA_TRY(flava_model_adamw_step(m, lr, step + 1, &tc->adamw));
+        FLAVA_TRY(optim_step(m, o, lr, step + 1, &tc->adamw));
         const int64_t done = step + 1;
         const double last_loss = w.loss / (double)(w.micro ? w.micro : 1);
         const int log_now = done % tc->log_every == 0 || done == end;
@@ -470,12 +535,12 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
         if (tc->eval_every && done % tc->eval_every == 0 && done != end)
             FLAVA_TRY(evaluate(run, m, task, done, res));
         if (tc->save_every && done % tc->save_every == 0 && done != end) {
-            FLAVA_TRY(save(run, m, done));
+            FLAVA_TRY(save(run, m, o, done));
             saved = done;
         }
         if (flava_interrupted()) {
             if (saved != done)
-                FLAVA_TRY(save(run, m, done));
+                FLAVA_TRY(save(run, m, o, done));
             return FLAVA_ERROR(FLAVA_ERR_INTERRUPTED, "interrupted after step %lld; continue "
                                "with --resume", (long long)done);
         }
@@ -483,7 +548,7 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
     res->steps = end > start ? end : start;
     FLAVA_TRY(evaluate(run, m, task, res->steps, res));
     if (saved != res->steps || res->steps == 0)
-        FLAVA_TRY(save(run, m, res->steps));
+        FLAVA_TRY(save(run, m, o, res->steps));
     if (end < tc->steps) {
         flava_runlog_printf(&run->log, "stopped after step %lld (train.stop_after); continue "
                             "with --resume", (long long)end);
@@ -491,5 +556,20 @@ flava_status flava_train(flava_run *run, flava_model *m, const flava_train_confi
     }
     char path[PATH_MAX_LEN];
     ckpt_path(path, run->run_dir, "final", ".safetensors");
-    return flava_checkpoint_save(m, path);
+    return m->ops->save(m, path);
+}
+
+flava_status flava_train(flava_run *run, flava_family_model *m, const flava_train_config *tc,
+                         const flava_train_task *task, flava_train_result *res)
+{
+    memset(res, 0, sizeof *res);
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
+        res->head_loss[h] = NAN;
+    FLAVA_TRY(m->ops->alloc_grads(m));
+    optim o;
+    flava_status s = optim_alloc(&o, m->table);
+    if (s == FLAVA_OK)
+        s = train_loop(run, m, &o, tc, task, res);
+    optim_free(&o);
+    return s;
 }

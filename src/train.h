@@ -29,6 +29,7 @@
 
 #include "batch.h"
 #include "cfg.h"
+#include "family.h"
 #include "model.h"
 #include "optim.h"
 #include "status.h"
@@ -43,7 +44,8 @@ typedef struct flava_train_config {
 } flava_train_config;
 
 /* The common keys of `flava pretrain|finetune|eval`: [run], [model]
- * (checkpoint, and any HF FlavaConfig key), [train], [heads]. */
+ * (family, checkpoint, and any HF config key of the family), [train],
+ * [heads]. */
 flava_status flava_train_register_keys(flava_cfg *cfg);
 flava_status flava_train_config_read(flava_train_config *tc, flava_cfg *cfg);
 
@@ -63,6 +65,19 @@ flava_status flava_train_model_create(flava_model **m, flava_run *run, const fla
                                       const flava_head_set *heads, const char *checkpoint,
                                       int partial);
 
+/* The model family of a run: model.family, or the checkpoint's when that
+ * is not set (a mismatch is an error); flava without either. */
+flava_status flava_train_family(const flava_family_ops **ops, flava_run *run);
+/* The model of a run for any family: model.family's config (the
+ * checkpoint's when set, HF's defaults otherwise) with the [model] keys on
+ * top, initialised from the run's seed, the checkpoint's weights loaded
+ * (partial as in flava_train_model_create). heads: FLAVA's (NULL: its
+ * pretraining heads). need_checkpoint: an evaluation, which refuses a run
+ * without model.checkpoint. */
+flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
+                                       const flava_head_set *heads, int partial,
+                                       int need_checkpoint);
+
 /* What a task gives the loop. */
 typedef struct flava_train_task {
     void *self;
@@ -74,8 +89,8 @@ typedef struct flava_train_task {
     flava_status (*next)(void *self, const flava_batch **b, int64_t step, int micro);
     /* Optional: evaluates m after `step` steps into at most
      * FLAVA_TRAIN_MAX_METRICS named values (*n of them). */
-    flava_status (*evaluate)(void *self, flava_model *m, int64_t step, const char **names,
-                             double *values, int *n);
+    flava_status (*evaluate)(void *self, flava_family_model *m, int64_t step,
+                             const char **names, double *values, int *n);
 } flava_train_task;
 
 enum { FLAVA_TRAIN_MAX_METRICS = 16 };
@@ -91,16 +106,14 @@ typedef struct flava_train_result {
     double eval_values[FLAVA_TRAIN_MAX_METRICS];
 } flava_train_result;
 
-/* Trains m (gradients and moments allocated here) for tc->steps steps,
- * continuing from the newest checkpoint of the run directory when
+/* Trains m, a model of any family (gradients and moments allocated here),
+ * for tc->steps steps: AdamW over m's table (no decay on its no_decay
+ * entries), the family's after_step (CLIP's logit_scale clamp) after each
+ * step; continuing from the newest checkpoint of the run directory when
  * run->resume is set. With run->bench_steps it only times that many steps
  * (after a warm-up step) and prints them (flava bench). */
-flava_status flava_train(flava_run *run, flava_model *m, const flava_train_config *tc,
+flava_status flava_train(flava_run *run, flava_family_model *m, const flava_train_config *tc,
                          const flava_train_task *task, flava_train_result *res);
-
-/* Floating-point operations of a training step on b, estimated from the
- * encoders' GEMMs and attention (forward x 3); heads are not counted. */
-double flava_train_step_flops(const flava_model *m, const flava_batch *b);
 
 /* The newest checkpoints/step-N with its optimizer file in run_dir: *step
  * = N (0 and FLAVA_OK when there is none). */

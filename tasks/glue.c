@@ -139,7 +139,7 @@ static flava_status glue_inner(glue_task *g, flava_run *run, int eval, double t0
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "glue.max_text_len %lld exceeds the model's "
                            "max_position_embeddings %d", (long long)max_len,
                            mc.text.max_position_embeddings);
-    FLAVA_TRY(flava_task_tokenizer(&g->tok, &g->enc, tok, g->m));
+    FLAVA_TRY(flava_task_tokenizer(&g->tok, &g->enc, tok, g->m->cfg.text.vocab_size));
     if (!*metric)
         metric = g->info->metrics[0];
     flava_runlog_printf(&run->log, "glue %s: %ld train, %ld evaluated examples (%s)",

@@ -34,7 +34,7 @@ static const flava_cfg_key linprobe_keys[] = {
 enum { MAX_GRID = 64, STREAM_HOLDOUT = 21 };
 
 typedef struct linprobe {
-    flava_model *m;
+    flava_family_model m;
     flava_idx_set train, test;
     float *Xtr, *Xte, *Xfit, *Xhold, *mean, *std;
     int32_t *ytr, *yte, *yfit, *yhold, *pred, *perm;
@@ -110,18 +110,17 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
     FLAVA_TRY(flava_log_grid(grid, (int)steps, c_min, c_max));
     FLAVA_TRY(flava_idx_load(&p->train, images, labels));
     FLAVA_TRY(flava_idx_load(&p->test, timages, tlabels));
-    const flava_head_set none = {{0}, {0}};
-    FLAVA_TRY(flava_task_eval_model(&p->m, run, &none, 1));
+    FLAVA_TRY(flava_task_eval_model(&p->m, run));
 
     long N, M;
     flava_loader_source src = {.n = train_limit && train_limit < p->train.n ? (long)train_limit
                                                                              : 0,
                                .idx = &p->train};
-    FLAVA_TRY(flava_task_features(&p->Xtr, &N, run, p->m, &src, NULL, 0, (int)bs, f));
+    FLAVA_TRY(flava_task_features(&p->Xtr, &N, run, &p->m, &src, NULL, 0, (int)bs, f));
     src = (flava_loader_source){.n = test_limit && test_limit < p->test.n ? (long)test_limit : 0,
                                 .idx = &p->test};
-    FLAVA_TRY(flava_task_features(&p->Xte, &M, run, p->m, &src, NULL, 0, (int)bs, f));
-    const int D = flava_task_feature_dim(p->m, f);
+    FLAVA_TRY(flava_task_features(&p->Xte, &M, run, &p->m, &src, NULL, 0, (int)bs, f));
+    const int D = flava_task_feature_dim(&p->m, f);
     int K = 0;
     FLAVA_TRY(labels_of(&p->ytr, &p->train, N, &K));
     FLAVA_TRY(labels_of(&p->yte, &p->test, M, &K));
@@ -178,7 +177,7 @@ static flava_status linprobe_run(flava_run *run)
 {
     linprobe p = {0};
     flava_status s = linprobe_inner(&p, run, flava_now());
-    flava_model_destroy(p.m);
+    flava_family_destroy(&p.m);
     flava_idx_set_free(&p.train);
     flava_idx_set_free(&p.test);
     flava_logreg_free(&p.lr);

@@ -80,7 +80,11 @@ typedef struct source {
 
 typedef struct pretrain {
     flava_run *run;
+    flava_family_model fm;
+    /* FLAVA's own model when a masked-image head runs (only FLAVA has
+     * them): its codebook and patch vocabulary give the MIM targets */
     flava_model *m;
+    flava_head_set hs;
     flava_train_config tc;
     source src[MAX_SOURCES];
     int nsrc, mix;
@@ -91,7 +95,7 @@ typedef struct pretrain {
     flava_mlm_config mlm;
     flava_mim_config mim;
     double itm_neg;
-    int T, S, P, prefetch;
+    int T, S, P, prefetch, crop_shorter;
     flava_kmeans *km; /* NULL when the model has its dVAE codebook */
     uint64_t seed;
     /* the batch handed to the model: the loader's images, its texts in
@@ -232,7 +236,8 @@ static flava_loader_opts loader_opts(const pretrain *p, const source *s, long fi
     return (flava_loader_opts){
         .batch_size = p->tc.batch_size,
         .image_size = s->kind != KIND_TEXT ? p->S : 0,
-        .codebook_size = s->kind != KIND_TEXT && p->m->codebook ? 112 : 0,
+        .codebook_size = s->kind != KIND_TEXT && p->m && p->m->codebook ? 112 : 0,
+        .crop_shorter = p->crop_shorter,
         .max_text_len = s->kind != KIND_IDX ? p->T : 0,
         .shuffle = 1,
         .drop_last = 1,
@@ -301,7 +306,8 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
     b->input_ids_masked = NULL;
     b->mlm_labels = NULL;
     flava_rng r;
-    if (text && image) {
+    const int *on = p->hs.enabled;
+    if (text && image && on[FLAVA_HEAD_ITM]) {
         /* ITM negatives: sample i reads caption caption_index[i] */
         flava_rng_init(&r, p->seed + STREAM_MASK, (uint64_t)g << 20);
         FLAVA_TRY(flava_itm_negatives(p->caption_index, p->itm_lbl, B, p->itm_neg, &r));
@@ -315,6 +321,8 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
                    sizeof(int32_t) * T);
             memcpy(p->amask + (size_t)i * T, lb->attention_mask + (size_t)j * T,
                    sizeof(float) * T);
+            if (!on[FLAVA_HEAD_MLM] && !on[FLAVA_HEAD_MMM_TEXT])
+                continue;
             flava_rng_init(&r, p->seed + STREAM_MASK, ((uint64_t)g << 20) + 1 + 2 * (uint64_t)i);
             FLAVA_TRY(flava_mlm_mask(p->ids_masked + (size_t)i * T, p->mlm_lbl + (size_t)i * T,
                                      NULL, p->ids + (size_t)i * T, p->amask + (size_t)i * T, T,
@@ -323,10 +331,12 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
         b->input_ids = p->ids;
         b->token_type_ids = p->types;
         b->attention_mask = p->amask;
-        b->input_ids_masked = p->ids_masked;
-        b->mlm_labels = p->mlm_lbl;
+        if (on[FLAVA_HEAD_MLM] || on[FLAVA_HEAD_MMM_TEXT]) {
+            b->input_ids_masked = p->ids_masked;
+            b->mlm_labels = p->mlm_lbl;
+        }
     }
-    if (image) {
+    if (image && (on[FLAVA_HEAD_MIM] || on[FLAVA_HEAD_MMM_IMAGE])) {
         for (int i = 0; i < B; i++) {
             int nm;
             flava_rng_init(&r, p->seed + STREAM_MASK, ((uint64_t)g << 20) + 2 + 2 * (uint64_t)i);
@@ -453,7 +463,7 @@ static void free_all(pretrain *p)
     for (int i = 0; i < p->nsrc; i++)
         close_source(&p->src[i]);
     flava_kmeans_destroy(p->km);
-    flava_model_destroy(p->m);
+    flava_family_destroy(&p->fm);
     flava_tokenizer_free(p->tok);
     flava_free(p->ids);
     flava_free(p->types);
@@ -511,10 +521,10 @@ static flava_status setup_data(pretrain *p)
                            "or .model");
     if (any_text) {
         FLAVA_TRY(flava_tokenizer_load(&p->tok, tok_path));
-        if (p->tok->vocab_size > p->m->cfg.text.vocab_size)
+        if (p->tok->vocab_size > p->fm.vocab_size)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the tokenizer %s has %d pieces but the model's "
                                "text_config.vocab_size is %d", tok_path, p->tok->vocab_size,
-                               p->m->cfg.text.vocab_size);
+                               p->fm.vocab_size);
         p->enc = (flava_text_encoder){flava_tokenizer_encode_unpadded, p->tok, p->tok->pad_id};
         flava_tokenizer_special_ids(p->special, p->tok);
         p->mlm = (flava_mlm_config){.mask_id = p->tok->mask_id,
@@ -531,29 +541,31 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     flava_run *run = p->run;
     flava_cfg *cfg = run->cfg;
     FLAVA_TRY(flava_train_config_read(&p->tc, cfg));
-    flava_config mc;
-    const char *ck;
-    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
-    static const flava_head_id ids[] = {FLAVA_HEAD_MIM, FLAVA_HEAD_MLM, FLAVA_HEAD_ITM,
-                                        FLAVA_HEAD_CONTRASTIVE, FLAVA_HEAD_MMM_IMAGE,
-                                        FLAVA_HEAD_MMM_TEXT};
+    const flava_family_ops *ops;
+    FLAVA_TRY(flava_train_family(&ops, run));
     flava_head_set hs;
-    FLAVA_TRY(flava_train_heads(&hs, cfg, ids, (int)(sizeof ids / sizeof *ids)));
-    FLAVA_TRY(flava_train_model_create(&p->m, run, &mc, &hs, ck, 1));
+    FLAVA_TRY(flava_train_heads(&hs, cfg, ops->pretrain_heads, ops->n_pretrain_heads));
+    p->hs = hs;
+    FLAVA_TRY(flava_train_family_create(&p->fm, run, &hs, 1, 0));
+    const int mim = hs.enabled[FLAVA_HEAD_MIM] || hs.enabled[FLAVA_HEAD_MMM_IMAGE];
+    p->m = mim ? p->fm.impl : NULL; /* a MIM head: the family is FLAVA */
     int64_t v, kmeans_images, kmeans_iters;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "max_text_len", &v));
-    if (v < 2 || v > mc.text.max_position_embeddings)
+    if (v < 2 || v > p->fm.max_text_len)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.max_text_len = %lld: expected 2 to "
                            "text_config.max_position_embeddings (%d)", (long long)v,
-                           mc.text.max_position_embeddings);
+                           p->fm.max_text_len);
     p->T = (int)v;
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "prefetch", &v));
     p->prefetch = v < 1 ? 1 : (int)v;
     FLAVA_TRY(flava_cfg_get_float(cfg, "pretrain", "itm_negative_probability", &p->itm_neg));
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "kmeans_images", &kmeans_images));
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "kmeans_iters", &kmeans_iters));
-    p->S = mc.image.image_size;
-    const int grid = mc.image.image_size / mc.image.patch_size;
+    p->S = p->fm.image_size;
+    flava_family_image spec;
+    ops->image(&spec, p->S);
+    p->crop_shorter = spec.shorter_side;
+    const int grid = p->fm.image_size / p->fm.patch_size;
     p->P = grid * grid;
     p->mim = flava_mim_default_config(grid, grid);
     FLAVA_TRY(setup_data(p));
@@ -561,18 +573,17 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     int any_image = 0;
     for (int i = 0; i < p->nsrc; i++)
         any_image |= p->src[i].kind != KIND_TEXT;
-    if (any_image && !p->m->codebook &&
-        (hs.enabled[FLAVA_HEAD_MIM] || hs.enabled[FLAVA_HEAD_MMM_IMAGE])) {
+    if (any_image && mim && !p->m->codebook) {
         if (kmeans_images < 1)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.kmeans_images must be positive");
         FLAVA_TRY(kmeans_codebook(p, kmeans_images, kmeans_iters));
     }
-    flava_runlog_printf(&run->log, "pretrain: %zu parameters, %d sources, %lld steps of %d x %d",
-                        p->m->table.total, p->nsrc, (long long)p->tc.steps, p->tc.grad_accum,
+    flava_runlog_printf(&run->log, "pretrain: %s, %zu parameters, %d sources, %lld steps of "
+                        "%d x %d", ops->name, p->fm.table->total, p->nsrc, (long long)p->tc.steps, p->tc.grad_accum,
                         p->tc.batch_size);
     const flava_train_task task = {p, seek, next, NULL};
     flava_train_result res;
-    FLAVA_TRY(flava_train(run, p->m, &p->tc, &task, &res));
+    FLAVA_TRY(flava_train(run, &p->fm, &p->tc, &task, &res));
 
     const char *names[1 + FLAVA_NUM_HEADS];
     double values[1 + FLAVA_NUM_HEADS];
@@ -613,7 +624,8 @@ static flava_status pretrain_register_keys(flava_cfg *cfg)
 const flava_task_ops flava_task_pretrain = {
     .name = "pretrain",
     .command = "pretrain",
-    .summary = "FLAVA pretraining: MLM, MIM, MMM, ITM, contrastive over [data.NAME] sources",
+    .summary = "pretraining: FLAVA's MLM, MIM, MMM, ITM, contrastive; CLIP's and ALIGN's "
+               "contrastive loss; over [data.NAME] sources",
     .register_keys = pretrain_register_keys,
     .run = pretrain_run,
 };

@@ -22,7 +22,7 @@ static const flava_cfg_key retrieval_keys[] = {
 };
 
 typedef struct retrieval {
-    flava_model *m;
+    flava_family_model m;
     flava_tokenizer *tok;
     flava_imagetext pairs;
     float *img, *txt, *sim;
@@ -84,14 +84,13 @@ static flava_status retrieval_inner(retrieval *r, flava_run *run, double t0)
                            (long long)max_len, (long long)limit);
     FLAVA_TRY(flava_imagetext_load(&r->pairs, captions, image_key, caption_key));
     const long n = limit && limit < r->pairs.n ? (long)limit : r->pairs.n;
-    const flava_head_set none = {{0}, {0}};
-    FLAVA_TRY(flava_task_eval_model(&r->m, run, &none, 1));
-    if (max_len > r->m->cfg.text.max_position_embeddings)
+    FLAVA_TRY(flava_task_eval_model(&r->m, run));
+    if (max_len > r->m.max_text_len)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "retrieval.max_text_len %lld exceeds the model's "
                            "max_position_embeddings %d", (long long)max_len,
-                           r->m->cfg.text.max_position_embeddings);
+                           r->m.max_text_len);
     flava_text_encoder enc;
-    FLAVA_TRY(flava_task_tokenizer(&r->tok, &enc, tok_path, r->m));
+    FLAVA_TRY(flava_task_tokenizer(&r->tok, &enc, tok_path, r->m.vocab_size));
 
     FLAVA_TRY(flava_alloc((void **)&r->order, sizeof(int32_t) * (size_t)n, "row order"));
     FLAVA_TRY(flava_alloc((void **)&r->txt_image, sizeof(int32_t) * (size_t)n, "text images"));
@@ -100,11 +99,11 @@ static flava_status retrieval_inner(retrieval *r, flava_run *run, double t0)
 
     const flava_loader_source src = {.n = n, .pairs = &r->pairs};
     long got;
-    FLAVA_TRY(flava_task_features(&r->txt, &got, run, r->m, &src, &enc, (int)max_len, (int)bs,
+    FLAVA_TRY(flava_task_features(&r->txt, &got, run, &r->m, &src, &enc, (int)max_len, (int)bs,
                                   FLAVA_FEATURE_TEXT_EMBED));
-    FLAVA_TRY(flava_task_features(&r->img, &got, run, r->m, &src, NULL, 0, (int)bs,
+    FLAVA_TRY(flava_task_features(&r->img, &got, run, &r->m, &src, NULL, 0, (int)bs,
                                   FLAVA_FEATURE_IMAGE_EMBED));
-    const int D = r->m->cfg.projection_dim;
+    const int D = r->m.embed_dim;
     /* one embedding per image: its first row's (in place, k <= image_row[k]) */
     for (int k = 0; k < n_img; k++)
         memmove(r->img + (size_t)k * D, r->img + (size_t)r->image_row[k] * D,
@@ -128,7 +127,7 @@ static flava_status retrieval_run(flava_run *run)
 {
     retrieval r = {0};
     flava_status s = retrieval_inner(&r, run, flava_now());
-    flava_model_destroy(r.m);
+    flava_family_destroy(&r.m);
     flava_tokenizer_free(r.tok);
     flava_imagetext_free(&r.pairs);
     flava_free(r.img);

@@ -12,29 +12,21 @@
 
 enum { STREAM_FT_LOADER = 11 }; /* the fine-tuning loader's seed stream */
 
-flava_status flava_task_eval_model(flava_model **m, flava_run *run, const flava_head_set *hs,
-                                   int partial)
+flava_status flava_task_eval_model(flava_family_model *fm, flava_run *run)
 {
-    flava_config mc;
-    const char *ck;
-    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
-    if (!ck)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "evaluation needs a trained model: set "
-                           "model.checkpoint (a .safetensors file or an HF folder)");
-    return flava_train_model_create(m, run, &mc, hs, ck, partial);
+    return flava_train_family_create(fm, run, &flava_family_contrastive_heads, 1, 1);
 }
 
 flava_status flava_task_tokenizer(flava_tokenizer **tok, flava_text_encoder *enc, const char *path,
-                                  const flava_model *m)
+                                  int vocab_size)
 {
     if (!*path)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the task reads texts: set its tokenizer (a "
                            "WordPiece vocab.txt or folder, or a SentencePiece .model)");
     FLAVA_TRY(flava_tokenizer_load(tok, path));
-    if ((*tok)->vocab_size > m->cfg.text.vocab_size)
+    if ((*tok)->vocab_size > vocab_size)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the tokenizer %s has %d pieces but the model's "
-                           "text_config.vocab_size is %d", path, (*tok)->vocab_size,
-                           m->cfg.text.vocab_size);
+                           "text_config.vocab_size is %d", path, (*tok)->vocab_size, vocab_size);
     *enc = (flava_text_encoder){flava_tokenizer_encode_unpadded, *tok, (*tok)->pad_id};
     return FLAVA_OK;
 }
@@ -87,50 +79,29 @@ void flava_task_free_lines(char **lines, long n)
     free(lines);
 }
 
-int flava_task_feature_dim(const flava_model *m, flava_feature f)
+int flava_task_feature_dim(const flava_family_model *fm, flava_feature f)
 {
-    return f == FLAVA_FEATURE_IMAGE_EMBED || f == FLAVA_FEATURE_TEXT_EMBED
-               ? m->cfg.projection_dim
-               : m->cfg.image.enc.hidden_size;
+    return f == FLAVA_FEATURE_IMAGE_EMBED || f == FLAVA_FEATURE_TEXT_EMBED ? fm->embed_dim
+                                                                           : fm->feature_dim;
 }
 
-/* The CLS rows of a pass's final states [B,S,C] into cls[B,C]. */
-static void gather_cls(float *cls, const flava_encoder_acts *a, int C)
-{
-    for (int i = 0; i < a->B; i++)
-        memcpy(cls + (size_t)i * C, a->out + (size_t)i * a->T * C, sizeof(float) * (size_t)C);
-}
-
-flava_status flava_task_batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
+flava_status flava_task_batch_features(float *out, flava_ctx *ctx, flava_family_model *fm,
                                        const flava_batch *b, flava_feature f)
 {
-    FLAVA_TRY(flava_model_forward(ctx, m, b, 0));
-    const int B = b->B, D = m->cfg.projection_dim;
     const int text = f == FLAVA_FEATURE_TEXT_EMBED;
-    const int C = text ? m->cfg.text.enc.hidden_size : m->cfg.image.enc.hidden_size;
-    const flava_encoder_acts *a = text ? &m->txt.enc : &m->img.enc;
-    if (text ? !m->txt.ran : !m->img.ran)
+    if (text ? !b->input_ids : !b->pixel_values)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "the batch has no %s", text ? "input_ids" :
                            "pixel_values");
     switch (f) {
-    case FLAVA_FEATURE_IMAGE_CLS:
-        gather_cls(out, a, C);
-        return FLAVA_OK;
-    case FLAVA_FEATURE_IMAGE_POOLED:
-        memcpy(out, m->img.pooled, sizeof(float) * (size_t)B * C);
-        return FLAVA_OK;
+    case FLAVA_FEATURE_IMAGE_EMBED:
+        return fm->ops->encode_images(ctx, fm, out, b->pixel_values, b->B);
+    case FLAVA_FEATURE_TEXT_EMBED:
+        return fm->ops->encode_texts(ctx, fm, out, b->input_ids, b->attention_mask,
+                                     b->token_type_ids, b->B, b->T);
     default:
-        break;
+        return fm->ops->image_features(ctx, fm, out, b->pixel_values, b->B,
+                                       f == FLAVA_FEATURE_IMAGE_POOLED);
     }
-    const char *wname = text ? "flava.text_projection.weight" : "flava.image_projection.weight";
-    const char *bname = text ? "flava.text_projection.bias" : "flava.image_projection.bias";
-    const float *w = flava_model_param(m, wname, NULL), *bias = flava_model_param(m, bname, NULL);
-    if (!w || !bias)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "the model has no %s", wname);
-    float *cls = scratch, *proj = scratch + (size_t)B * C, *norm = proj + (size_t)B * D;
-    gather_cls(cls, a, C);
-    FLAVA_TRY(linear_forward(ctx, proj, cls, w, bias, B, C, D));
-    return l2norm_forward(out, norm, proj, B, D);
 }
 
 static flava_loader_opts eval_opts(const flava_run *run, int batch_size, int image_size,
@@ -144,24 +115,31 @@ static flava_loader_opts eval_opts(const flava_run *run, int batch_size, int ima
                                .seed = run->seed};
 }
 
-flava_status flava_task_features(float **out, long *n, flava_run *run, flava_model *m,
+flava_loader_opts flava_task_eval_opts(const flava_run *run, const flava_family_model *fm,
+                                       int batch_size, int max_text_len)
+{
+    flava_loader_opts o = eval_opts(run, batch_size, fm->image_size, max_text_len);
+    flava_family_image spec;
+    fm->ops->image(&spec, fm->image_size);
+    o.crop_shorter = spec.shorter_side;
+    return o;
+}
+
+flava_status flava_task_features(float **out, long *n, flava_run *run, flava_family_model *fm,
                                  const flava_loader_source *src, const flava_text_encoder *enc,
                                  int max_text_len, int batch_size, flava_feature f)
 {
     const int text = f == FLAVA_FEATURE_TEXT_EMBED;
-    const int dim = flava_task_feature_dim(m, f);
-    const size_t C = text ? m->cfg.text.enc.hidden_size : m->cfg.image.enc.hidden_size;
-    flava_loader_opts o = eval_opts(run, batch_size, text ? 0 : m->cfg.image.image_size,
-                                    text ? max_text_len : 0);
+    const int dim = flava_task_feature_dim(fm, f);
+    flava_loader_opts o = flava_task_eval_opts(run, fm, batch_size, text ? max_text_len : 0);
+    if (text)
+        o.image_size = 0;
     flava_loader *l;
     FLAVA_TRY(flava_loader_open(&l, src, text ? enc : NULL, &o));
     const long batches = flava_loader_batches_per_epoch(l);
-    float *scratch = NULL;
     *out = NULL;
     *n = 0;
-    flava_status s = flava_alloc((void **)&scratch,
-                                 sizeof(float) * (size_t)batch_size * (C + (size_t)dim + 1),
-                                 "feature scratch");
+    flava_status s = FLAVA_OK;
     for (long g = 0; s == FLAVA_OK && g < batches; g++) {
         const flava_batch *b;
         long epoch, step;
@@ -172,11 +150,10 @@ flava_status flava_task_features(float **out, long *n, flava_run *run, flava_mod
                             "features");
         }
         if (s == FLAVA_OK)
-            s = flava_task_batch_features(*out + (size_t)*n * dim, scratch, run->ctx, m, b, f);
+            s = flava_task_batch_features(*out + (size_t)*n * dim, run->ctx, fm, b, f);
         if (s == FLAVA_OK)
             *n += b->B;
     }
-    flava_free(scratch);
     flava_loader_close(l);
     if (s != FLAVA_OK) {
         flava_free(*out);
@@ -239,13 +216,11 @@ flava_status flava_ft_evaluate(flava_ft *ft, const char **names, double *values,
     return ft->finish(ft->self, names, values, n);
 }
 
-static flava_status ft_evaluate(void *self, flava_model *m, int64_t step, const char **names,
-                                double *values, int *n)
+static flava_status ft_evaluate(void *self, flava_family_model *m, int64_t step,
+                                const char **names, double *values, int *n)
 {
-    (void)step;
-    flava_ft *ft = self;
-    ft->m = m;
-    return flava_ft_evaluate(ft, names, values, n);
+    (void)step, (void)m; /* ft->m is the model being trained */
+    return flava_ft_evaluate(self, names, values, n);
 }
 
 flava_train_task flava_ft_task(flava_ft *ft)
@@ -297,7 +272,9 @@ flava_status flava_ft_finish(flava_ft *ft, int eval, const char *task, const cha
                             tc.batch_size);
         const flava_train_task tt = flava_ft_task(ft);
         flava_train_result res;
-        FLAVA_TRY(flava_train(ft->run, ft->m, &tc, &tt, &res));
+        flava_family_model fm; /* the loop's view of the FLAVA model */
+        flava_family_wrap(&fm, flava_families[FLAVA_FAMILY_FLAVA], ft->m);
+        FLAVA_TRY(flava_train(ft->run, &fm, &tc, &tt, &res));
         n = res.n_eval;
         memcpy(names, res.eval_names, sizeof(*names) * (size_t)n);
         memcpy(values, res.eval_values, sizeof(*values) * (size_t)n);

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "family.h"
 #include "loader.h"
 #include "model.h"
 #include "status.h"
@@ -14,18 +15,22 @@
 #include "tokenizer.h"
 #include "train.h"
 
-/* The model of an eval run: [model] checkpoint is required; heads hs (all
- * off: the base model). With partial, checkpoint keys the model does not
- * have are skipped (a pretraining checkpoint's heads); without it the
- * checkpoint must hold exactly the model's keys, so a checkpoint without
- * the task's head is refused by name. */
-flava_status flava_task_eval_model(flava_model **m, flava_run *run, const flava_head_set *hs,
-                                   int partial);
+/* The model of an embedding evaluation (zero-shot, retrieval, linear
+ * probe), of any family: [model] checkpoint is required; checkpoint keys
+ * the model does not have (a pretraining checkpoint's heads) are skipped. */
+flava_status flava_task_eval_model(flava_family_model *fm, flava_run *run);
 
-/* Loads the tokenizer at path for model m (its pieces must fit the model's
- * text vocabulary) and the loader's text encoder over it. */
+/* Loads the tokenizer at path for a model whose text vocabulary has
+ * vocab_size pieces (the tokenizer's must fit) and the loader's text
+ * encoder over it. */
 flava_status flava_task_tokenizer(flava_tokenizer **tok, flava_text_encoder *enc, const char *path,
-                                  const flava_model *m);
+                                  int vocab_size);
+
+/* The loader options of an evaluation pass over a model's images: its
+ * pixel_values side and its family's resize (squash or shorter side and
+ * centre crop). */
+flava_loader_opts flava_task_eval_opts(const flava_run *run, const flava_family_model *fm,
+                                       int batch_size, int max_text_len);
 
 /* The non-empty lines of a text file (trailing CR/LF removed): *lines[*n],
  * each and the array malloc'ed (flava_task_free_lines). An empty file is an
@@ -34,22 +39,21 @@ flava_status flava_task_read_lines(char ***lines, long *n, const char *path);
 void flava_task_free_lines(char **lines, long n);
 
 typedef enum flava_feature {
-    FLAVA_FEATURE_IMAGE_EMBED, /* image_projection(CLS), L2-normalised (contrastive) */
-    FLAVA_FEATURE_TEXT_EMBED,  /* text_projection(CLS), L2-normalised */
-    FLAVA_FEATURE_IMAGE_CLS,   /* final (post-LN) image CLS state */
-    FLAVA_FEATURE_IMAGE_POOLED /* image pooler output */
+    FLAVA_FEATURE_IMAGE_EMBED, /* the family's image embedding, L2-normalised (contrastive) */
+    FLAVA_FEATURE_TEXT_EMBED,  /* its text embedding, L2-normalised */
+    FLAVA_FEATURE_IMAGE_CLS,   /* the image tower's last_hidden_state[:, 0] */
+    FLAVA_FEATURE_IMAGE_POOLED /* its pooler_output */
 } flava_feature;
 
-int flava_task_feature_dim(const flava_model *m, flava_feature f);
+int flava_task_feature_dim(const flava_family_model *fm, flava_feature f);
 
-/* Features out[b->B, dim] of one batch after an inference forward of m;
- * scratch holds b->B * (hidden + projection_dim + 1) floats. */
-flava_status flava_task_batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
+/* Features out[b->B, dim] of one batch, inference mode. */
+flava_status flava_task_batch_features(float *out, flava_ctx *ctx, flava_family_model *fm,
                                        const flava_batch *b, flava_feature f);
 
 /* Features of every sample of src, in order: *out [*n, dim], flava_alloc'ed
  * (free with flava_free). Text sources need enc and max_text_len. */
-flava_status flava_task_features(float **out, long *n, flava_run *run, flava_model *m,
+flava_status flava_task_features(float **out, long *n, flava_run *run, flava_family_model *fm,
                                  const flava_loader_source *src, const flava_text_encoder *enc,
                                  int max_text_len, int batch_size, flava_feature f);
 

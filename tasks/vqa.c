@@ -138,7 +138,7 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa.max_text_len %lld exceeds the model's "
                            "max_position_embeddings %d", (long long)max_len,
                            mc.text.max_position_embeddings);
-    FLAVA_TRY(flava_task_tokenizer(&v->tok, &v->enc, tok, v->m));
+    FLAVA_TRY(flava_task_tokenizer(&v->tok, &v->enc, tok, v->m->cfg.text.vocab_size));
     flava_runlog_printf(&run->log, "vqa: %ld train, %ld evaluated questions, %d answers",
                         v->train.n, v->test.n, v->vocab.n);
     v->ft = (flava_ft){.run = run,

@@ -57,7 +57,7 @@ static flava_status make_prompts(char ***prompts, char *const *classes, long K,
 }
 
 typedef struct zeroshot {
-    flava_model *m;
+    flava_family_model m;
     flava_tokenizer *tok;
     char **classes, **prompts;
     long K, nprompts;
@@ -93,29 +93,28 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
         if (z->test.labels[i] >= z->K)
             return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: label %d of image %lld but %s names %ld "
                                "classes", labels, z->test.labels[i], (long long)i, classes, z->K);
-    const flava_head_set none = {{0}, {0}};
-    FLAVA_TRY(flava_task_eval_model(&z->m, run, &none, 1));
-    if (max_len > z->m->cfg.text.max_position_embeddings)
+    FLAVA_TRY(flava_task_eval_model(&z->m, run));
+    if (max_len > z->m.max_text_len)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.max_text_len %lld exceeds the model's "
                            "max_position_embeddings %d", (long long)max_len,
-                           z->m->cfg.text.max_position_embeddings);
+                           z->m.max_text_len);
     flava_text_encoder enc;
-    FLAVA_TRY(flava_task_tokenizer(&z->tok, &enc, tok_path, z->m));
+    FLAVA_TRY(flava_task_tokenizer(&z->tok, &enc, tok_path, z->m.vocab_size));
     z->nprompts = z->K * T;
     FLAVA_TRY(make_prompts(&z->prompts, z->classes, z->K, templates, T));
 
     long n;
     flava_loader_source ps = {.n = z->nprompts, .texts = z->prompts};
-    FLAVA_TRY(flava_task_features(&z->text_emb, &n, run, z->m, &ps, &enc, (int)max_len, (int)bs,
+    FLAVA_TRY(flava_task_features(&z->text_emb, &n, run, &z->m, &ps, &enc, (int)max_len, (int)bs,
                                   FLAVA_FEATURE_TEXT_EMBED));
-    const int D = z->m->cfg.projection_dim;
+    const int D = z->m.embed_dim;
     FLAVA_TRY(flava_alloc((void **)&z->class_emb, sizeof(float) * (size_t)z->K * D, "classes"));
     FLAVA_TRY(flava_ensemble_templates(z->class_emb, z->text_emb, (int)z->K, T, D));
 
     flava_loader_source is = {.n = limit && limit < z->test.n ? (long)limit : 0,
                               .idx = &z->test};
     long N;
-    FLAVA_TRY(flava_task_features(&z->img_emb, &N, run, z->m, &is, NULL, 0, (int)bs,
+    FLAVA_TRY(flava_task_features(&z->img_emb, &N, run, &z->m, &is, NULL, 0, (int)bs,
                                   FLAVA_FEATURE_IMAGE_EMBED));
     FLAVA_TRY(flava_alloc((void **)&z->scores, sizeof(float) * (size_t)N * z->K, "scores"));
     FLAVA_TRY(linear_forward(run->ctx, z->scores, z->img_emb, z->class_emb, NULL, (int)N, D,
@@ -139,7 +138,7 @@ static flava_status zeroshot_run(flava_run *run)
 {
     zeroshot z = {0};
     flava_status s = zeroshot_inner(&z, run, flava_now());
-    flava_model_destroy(z.m);
+    flava_family_destroy(&z.m);
     flava_tokenizer_free(z.tok);
     flava_task_free_lines(z.classes, z.K);
     flava_task_free_lines(z.prompts, z.prompts ? z.nprompts : 0);

@@ -151,10 +151,12 @@ START_TEST(test_embeddings_match_pytorch_contrastive_logits)
     enum { B = 3, D = 24, POS = 2 };
     ck_assert_int_eq(b.B, B);
     ck_assert_int_eq(m->cfg.projection_dim, D);
-    float img[B * D], txt[B * D], scratch[B * (32 + D + 1)], want[POS * B];
-    ck_assert_int_eq(flava_task_batch_features(img, scratch, ctx, m, &b, FLAVA_FEATURE_IMAGE_EMBED),
+    float img[B * D], txt[B * D], want[POS * B];
+    flava_family_model fm;
+    flava_family_wrap(&fm, flava_families[FLAVA_FAMILY_FLAVA], m);
+    ck_assert_int_eq(flava_task_batch_features(img, ctx, &fm, &b, FLAVA_FEATURE_IMAGE_EMBED),
                      FLAVA_OK);
-    ck_assert_int_eq(flava_task_batch_features(txt, scratch, ctx, m, &b, FLAVA_FEATURE_TEXT_EMBED),
+    ck_assert_int_eq(flava_task_batch_features(txt, ctx, &fm, &b, FLAVA_FEATURE_TEXT_EMBED),
                      FLAVA_OK);
     ck_assert_int_eq(flava_st_load_f32(want, ref, "contrastive_logits_per_image", 2,
                                        (const int64_t[]){POS, B}), FLAVA_OK);
