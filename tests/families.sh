@@ -1,0 +1,113 @@
+#!/bin/sh
+# CLIP and ALIGN beside FLAVA: a tiny CLIP and a tiny ALIGN pretrain
+# contrastively on generated scenes through `flava pretrain` (the loss
+# falls), are evaluated zero-shot on Fashion-MNIST items by the same
+# `flava eval` config as FLAVA's, resume, and `flava forward` reproduces the
+# PyTorch fixtures of both families.
+set -eu
+flava="${FLAVA_BUILDDIR:-.}/flava"
+src="${FLAVA_SRCDIR:-..}"
+fm=/usr/share/datasets/fashion-mnist
+[ -f "$fm/t10k-images-idx3-ubyte.gz" ] || { echo "SKIP: no Fashion-MNIST in $fm"; exit 77; }
+dir=$(mktemp -d "${TMPDIR:-/tmp}/families.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+fx="$src/tests/fixtures"
+
+"$flava" data scenes --train 64 --test 0 --seed 5 --out "$dir/scenes" > /dev/null
+# ALIGN's WordPiece vocabulary: the specials and every caption word
+{ printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n-\n/\n,\n'
+  tail -n +2 "$dir/scenes/train/captions.tsv" | cut -f2 | tr 'A-Z' 'a-z' | tr -c 'a-z\n' '\n' |
+    grep . | sort -u; } > "$dir/vocab.txt"
+
+# mean loss of the first and the last five steps of RUN; the second must be
+# below `ratio` times the first
+falls() {
+  awk -F'"loss": ' -v r="$2" '{ split($2, a, ","); l[NR] = a[1] }
+    END { for (i = 1; i <= 5; i++) { s += l[i]; e += l[NR - 5 + i] }
+          printf "%s: first five steps %.3f, last five %.3f\n", FILENAME, s / 5, e / 5
+          exit !(e < r * s) }' "$1/metrics.jsonl"
+}
+
+for fam in clip align; do
+  tok="$src/tests/fixtures/clip_bpe"
+  [ $fam = align ] && tok="$dir/vocab.txt"
+  "$flava" pretrain -c "$src/configs/tiny-$fam.cfg" -s run.dir="$dir/$fam" \
+    -s data.scenes.path="$dir/scenes/train/captions.tsv" -s pretrain.tokenizer="$tok" \
+    2> "$dir/err" || { cat "$dir/err"; fail "$fam pretraining"; }
+  grep -q "pretrain: $fam," "$dir/$fam/log.txt" || fail "$fam: the log names no family"
+  grep -q '"loss_info.global_contrastive": ' "$dir/$fam/metrics.jsonl" ||
+    fail "$fam: no contrastive loss in metrics.jsonl"
+  grep -q '"loss_info.mlm"' "$dir/$fam/metrics.jsonl" && fail "$fam: a FLAVA head ran"
+  falls "$dir/$fam" 0.9 || fail "$fam: the loss did not fall"
+  "$flava" info "$dir/$fam/checkpoints/final.safetensors" | grep -q "model_type.*$fam" ||
+    fail "$fam: the checkpoint's config is not a $fam config"
+
+  # zero-shot by the same eval config as FLAVA's; the family comes from
+  # the checkpoint
+  cat > "$dir/zs-$fam.cfg" <<CFG
+[run]
+task = zeroshot
+dir = $dir/zs-$fam
+threads = 2
+[model]
+checkpoint = $dir/$fam/checkpoints/final.safetensors
+[zeroshot]
+tokenizer = $tok
+classes = $dir/scenes/train/classes.txt
+templates = a {} in the top left., a {} in the bottom right.
+images = $fm/t10k-images-idx3-ubyte.gz
+labels = $fm/t10k-labels-idx1-ubyte.gz
+limit = 200
+max_text_len = 32
+batch_size = 50
+CFG
+  "$flava" eval -c "$dir/zs-$fam.cfg" 2> "$dir/err" || { cat "$dir/err"; fail "$fam zero-shot"; }
+  grep -o '"accuracy":[[:space:]]*[0-9.e-]*' "$dir/zs-$fam/results.json" | sed "s/^/$fam zero-shot /"
+  grep -q '"images":[[:space:]]*200' "$dir/zs-$fam/results.json" || fail "$fam zero-shot images"
+done
+# CLIP learns the class words from the scenes: above chance (0.1)
+awk -v a="$(grep -o '"accuracy":[[:space:]]*[0-9.e-]*' "$dir/zs-clip/results.json" |
+  sed 's/.*:[[:space:]]*//')" 'BEGIN { exit !(a > 0.12) }' || fail "CLIP zero-shot at chance"
+
+# resume: a CLIP run stopped after step 12 and resumed ends where the
+# straight one did (the logit_scale clamp and the optimizer state included)
+run_clip() {
+  rd=$1
+  shift
+  "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/$rd" -s train.steps=24 \
+    -s data.scenes.path="$dir/scenes/train/captions.tsv" -s pretrain.tokenizer="$fx/clip_bpe" "$@"
+}
+run_clip r1 -s train.stop_after=12 2> /dev/null || fail "CLIP stop_after"
+run_clip r1 --resume 2> /dev/null || fail "CLIP --resume"
+run_clip r2 2> /dev/null || fail "CLIP straight run"
+for r in r1 r2; do
+  sed 's/, "samples_per_s": [^,}]*//' "$dir/$r/metrics.jsonl" | tail -1 > "$dir/$r.last"
+done
+cmp -s "$dir/r1.last" "$dir/r2.last" || fail "the resumed CLIP run differs: $(cat "$dir/r1.last" "$dir/r2.last")"
+
+# a family the checkpoint is not; an unknown family; a misspelt key
+if "$flava" eval -c "$dir/zs-clip.cfg" -s model.family=align 2> "$dir/err"; then
+  fail "a CLIP checkpoint ran as ALIGN"; fi
+grep -q "is a clip model" "$dir/err" || fail "mismatch message: $(cat "$dir/err")"
+if "$flava" eval -c "$dir/zs-clip.cfg" -s model.family=bert 2> "$dir/err"; then
+  fail "an unknown family ran"; fi
+grep -q "expected flava, clip or align" "$dir/err" || fail "unknown family message: $(cat "$dir/err")"
+if "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/bad2" \
+   -s model.text_config.hiden_size=8 2> "$dir/err"; then fail "a misspelt CLIP key ran"; fi
+grep -q "model.text_config.hiden_size is not a field of the CLIP config" "$dir/err" ||
+  fail "misspelt key message: $(cat "$dir/err")"
+
+# flava forward on the PyTorch fixtures of both families
+for v in quick_gelu gelu; do
+  "$flava" forward --model "$fx/clip_tiny_${v}_model.safetensors" \
+    --inputs "$fx/clip_tiny_${v}_io.safetensors" --out "$dir/o.safetensors" --grads \
+    --compare "$fx/clip_tiny_${v}_io.safetensors" || fail "CLIP ($v) forward"
+done
+"$flava" forward --model "$fx/align_tiny_model.safetensors" --inputs "$fx/align_tiny_inputs.safetensors" \
+  --out "$dir/o.safetensors" --compare "$fx/align_tiny_eval.safetensors" || fail "ALIGN forward"
+if "$flava" forward --model "$fx/clip_tiny_gelu_model.safetensors" --inputs "$fx/clip_tiny_gelu_io.safetensors" \
+   --out "$dir/o.safetensors" --compare "$fx/clip_tiny_quick_gelu_io.safetensors" 2> "$dir/err"; then
+  fail "the wrong CLIP reference matched"; fi
+grep -q "relative error" "$dir/err" || fail "no comparison error: $(cat "$dir/err")"
+echo "families: ok"
