@@ -258,6 +258,12 @@ static double bicubic(double x)
     return 0.0;
 }
 
+static double bilinear(double x)
+{
+    x = fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
 static double sinc(double x)
 {
     if (x == 0.0)
@@ -291,8 +297,12 @@ static void taps_free(taps *t)
 static flava_status taps_make(taps *t, int in_size, int out_size, flava_resample filter)
 {
     memset(t, 0, sizeof *t);
-    double (*fn)(double) = filter == FLAVA_RESAMPLE_LANCZOS ? lanczos : bicubic;
-    double radius = filter == FLAVA_RESAMPLE_LANCZOS ? 3.0 : 2.0;
+    double (*fn)(double) = filter == FLAVA_RESAMPLE_LANCZOS    ? lanczos
+                           : filter == FLAVA_RESAMPLE_BILINEAR ? bilinear
+                                                               : bicubic;
+    double radius = filter == FLAVA_RESAMPLE_LANCZOS    ? 3.0
+                    : filter == FLAVA_RESAMPLE_BILINEAR ? 1.0
+                                                        : 2.0;
     double scale = (double)in_size / out_size;
     double fscale = scale < 1.0 ? 1.0 : scale;
     double support = radius * fscale;
@@ -463,12 +473,15 @@ static void to_chw(float *out, const uint8_t *rgb, int w, int left, int top, int
     }
 }
 
-flava_status flava_image_preprocess(float *out, const flava_image *img, int size, int crop_shorter)
+flava_status flava_image_transform(float *out, const flava_image *img,
+                                   const flava_image_spec *spec)
 {
-    if (size <= 0 || !img->rgb)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "preprocess: no image or output size %d", size);
+    const int size = spec->resize, crop = spec->crop;
+    if (size <= 0 || crop <= 0 || crop > size || !img->rgb)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "preprocess: no image, or resize %d and crop %d not "
+                           "0 < crop <= resize", size, crop);
     int w = size, h = size;
-    if (crop_shorter) {
+    if (spec->shorter_side) {
         /* integer arithmetic as HF's get_resize_output_image_size: int(size * long / short) */
         if (img->width <= img->height)
             h = (int)((double)size * img->height / img->width);
@@ -478,12 +491,21 @@ flava_status flava_image_preprocess(float *out, const flava_image *img, int size
     uint8_t *resized;
     FLAVA_TRY(flava_alloc((void **)&resized, (size_t)w * h * 3, "resized image"));
     flava_status s = flava_image_resize(resized, w, h, img->rgb, img->width, img->height, 3,
-                                        FLAVA_RESAMPLE_BICUBIC);
+                                        spec->filter);
+    /* HF's center_crop: top = (h - crop) // 2, left likewise */
     if (s == FLAVA_OK)
-        to_chw(out, resized, w, (w - size) / 2, (h - size) / 2, size, flava_image_mean,
-               flava_image_std, 1.0f, 0.0f);
+        to_chw(out, resized, w, (w - crop) / 2, (h - crop) / 2, crop, spec->mean, spec->std,
+               1.0f, 0.0f);
     flava_free(resized);
     return s;
+}
+
+flava_status flava_image_preprocess(float *out, const flava_image *img, int size, int crop_shorter)
+{
+    flava_image_spec spec = {size, size, crop_shorter, FLAVA_RESAMPLE_BICUBIC, {0}, {0}};
+    memcpy(spec.mean, flava_image_mean, sizeof spec.mean);
+    memcpy(spec.std, flava_image_std, sizeof spec.std);
+    return flava_image_transform(out, img, &spec);
 }
 
 flava_status flava_image_codebook(float *out, const flava_image *img, int size)

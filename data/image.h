@@ -17,7 +17,18 @@ typedef struct flava_image {
 typedef enum flava_resample {
     FLAVA_RESAMPLE_BICUBIC, /* PIL.Image.BICUBIC (a = -0.5, support 2) */
     FLAVA_RESAMPLE_LANCZOS, /* PIL.Image.LANCZOS (support 3) */
+    FLAVA_RESAMPLE_BILINEAR, /* PIL.Image.BILINEAR (triangle, support 1) */
 } flava_resample;
+
+/* An image processor's pipeline as HF's run it: resize (both sides to
+ * `resize`, or the shorter side to it keeping the aspect), centre crop to
+ * crop x crop, x/255, (x - mean)/std. */
+typedef struct flava_image_spec {
+    int resize, crop;
+    int shorter_side;
+    flava_resample filter;
+    float mean[3], std[3];
+} flava_image_spec;
 
 /* HF FlavaImageProcessor's defaults. */
 #define FLAVA_IMAGE_SIZE 224
@@ -48,6 +59,9 @@ flava_status flava_image_resize(uint8_t *out, int out_w, int out_h, const uint8_
  * side int(size*long/short)) and the centre size x size is cropped. */
 flava_status flava_image_preprocess(float *out, const flava_image *img, int size, int crop_shorter);
 
+/* pixel_values out [3, spec->crop, spec->crop] by spec. */
+flava_status flava_image_transform(float *out, const flava_image *img,
+                                   const flava_image_spec *spec);
 /* codebook_pixel_values: out [3, size, size], LANCZOS resize, x/255 mapped to
  * 0.8x + 0.1 (the DALL-E dVAE input range). */
 flava_status flava_image_codebook(float *out, const flava_image *img, int size);

@@ -138,8 +138,11 @@ static flava_status fill_sample(flava_batch *b, int i, const flava_loader *l, lo
         int S = l->o.image_size, C = l->o.codebook_size;
         flava_status s = load_image(&img, l, k);
         if (s == FLAVA_OK)
-            s = flava_image_preprocess(b->pixel_values + (size_t)i * 3 * S * S, &img, S,
-                                       l->o.crop_shorter);
+            s = l->o.image_spec
+                    ? flava_image_transform(b->pixel_values + (size_t)i * 3 * S * S, &img,
+                                            l->o.image_spec)
+                    : flava_image_preprocess(b->pixel_values + (size_t)i * 3 * S * S, &img, S,
+                                             l->o.crop_shorter);
         if (s == FLAVA_OK && C)
             s = flava_image_codebook(b->codebook_pixel_values + (size_t)i * 3 * C * C, &img, C);
         flava_image_free(&img);
@@ -283,6 +286,9 @@ static flava_status check_opts(const flava_loader_source *src, const flava_text_
     if (o->image_size && !src->idx && !src->pairs && !src->vqa)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: image_size %d but the source has no images",
                            o->image_size);
+    if (o->image_spec && o->image_spec->crop != o->image_size)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: the image spec crops to %d, image_size is %d",
+                           o->image_spec->crop, o->image_size);
     if (o->codebook_size && !o->image_size)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: codebook_size needs image_size");
     if (o->max_text_len && src->idx)

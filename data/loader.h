@@ -15,6 +15,7 @@
 #include "batch.h"
 #include "glue.h"
 #include "idx.h"
+#include "image.h"
 #include "imagetext.h"
 #include "status.h"
 #include "vqa.h"
@@ -34,6 +35,9 @@ typedef struct flava_loader_opts {
     int image_size;    /* pixel_values side (224); 0: no pixel_values */
     int codebook_size; /* codebook_pixel_values side (112); 0: none */
     int crop_shorter;  /* resize the shorter side and centre-crop (else squash) */
+    /* A model family's own preprocessing (its crop must be image_size);
+     * NULL: BICUBIC, squash or crop_shorter, CLIP's mean and std. */
+    const flava_image_spec *image_spec;
     int max_text_len;  /* T of input_ids; 0: no text */
     int shuffle;       /* 0: file order every epoch */
     int drop_last;     /* 1: skip the last partial batch of an epoch */

@@ -202,13 +202,13 @@ static flava_status check_known(const char *full, const flava_family_overrides *
     return s;
 }
 
-static void fill_image(flava_family_image *o, int resize, int crop, int shorter, int bilinear,
-                       const float *mean, const float *std)
+static void fill_image(flava_image_spec *o, int resize, int crop, int shorter,
+                       flava_resample filter, const float *mean, const float *std)
 {
     o->resize = resize;
     o->crop = crop;
     o->shorter_side = shorter;
-    o->bilinear = bilinear;
+    o->filter = filter;
     memcpy(o->mean, mean, sizeof o->mean);
     memcpy(o->std, std, sizeof o->std);
 }
@@ -229,10 +229,10 @@ static const flava_head_id flava_pretrain_heads[] = {
     FLAVA_HEAD_MIM,         FLAVA_HEAD_MLM,       FLAVA_HEAD_ITM,
     FLAVA_HEAD_CONTRASTIVE, FLAVA_HEAD_MMM_IMAGE, FLAVA_HEAD_MMM_TEXT};
 
-static void flava_image_spec(flava_family_image *o, int size)
+static void flava_preprocessing(flava_image_spec *o, int size)
 {
     /* FlavaImageProcessor: squash bicubic to size x size */
-    fill_image(o, size, size, 0, 0, flava_image_mean, flava_image_std);
+    fill_image(o, size, size, 0, FLAVA_RESAMPLE_BICUBIC, flava_image_mean, flava_image_std);
 }
 
 static void flava_fill(flava_family_model *fm)
@@ -410,7 +410,7 @@ static const flava_family_ops family_flava = {
     .text = FLAVA_FAMILY_TEXT_WORDPIECE,
     .pretrain_heads = flava_pretrain_heads,
     .n_pretrain_heads = (int)(sizeof flava_pretrain_heads / sizeof *flava_pretrain_heads),
-    .image = flava_image_spec,
+    .image = flava_preprocessing,
     .create = flava_create,
     .destroy = flava_destroy,
     .fill = flava_fill,
@@ -433,10 +433,10 @@ static const flava_family_ops family_flava = {
 static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-static void clip_image_spec(flava_family_image *o, int size)
+static void clip_preprocessing(flava_image_spec *o, int size)
 {
     /* CLIPImageProcessor: shorter side bicubic to size, centre crop */
-    fill_image(o, size, size, 1, 0, clip_mean, clip_std);
+    fill_image(o, size, size, 1, FLAVA_RESAMPLE_BICUBIC, clip_mean, clip_std);
 }
 
 static void clip_fill(flava_family_model *fm)
@@ -633,7 +633,7 @@ static const flava_family_ops family_clip = {
     .text = FLAVA_FAMILY_TEXT_CLIP_BPE,
     .pretrain_heads = contrastive_head,
     .n_pretrain_heads = 1,
-    .image = clip_image_spec,
+    .image = clip_preprocessing,
     .create = clip_create,
     .destroy = clip_destroy,
     .fill = clip_fill,
@@ -653,13 +653,14 @@ static const flava_family_ops family_clip = {
 
 /* ================================================================ ALIGN */
 
-static void align_image_spec(flava_family_image *o, int size)
+static void align_preprocessing(flava_image_spec *o, int size)
 {
     /* kakaobrain/align-base's EfficientNetImageProcessor: squash BILINEAR
      * to 346 x 346, centre crop 289, x/127.5 - 1 (= mean 0.5, std 0.5 on
      * x/255), no normalisation; the same ratio for other sizes */
     static const float half[3] = {0.5f, 0.5f, 0.5f};
-    fill_image(o, (int)lround(size * 346.0 / 289.0), size, 0, 1, half, half);
+    fill_image(o, (int)lround(size * 346.0 / 289.0), size, 0, FLAVA_RESAMPLE_BILINEAR, half,
+               half);
 }
 
 static void align_fill(flava_family_model *fm)
@@ -798,7 +799,7 @@ static const flava_family_ops family_align = {
     .text = FLAVA_FAMILY_TEXT_WORDPIECE,
     .pretrain_heads = contrastive_head,
     .n_pretrain_heads = 1,
-    .image = align_image_spec,
+    .image = align_preprocessing,
     .create = align_create,
     .destroy = align_destroy,
     .fill = align_fill,

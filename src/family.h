@@ -21,6 +21,7 @@
 
 #include "batch.h"
 #include "ctx.h"
+#include "image.h"
 #include "model.h"
 #include "params.h"
 #include "status.h"
@@ -37,15 +38,6 @@ typedef enum flava_family_text {
     FLAVA_FAMILY_TEXT_WORDPIECE, /* BERT uncased vocab.txt: FLAVA, ALIGN */
     FLAVA_FAMILY_TEXT_CLIP_BPE,  /* CLIP byte-level BPE (vocab.json + merges.txt), 77 ids */
 } flava_family_text;
-
-/* The image preprocessing of a family's HF image processor. */
-typedef struct flava_family_image {
-    int resize;       /* side the image is first resized to */
-    int crop;         /* side of the centre crop (== resize: none) */
-    int shorter_side; /* 1: resize the shorter side (aspect kept); 0: squash to resize x resize */
-    int bilinear;     /* 1: PIL BILINEAR, 0: PIL BICUBIC */
-    float mean[3], std[3]; /* after x/255 */
-} flava_family_image;
 
 typedef struct flava_family_ops flava_family_ops;
 
@@ -86,8 +78,9 @@ struct flava_family_ops {
      * FLAVA's six, the contrastive one for the dual encoders. */
     const flava_head_id *pretrain_heads;
     int n_pretrain_heads;
-    /* The preprocessing for a model whose pixel_values are `size` wide. */
-    void (*image)(flava_family_image *out, int size);
+    /* The preprocessing of its HF image processor for a model whose
+     * pixel_values are `size` wide. */
+    void (*image)(flava_image_spec *out, int size);
     /* Creates the model: config = HF defaults, or the checkpoint's when
      * checkpoint is set, then the overrides on top (an unknown key is an
      * error); weights HF-initialised from seed, then the checkpoint's

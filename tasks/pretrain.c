@@ -95,7 +95,8 @@ typedef struct pretrain {
     flava_mlm_config mlm;
     flava_mim_config mim;
     double itm_neg;
-    int T, S, P, prefetch, crop_shorter;
+    int T, S, P, prefetch;
+    flava_image_spec spec; /* the family's preprocessing */
     flava_kmeans *km; /* NULL when the model has its dVAE codebook */
     uint64_t seed;
     /* the batch handed to the model: the loader's images, its texts in
@@ -237,7 +238,7 @@ static flava_loader_opts loader_opts(const pretrain *p, const source *s, long fi
         .batch_size = p->tc.batch_size,
         .image_size = s->kind != KIND_TEXT ? p->S : 0,
         .codebook_size = s->kind != KIND_TEXT && p->m && p->m->codebook ? 112 : 0,
-        .crop_shorter = p->crop_shorter,
+        .image_spec = s->kind != KIND_TEXT ? &p->spec : NULL,
         .max_text_len = s->kind != KIND_IDX ? p->T : 0,
         .shuffle = 1,
         .drop_last = 1,
@@ -562,9 +563,7 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "kmeans_images", &kmeans_images));
     FLAVA_TRY(flava_cfg_get_int(cfg, "pretrain", "kmeans_iters", &kmeans_iters));
     p->S = p->fm.image_size;
-    flava_family_image spec;
-    ops->image(&spec, p->S);
-    p->crop_shorter = spec.shorter_side;
+    ops->image(&p->spec, p->S);
     const int grid = p->fm.image_size / p->fm.patch_size;
     p->P = grid * grid;
     p->mim = flava_mim_default_config(grid, grid);

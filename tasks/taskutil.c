@@ -115,13 +115,13 @@ static flava_loader_opts eval_opts(const flava_run *run, int batch_size, int ima
                                .seed = run->seed};
 }
 
-flava_loader_opts flava_task_eval_opts(const flava_run *run, const flava_family_model *fm,
-                                       int batch_size, int max_text_len)
+flava_loader_opts flava_task_eval_opts(flava_image_spec *spec, const flava_run *run,
+                                       const flava_family_model *fm, int batch_size,
+                                       int max_text_len)
 {
     flava_loader_opts o = eval_opts(run, batch_size, fm->image_size, max_text_len);
-    flava_family_image spec;
-    fm->ops->image(&spec, fm->image_size);
-    o.crop_shorter = spec.shorter_side;
+    fm->ops->image(spec, fm->image_size);
+    o.image_spec = spec;
     return o;
 }
 
@@ -131,9 +131,13 @@ flava_status flava_task_features(float **out, long *n, flava_run *run, flava_fam
 {
     const int text = f == FLAVA_FEATURE_TEXT_EMBED;
     const int dim = flava_task_feature_dim(fm, f);
-    flava_loader_opts o = flava_task_eval_opts(run, fm, batch_size, text ? max_text_len : 0);
-    if (text)
+    flava_image_spec spec;
+    flava_loader_opts o = flava_task_eval_opts(&spec, run, fm, batch_size,
+                                               text ? max_text_len : 0);
+    if (text) {
         o.image_size = 0;
+        o.image_spec = NULL;
+    }
     flava_loader *l;
     FLAVA_TRY(flava_loader_open(&l, src, text ? enc : NULL, &o));
     const long batches = flava_loader_batches_per_epoch(l);

@@ -27,10 +27,11 @@ flava_status flava_task_tokenizer(flava_tokenizer **tok, flava_text_encoder *enc
                                   int vocab_size);
 
 /* The loader options of an evaluation pass over a model's images: its
- * pixel_values side and its family's resize (squash or shorter side and
- * centre crop). */
-flava_loader_opts flava_task_eval_opts(const flava_run *run, const flava_family_model *fm,
-                                       int batch_size, int max_text_len);
+ * pixel_values side and its family's preprocessing (in *spec, which must
+ * outlive the loader). */
+flava_loader_opts flava_task_eval_opts(flava_image_spec *spec, const flava_run *run,
+                                       const flava_family_model *fm, int batch_size,
+                                       int max_text_len);
 
 /* The non-empty lines of a text file (trailing CR/LF removed): *lines[*n],
  * each and the array malloc'ed (flava_task_free_lines). An empty file is an

@@ -1,7 +1,8 @@
 /* check_family.c - the family interface: the registry and checkpoint
  * detection, each family's normalised embeddings and contrastive forward
  * against the PyTorch fixtures (CLIP: clip_tiny_*, ALIGN: align_tiny_*),
- * CLIP's logit_scale clamp, the preprocessing each family declares, config
+ * CLIP's logit_scale clamp, the preprocessing each family declares (and
+ * what it makes of a real image against PIL), config
  * overrides as HF JSON (and misspelt keys refused), the CLIP BPE behind the
  * tokenizer interface against the tokenizer's own fixture, and a training
  * run of the shared loop on CLIP that lowers the loss. */
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "family.h"
+#include "image.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -196,19 +198,50 @@ END_TEST
 
 START_TEST(test_image_specs)
 {
-    flava_family_image s;
+    flava_image_spec s;
     flava_families[FLAVA_FAMILY_FLAVA]->image(&s, 224);
-    ck_assert(s.resize == 224 && s.crop == 224 && !s.shorter_side && !s.bilinear);
+    ck_assert(s.resize == 224 && s.crop == 224 && !s.shorter_side &&
+              s.filter == FLAVA_RESAMPLE_BICUBIC);
     ck_assert_float_eq_tol(s.mean[0], 0.48145466f, 1e-7);
     flava_families[FLAVA_FAMILY_CLIP]->image(&s, 224);
-    ck_assert(s.resize == 224 && s.crop == 224 && s.shorter_side && !s.bilinear);
+    ck_assert(s.resize == 224 && s.crop == 224 && s.shorter_side &&
+              s.filter == FLAVA_RESAMPLE_BICUBIC);
     ck_assert_float_eq_tol(s.std[2], 0.27577711f, 1e-7);
     /* kakaobrain/align-base: 346 squash bilinear, crop 289, [-1, 1] */
     flava_families[FLAVA_FAMILY_ALIGN]->image(&s, 289);
-    ck_assert(s.resize == 346 && s.crop == 289 && !s.shorter_side && s.bilinear);
+    ck_assert(s.resize == 346 && s.crop == 289 && !s.shorter_side &&
+              s.filter == FLAVA_RESAMPLE_BILINEAR);
     ck_assert(s.mean[1] == 0.5f && s.std[1] == 0.5f);
     ck_assert_int_eq(flava_families[FLAVA_FAMILY_CLIP]->text, FLAVA_FAMILY_TEXT_CLIP_BPE);
     ck_assert_int_eq(flava_families[FLAVA_FAMILY_ALIGN]->text, FLAVA_FAMILY_TEXT_WORDPIECE);
+}
+END_TEST
+
+/* Each family's preprocessing of a real image gives what PIL and numpy
+ * make by its HF processor's steps (tests/reference/family_fixtures.py). */
+START_TEST(test_preprocessing_matches_pil)
+{
+    char p[4096];
+    flava_image img;
+    OK(flava_image_read(&img, fx(p, sizeof p, "image/rgb320x256.png")));
+    flava_st *st;
+    OK(flava_st_read(&st, fx(p, sizeof p, "family_preprocess.safetensors")));
+    enum { S = 28 };
+    float out[3 * S * S];
+    for (int i = 0; i < FLAVA_NUM_FAMILIES; i++) {
+        flava_image_spec spec;
+        flava_families[i]->image(&spec, S);
+        OK(flava_image_transform(out, &img, &spec));
+        int64_t n;
+        double *want = ref(st, flava_families[i]->name, &n);
+        ck_assert_int_eq(n, 3 * S * S);
+        ck_assert_close(out, want, n, 1e-5, 1e-5, flava_families[i]->name);
+        free(want);
+    }
+    flava_image_spec bad = {20, 28, 0, FLAVA_RESAMPLE_BILINEAR, {0}, {1, 1, 1}};
+    ck_assert_int_eq(flava_image_transform(out, &img, &bad), FLAVA_ERR_ARG);
+    flava_st_free(st);
+    flava_image_free(&img);
 }
 END_TEST
 
@@ -376,6 +409,7 @@ static Suite *make_family_suite(void)
     tcase_add_test(tc, test_align_embeddings);
     tcase_add_test(tc, test_clip_clamp_and_features);
     tcase_add_test(tc, test_image_specs);
+    tcase_add_test(tc, test_preprocessing_matches_pil);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_clip_bpe_tokenizer);
     tcase_add_test(tc, test_loop_trains_clip);
