@@ -1,14 +1,33 @@
 /* cmd_info.c - `flava info FILE`: what a safetensors file holds. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "family.h"
 #include "safetensors.h"
 
 static const char info_usage[] =
     "usage: flava info FILE.safetensors\n"
-    "Lists the metadata and every tensor (name, dtype, shape, elements),\n"
-    "then the total number of elements (parameters) and data bytes.\n";
+    "Lists the metadata, the model family of a checkpoint (its config's\n"
+    "model_type: flava, clip or align), every tensor (name, dtype, shape,\n"
+    "elements), then the total number of elements (parameters) and data bytes.\n";
+
+/* "family: NAME" when the metadata config names a model_type. */
+static void print_family(const flava_st *st)
+{
+    const char *config = flava_st_meta(st, "config");
+    cJSON *root = config ? cJSON_Parse(config) : NULL;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (cJSON_IsString(type)) {
+        const flava_family_ops *ops;
+        if (flava_family_find(&ops, type->valuestring) == FLAVA_OK)
+            printf("family: %s\n", ops->name);
+        else
+            printf("family: none of flava, clip, align (model_type %s)\n", type->valuestring);
+    }
+    cJSON_Delete(root);
+}
 
 flava_status flava_cmd_info(int argc, char **argv)
 {
@@ -27,6 +46,7 @@ flava_status flava_cmd_info(int argc, char **argv)
         const flava_st_kv *kv = flava_st_meta_get(st, i);
         printf("  %s = %s\n", kv->key, kv->value);
     }
+    print_family(st);
     int n = flava_st_count(st);
     int width = 4;
     for (int i = 0; i < n; i++) {

@@ -40,8 +40,8 @@ for fam in clip align; do
     fail "$fam: no contrastive loss in metrics.jsonl"
   grep -q '"loss_info.mlm"' "$dir/$fam/metrics.jsonl" && fail "$fam: a FLAVA head ran"
   falls "$dir/$fam" 0.9 || fail "$fam: the loss did not fall"
-  "$flava" info "$dir/$fam/checkpoints/final.safetensors" | grep -q "model_type.*$fam" ||
-    fail "$fam: the checkpoint's config is not a $fam config"
+  "$flava" info "$dir/$fam/checkpoints/final.safetensors" | grep -q "^family: $fam$" ||
+    fail "$fam: flava info does not name the family"
 
   # zero-shot by the same eval config as FLAVA's; the family comes from
   # the checkpoint
