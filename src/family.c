@@ -768,8 +768,8 @@ static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flav
                                    .W = b->image_size, .pixel_values = b->pixel_values,
                                    .input_ids = b->input_ids, .attention_mask = b->attention_mask,
                                    .token_type_ids = b->token_type_ids};
-    /* one dropout stream per training forward */
-    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, train ? ++fm->steps : 0));
+    const uint64_t dropout_seed = train ? (fm->seed << 32) ^ ++fm->steps : 0;
+    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, dropout_seed));
     contrastive_only(fm, m->loss);
     return FLAVA_OK;
 }
@@ -860,6 +860,7 @@ flava_status flava_family_create(flava_family_model *fm, const flava_family_ops 
 {
     memset(fm, 0, sizeof *fm);
     fm->ops = ops;
+    fm->seed = seed;
     flava_status s = ops->create(fm, checkpoint, ov, heads, partial, seed);
     if (s != FLAVA_OK)
         flava_family_destroy(fm);

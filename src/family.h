@@ -48,15 +48,12 @@ typedef struct flava_family_overrides {
     const char *const *wheres; /* where each was set, for errors (may be NULL) */
     int n;
 } flava_family_overrides;
-struct flava_output;
-struct flava_head_set;
-struct flava_config;
 
 typedef struct flava_family_model {
     const flava_family_ops *ops;
     void *impl; /* flava_model, flava_clip or flava_align */
     const flava_param_table *table;
-    float *params, *grads; /* grads NULL until flava_family_alloc_grads */
+    float *params, *grads; /* grads NULL until ops->alloc_grads */
     int embed_dim;         /* width of the normalised embeddings */
     int feature_dim;       /* width of the image features (linear probe) */
     int image_size;        /* pixel_values side the model takes */
@@ -68,7 +65,10 @@ typedef struct flava_family_model {
      * dual encoders: the contrastive one) */
     float head_loss[FLAVA_NUM_HEADS];
     int head_ran[FLAVA_NUM_HEADS];
-    uint64_t steps;        /* training forwards so far (ALIGN's dropout stream) */
+    /* ALIGN's dropout masks of a training forward come from (seed, steps):
+     * create sets seed, each training forward counts steps, and the
+     * training loop sets steps when it resumes */
+    uint64_t seed, steps;
 } flava_family_model;
 
 struct flava_family_ops {
@@ -88,7 +88,7 @@ struct flava_family_ops {
      * and loss weights (NULL: its pretraining heads); the dual encoders
      * have their contrastive loss only and ignore it. */
     flava_status (*create)(flava_family_model *fm, const char *checkpoint,
-                           const flava_family_overrides *ov, const struct flava_head_set *heads,
+                           const flava_family_overrides *ov, const flava_head_set *heads,
                            int partial, uint64_t seed);
     void (*destroy)(flava_family_model *fm);
     /* Refreshes fm's view (table, blocks, widths) of fm->impl. */
@@ -121,11 +121,11 @@ struct flava_family_ops {
      * image_embeds, logits_per_image, logits_per_text, loss; FLAVA: its
      * FlavaForPreTrainingOutput fields): fills out[FLAVA_MAX_OUTPUTS] and
      * returns how many. */
-    int (*outputs)(flava_family_model *fm, struct flava_output *out);
+    int (*outputs)(flava_family_model *fm, flava_output *out);
     /* The FLAVA config whose image geometry (image_size, patch_size,
      * num_channels) the batch reader checks inputs against: FLAVA's own,
      * the defaults with the tower's image geometry for the others. */
-    void (*input_config)(const flava_family_model *fm, struct flava_config *c);
+    void (*input_config)(const flava_family_model *fm, flava_config *c);
     /* After each optimizer step (CLIP clamps logit_scale); may be NULL. */
     void (*after_step)(flava_family_model *fm);
     /* Floating-point operations of a training step on b (forward x 3),
@@ -144,9 +144,9 @@ flava_status flava_family_of_checkpoint(const flava_family_ops **ops, const char
 /* ops->create, and the free of what it made. */
 flava_status flava_family_create(flava_family_model *fm, const flava_family_ops *ops,
                                  const char *checkpoint, const flava_family_overrides *ov,
-                                 const struct flava_head_set *heads, int partial, uint64_t seed);
+                                 const flava_head_set *heads, int partial, uint64_t seed);
 /* The contrastive-only head set: what encoding with FLAVA needs. */
-extern const struct flava_head_set flava_family_contrastive_heads;
+extern const flava_head_set flava_family_contrastive_heads;
 void flava_family_destroy(flava_family_model *fm);
 /* A view of a model made elsewhere (impl stays the caller's: do not
  * destroy fm). */

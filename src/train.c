@@ -472,6 +472,7 @@ static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
     int64_t start = 0;
     if (run->resume)
         FLAVA_TRY(restore(run, m, o, &start));
+    m->steps = (uint64_t)start * (uint64_t)tc->grad_accum; /* forwards before `start` */
     run->log.first_step = (long)start;
     run->log.total_steps = (long)tc->steps;
     FLAVA_TRY(task->seek(task->self, start));

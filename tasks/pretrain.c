@@ -578,8 +578,8 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
         FLAVA_TRY(kmeans_codebook(p, kmeans_images, kmeans_iters));
     }
     flava_runlog_printf(&run->log, "pretrain: %s, %zu parameters, %d sources, %lld steps of "
-                        "%d x %d", ops->name, p->fm.table->total, p->nsrc, (long long)p->tc.steps, p->tc.grad_accum,
-                        p->tc.batch_size);
+                        "%d x %d", ops->name, p->fm.table->total, p->nsrc, (long long)p->tc.steps,
+                        p->tc.grad_accum, p->tc.batch_size);
     const flava_train_task task = {p, seek, next, NULL};
     flava_train_result res;
     FLAVA_TRY(flava_train(run, &p->fm, &p->tc, &task, &res));

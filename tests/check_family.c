@@ -91,7 +91,8 @@ static void check_embeddings(const char *family, const char *model, const char *
     flava_ctx *ctx;
     OK(flava_ctx_create(&ctx, FLAVA_PRECISION_F32));
     const int B = b.B, D = fm.embed_dim;
-    float *img = malloc(sizeof(float) * (size_t)B * D), *txt = malloc(sizeof(float) * (size_t)B * D);
+    float *img = malloc(sizeof(float) * (size_t)B * D);
+    float *txt = malloc(sizeof(float) * (size_t)B * D);
     OK(ops->encode_images(ctx, &fm, img, b.pixel_values, B));
     OK(ops->encode_texts(ctx, &fm, txt, b.input_ids, b.attention_mask, b.token_type_ids, B, b.T));
     int64_t n;

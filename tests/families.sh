@@ -4,21 +4,7 @@
 # falls), are evaluated zero-shot on Fashion-MNIST items by the same
 # `flava eval` config as FLAVA's, resume, and `flava forward` reproduces the
 # PyTorch fixtures of both families.
-set -eu
-flava="${FLAVA_BUILDDIR:-.}/flava"
-src="${FLAVA_SRCDIR:-..}"
-fm=/usr/share/datasets/fashion-mnist
-[ -f "$fm/t10k-images-idx3-ubyte.gz" ] || { echo "SKIP: no Fashion-MNIST in $fm"; exit 77; }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/families.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-fx="$src/tests/fixtures"
-
-"$flava" data scenes --train 64 --test 0 --seed 5 --out "$dir/scenes" > /dev/null
-# ALIGN's WordPiece vocabulary: the specials and every caption word
-{ printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n-\n/\n,\n'
-  tail -n +2 "$dir/scenes/train/captions.tsv" | cut -f2 | tr 'A-Z' 'a-z' | tr -c 'a-z\n' '\n' |
-    grep . | sort -u; } > "$dir/vocab.txt"
+. "${FLAVA_SRCDIR:-..}/tests/families_data.sh"
 
 # mean loss of the first and the last five steps of RUN; the second must be
 # below `ratio` times the first
@@ -30,7 +16,7 @@ falls() {
 }
 
 for fam in clip align; do
-  tok="$src/tests/fixtures/clip_bpe"
+  tok="$bpe"
   [ $fam = align ] && tok="$dir/vocab.txt"
   "$flava" pretrain -c "$src/configs/tiny-$fam.cfg" -s run.dir="$dir/$fam" \
     -s data.scenes.path="$dir/scenes/train/captions.tsv" -s pretrain.tokenizer="$tok" \
@@ -45,24 +31,9 @@ for fam in clip align; do
 
   # zero-shot by the same eval config as FLAVA's; the family comes from
   # the checkpoint
-  cat > "$dir/zs-$fam.cfg" <<CFG
-[run]
-task = zeroshot
-dir = $dir/zs-$fam
-threads = 2
-[model]
-checkpoint = $dir/$fam/checkpoints/final.safetensors
-[zeroshot]
-tokenizer = $tok
-classes = $dir/scenes/train/classes.txt
-templates = a {} in the top left., a {} in the bottom right.
-images = $fm/t10k-images-idx3-ubyte.gz
-labels = $fm/t10k-labels-idx1-ubyte.gz
-limit = 200
-max_text_len = 32
-batch_size = 50
-CFG
-  "$flava" eval -c "$dir/zs-$fam.cfg" 2> "$dir/err" || { cat "$dir/err"; fail "$fam zero-shot"; }
+  "$flava" eval -c "$dir/zeroshot.cfg" -s run.dir="$dir/zs-$fam" -s zeroshot.tokenizer="$tok" \
+    -s model.checkpoint="$dir/$fam/checkpoints/final.safetensors" 2> "$dir/err" ||
+    { cat "$dir/err"; fail "$fam zero-shot"; }
   grep -o '"accuracy":[[:space:]]*[0-9.e-]*' "$dir/zs-$fam/results.json" | sed "s/^/$fam zero-shot /"
   grep -q '"images":[[:space:]]*200' "$dir/zs-$fam/results.json" || fail "$fam zero-shot images"
 done
@@ -76,7 +47,7 @@ run_clip() {
   rd=$1
   shift
   "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/$rd" -s train.steps=24 \
-    -s data.scenes.path="$dir/scenes/train/captions.tsv" -s pretrain.tokenizer="$fx/clip_bpe" "$@"
+    -s data.scenes.path="$dir/scenes/train/captions.tsv" -s pretrain.tokenizer="$bpe" "$@"
 }
 run_clip r1 -s train.stop_after=12 2> /dev/null || fail "CLIP stop_after"
 run_clip r1 --resume 2> /dev/null || fail "CLIP --resume"
@@ -87,10 +58,12 @@ done
 cmp -s "$dir/r1.last" "$dir/r2.last" || fail "the resumed CLIP run differs: $(cat "$dir/r1.last" "$dir/r2.last")"
 
 # a family the checkpoint is not; an unknown family; a misspelt key
-if "$flava" eval -c "$dir/zs-clip.cfg" -s model.family=align 2> "$dir/err"; then
+zs_clip() { "$flava" eval -c "$dir/zeroshot.cfg" -s run.dir="$dir/zs-x" -s zeroshot.tokenizer="$bpe" \
+  -s model.checkpoint="$dir/clip/checkpoints/final.safetensors" "$@"; }
+if zs_clip -s model.family=align 2> "$dir/err"; then
   fail "a CLIP checkpoint ran as ALIGN"; fi
 grep -q "is a clip model" "$dir/err" || fail "mismatch message: $(cat "$dir/err")"
-if "$flava" eval -c "$dir/zs-clip.cfg" -s model.family=bert 2> "$dir/err"; then
+if zs_clip -s model.family=bert 2> "$dir/err"; then
   fail "an unknown family ran"; fi
 grep -q "expected flava, clip or align" "$dir/err" || fail "unknown family message: $(cat "$dir/err")"
 if "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/bad2" \
