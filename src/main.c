@@ -11,6 +11,7 @@ static const flava_command commands[] = {
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
+    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,182 @@
+/* contrastive.c - FLAVA's global contrastive loss: the unmasked passes'
+ * final CLS states through flava.image_projection / flava.text_projection,
+ * L2-normalised, logits = exp(flava.logit_scale) * image·text, loss = (CE
+ * over each image's texts + CE over each text's images) / 2. With ITM
+ * negatives in the batch only the positive pairs' rows count (all columns
+ * stay), as HF does. The parameters belong to the base model. */
+#include <math.h>
+#include <string.h>
+
+#include "heads.h"
+#include "ops.h"
+
+static size_t con_mem(const flava_config *c, int B, int T, int P)
+{
+    (void)T, (void)P;
+    const size_t Ci = c->image.enc.hidden_size, Ct = c->text.enc.hidden_size,
+                 D = c->projection_dim, b = B;
+    return 2 * b * (Ci + Ct) + 8 * b * D + 2 * b + 9 * b * b;
+}
+
+static int con_rows(const flava_config *c, int B, int T, int P)
+{
+    (void)c, (void)T, (void)P;
+    return 2 * B;
+}
+
+static int con_applies(const flava_head_io *io) { return io->image.h && io->text.h; }
+
+struct layout {
+    float *icls, *tcls, *dicls, *dtcls, *ip, *tp, *in, *tn, *dip, *dtp, *din, *dtn;
+    float *inorm, *tnorm, *dot, *li, *lt, *pi, *pt, *gi, *gt, *oi, *ot;
+};
+
+static struct layout carve(float *p, int B, int Ci, int Ct, int D)
+{
+    struct layout l;
+    const size_t b = B, bd = b * D;
+    l.icls = p, p += b * Ci;
+    l.dicls = p, p += b * Ci;
+    l.tcls = p, p += b * Ct;
+    l.dtcls = p, p += b * Ct;
+    l.ip = p, p += bd;
+    l.tp = p, p += bd;
+    l.in = p, p += bd;
+    l.tn = p, p += bd;
+    l.dip = p, p += bd;
+    l.dtp = p, p += bd;
+    l.din = p, p += bd;
+    l.dtn = p, p += bd;
+    l.inorm = p, p += b;
+    l.tnorm = p, p += b;
+    l.dot = p, p += b * b;
+    l.li = p, p += b * b;
+    l.lt = p, p += b * b;
+    l.pi = p, p += b * b;
+    l.pt = p, p += b * b;
+    l.gi = p, p += b * b;
+    l.gt = p, p += b * b;
+    l.oi = p, p += b * b;
+    l.ot = p;
+    return l;
+}
+
+struct con_params {
+    float *iw, *ib, *tw, *tb, *scale, *giw, *gib, *gtw, *gtb, *gscale;
+};
+
+static struct con_params find_params(const flava_head_io *io)
+{
+    struct con_params p;
+    p.iw = flava_model_param(io->model, "flava.image_projection.weight", &p.giw);
+    p.ib = flava_model_param(io->model, "flava.image_projection.bias", &p.gib);
+    p.tw = flava_model_param(io->model, "flava.text_projection.weight", &p.gtw);
+    p.tb = flava_model_param(io->model, "flava.text_projection.bias", &p.gtb);
+    p.scale = flava_model_param(io->model, "flava.logit_scale", &p.gscale);
+    return p;
+}
+
+static flava_status con_forward(flava_head_state *st, const flava_head_io *io)
+{
+    const int B = io->image.B, Ci = io->image.C, Ct = io->text.C;
+    const int D = io->model->cfg.projection_dim;
+    struct layout l = carve(st->mem, B, Ci, Ct, D);
+    struct con_params p = find_params(io);
+    int32_t *irows = st->rows, *trows = st->rows + B;
+    for (int i = 0; i < B; i++) {
+        irows[i] = (int32_t)((size_t)i * io->image.S);
+        trows[i] = (int32_t)((size_t)i * io->text.S);
+        st->labels[i] = (!io->pos_mask || io->pos_mask[i]) ? i : -100;
+    }
+    flava_rows_gather(l.icls, io->image.h, irows, B, Ci);
+    flava_rows_gather(l.tcls, io->text.h, trows, B, Ct);
+    FLAVA_TRY(linear_forward(io->ctx, l.ip, l.icls, p.iw, p.ib, B, Ci, D));
+    FLAVA_TRY(linear_forward(io->ctx, l.tp, l.tcls, p.tw, p.tb, B, Ct, D));
+    FLAVA_TRY(l2norm_forward(l.in, l.inorm, l.ip, B, D));
+    FLAVA_TRY(l2norm_forward(l.tn, l.tnorm, l.tp, B, D));
+    FLAVA_TRY(linear_forward(io->ctx, l.dot, l.in, l.tn, NULL, B, D, B));
+    const float s = expf(*p.scale);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            l.li[i * B + j] = s * l.dot[i * B + j];
+            l.lt[j * B + i] = s * l.dot[i * B + j];
+        }
+    int ci, ct;
+    float lossi, losst;
+    FLAVA_TRY(cross_entropy_forward(&lossi, &ci, l.pi, l.li, st->labels, B, B));
+    FLAVA_TRY(cross_entropy_forward(&losst, &ct, l.pt, l.lt, st->labels, B, B));
+    st->loss = (lossi + losst) / 2;
+    st->count = ci;
+    /* outputs: the counted rows, as HF indexes them with the positive mask */
+    int n = 0;
+    st->correct = 0;
+    for (int i = 0; i < B; i++) {
+        if (st->labels[i] < 0)
+            continue;
+        memcpy(l.oi + (size_t)n * B, l.li + (size_t)i * B, (size_t)B * sizeof *l.oi);
+        memcpy(l.ot + (size_t)n * B, l.lt + (size_t)i * B, (size_t)B * sizeof *l.ot);
+        int best = 0;
+        for (int j = 1; j < B; j++)
+            if (l.li[i * B + j] > l.li[i * B + best])
+                best = j;
+        st->correct += best == i;
+        n++;
+    }
+    st->nrows = n;
+    st->ncols = B;
+    st->logits = l.oi;
+    st->logits2 = l.ot;
+    return FLAVA_OK;
+}
+
+static flava_status con_backward(flava_head_state *st, const flava_head_io *io, float dloss)
+{
+    const int B = io->image.B, Ci = io->image.C, Ct = io->text.C;
+    const int D = io->model->cfg.projection_dim;
+    if (st->count == 0)
+        return FLAVA_OK;
+    struct layout l = carve(st->mem, B, Ci, Ct, D);
+    struct con_params p = find_params(io);
+    const size_t bb = (size_t)B * B, bd = (size_t)B * D;
+    memset(l.gi, 0, bb * sizeof *l.gi);
+    memset(l.gt, 0, bb * sizeof *l.gt);
+    FLAVA_TRY(cross_entropy_backward(l.gi, dloss / 2, l.pi, st->labels, B, B));
+    FLAVA_TRY(cross_entropy_backward(l.gt, dloss / 2, l.pt, st->labels, B, B));
+    /* d logits_per_image[i][j] in total; logits = s * dot, s = exp(logit_scale) */
+    const float s = expf(*p.scale);
+    double dscale = 0;
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            float g = l.gi[i * B + j] + l.gt[j * B + i];
+            dscale += (double)g * l.li[i * B + j];
+            l.gi[i * B + j] = s * g; /* now d dot */
+        }
+    if (p.gscale)
+        *p.gscale += (float)dscale;
+    memset(l.din, 0, bd * sizeof *l.din);
+    memset(l.dtn, 0, bd * sizeof *l.dtn);
+    FLAVA_TRY(linear_backward(io->ctx, l.din, l.dtn, NULL, l.gi, l.in, l.tn, B, D, B));
+    memset(l.dip, 0, bd * sizeof *l.dip);
+    memset(l.dtp, 0, bd * sizeof *l.dtp);
+    FLAVA_TRY(l2norm_backward(l.dip, l.din, l.in, l.inorm, B, D));
+    FLAVA_TRY(l2norm_backward(l.dtp, l.dtn, l.tn, l.tnorm, B, D));
+    memset(l.dicls, 0, (size_t)B * Ci * sizeof *l.dicls);
+    memset(l.dtcls, 0, (size_t)B * Ct * sizeof *l.dtcls);
+    FLAVA_TRY(linear_backward(io->ctx, l.dicls, p.giw, p.gib, l.dip, l.icls, p.iw, B, Ci, D));
+    FLAVA_TRY(linear_backward(io->ctx, l.dtcls, p.gtw, p.gtb, l.dtp, l.tcls, p.tw, B, Ct, D));
+    flava_rows_scatter_add(io->image.dh, l.dicls, st->rows, B, Ci);
+    flava_rows_scatter_add(io->text.dh, l.dtcls, st->rows + B, B, Ct);
+    return FLAVA_OK;
+}
+
+const flava_head_ops flava_head_contrastive = {
+    .name = "global_contrastive",
+    .logits_name = "contrastive_logits_per_image",
+    .logits2_name = "contrastive_logits_per_text",
+    .declare = NULL,
+    .mem_floats = con_mem,
+    .max_rows = con_rows,
+    .applies = con_applies,
+    .forward = con_forward,
+    .backward = con_backward,
+};

@@ -1,0 +1,455 @@
+/* check_model.c - the FLAVA model against the PyTorch reference fixtures
+ * (tests/reference/make_flava_fixtures.py): every output, loss and
+ * parameter gradient of the image-text, image-only and text-only batches,
+ * 3 AdamW steps, checkpoint round trips and their error paths, and a
+ * FLAVA-full forward pass. */
+#include "testutil.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "model.h"
+#include "optim.h"
+#include "safetensors.h"
+
+static const char *fixture(char *buf, size_t n, const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/%s", name);
+    return test_path(buf, n, rel);
+}
+
+static char worst_name[256]; /* the tensor of the worst error so far */
+
+static void expect_close(const char *what, const float *a, const flava_st_tensor *t, double rtol,
+                         double floor, double *worst_seen)
+{
+    int64_t n = flava_st_numel(t);
+    float *ref = malloc((size_t)(n ? n : 1) * sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_int_eq(flava_st_to_f32(ref, t), FLAVA_OK);
+    int64_t at;
+    double w = flava_rel_error(a, ref, n, floor, &at);
+    if (w > *worst_seen) {
+        *worst_seen = w;
+        snprintf(worst_name, sizeof worst_name, "%s", t->name);
+    }
+    ck_assert_msg(w <= rtol, "%s %s: element %lld is %.9g, expected %.9g (rel err %.3g > %.1g)",
+                  what, t->name, (long long)at, (double)a[at], (double)ref[at], w, rtol);
+    free(ref);
+}
+
+static flava_model *load_tiny(flava_ctx **ctx)
+{
+    char p[4096];
+    flava_model *m;
+    flava_status s = flava_checkpoint_load(&m, fixture(p, sizeof p, "flava_tiny_model.safetensors"),
+                                           NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    /* the fixtures also carry the unmasked multimodal pass */
+    m->cfg.skip_unmasked_multimodal_encoder = 0;
+    ck_assert_int_eq(flava_ctx_create(ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    return m;
+}
+
+static void read_batch(flava_batch *b, flava_st **in, const flava_model *m, const char *name)
+{
+    char p[4096], f[128];
+    snprintf(f, sizeof f, "flava_tiny_%s_inputs.safetensors", name);
+    ck_assert_int_eq(flava_st_read(in, fixture(p, sizeof p, f)), FLAVA_OK);
+    flava_status s = flava_batch_read(b, *in, &m->cfg);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+}
+
+/* Forward (all HF outputs), then a training forward + backward; every
+ * tensor of the outputs fixture is compared. */
+static void check_batch(const char *name)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    flava_batch b;
+    flava_st *in, *ref;
+    read_batch(&b, &in, m, name);
+    char p[4096], f[128];
+    snprintf(f, sizeof f, "flava_tiny_%s_outputs.safetensors", name);
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, f)), FLAVA_OK);
+
+    flava_status s = flava_model_forward(ctx, m, &b, 0);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    flava_output out[FLAVA_MAX_OUTPUTS];
+    int n = flava_model_outputs(m, out);
+    double worst_out = 0, worst_grad = 0;
+    int compared = 0;
+    for (int i = 0; i < n; i++) {
+        const flava_st_tensor *t = flava_st_find(ref, out[i].name);
+        ck_assert_msg(t != NULL, "%s: output %s is not in the fixture", name, out[i].name);
+        int64_t numel = 1;
+        for (int d = 0; d < out[i].ndim; d++) {
+            ck_assert_msg(t->shape[d] == out[i].shape[d], "%s: %s dim %d is %lld, expected %lld",
+                          name, out[i].name, d, (long long)out[i].shape[d],
+                          (long long)t->shape[d]);
+            numel *= out[i].shape[d];
+        }
+        ck_assert_int_eq(numel, flava_st_numel(t));
+        expect_close(name, out[i].data, t, 1e-4, 0, &worst_out);
+        compared++;
+    }
+    /* every output of the fixture has a counterpart */
+    for (int i = 0; i < flava_st_count(ref); i++) {
+        const char *rn = flava_st_get(ref, i)->name;
+        if (!strncmp(rn, "grad.", 5) || !strncmp(rn, "codebook_", 9))
+            continue;
+        int found = 0;
+        for (int k = 0; k < n; k++)
+            found |= !strcmp(out[k].name, rn);
+        ck_assert_msg(found, "%s: fixture output %s not produced", name, rn);
+    }
+    const flava_st_tensor *cl = flava_st_find(ref, "codebook_labels");
+    if (cl) {
+        int32_t *want = malloc((size_t)flava_st_numel(cl) * sizeof *want);
+        ck_assert_int_eq(flava_st_to_i32(want, cl), FLAVA_OK);
+        for (int64_t i = 0; i < flava_st_numel(cl); i++)
+            ck_assert_msg(m->codebook_labels[i] == want[i], "codebook label %lld: %d, expected %d",
+                          (long long)i, m->codebook_labels[i], want[i]);
+        free(want);
+    }
+
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    flava_model_zero_grads(m);
+    s = flava_model_forward(ctx, m, &b, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    const flava_st_tensor *loss = flava_st_find(ref, "loss");
+    expect_close(name, &m->loss, loss, 1e-4, 0, &worst_out);
+    s = flava_model_backward(ctx, m, &b);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    int grads = 0;
+    worst_name[0] = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        char gname[256];
+        snprintf(gname, sizeof gname, "grad.%s", pp->name);
+        const flava_st_tensor *t = flava_st_find(ref, gname);
+        ck_assert_msg(t != NULL, "%s: no %s in the fixture", name, gname);
+        ck_assert_int_eq(flava_st_numel(t), (int64_t)pp->numel);
+        expect_close(name, m->grads + pp->offset, t, 1e-3, 1e-4, &worst_grad);
+        grads++;
+    }
+    printf("%s: %d outputs worst rel err %.3g; %d gradients worst rel err %.3g (%s)\n", name,
+           compared, worst_out, grads, worst_grad, worst_name);
+    flava_st_free(ref);
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+
+START_TEST(test_image_text_batch) { check_batch("image_text"); }
+END_TEST
+
+START_TEST(test_image_batch) { check_batch("image"); }
+END_TEST
+
+START_TEST(test_text_batch) { check_batch("text"); }
+END_TEST
+
+/* 3 AdamW steps on the image-text batch: the losses before each step and
+ * every parameter after the third. */
+START_TEST(test_adamw_three_steps)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    m->cfg.skip_unmasked_multimodal_encoder = 1;
+    flava_batch b;
+    flava_st *in, *ref;
+    read_batch(&b, &in, m, "image_text");
+    char p[4096];
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, "flava_tiny_adamw.safetensors")),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_optim(m), FLAVA_OK);
+    const flava_adamw_config cfg = FLAVA_ADAMW_DEFAULTS;
+    float losses[3];
+    for (int step = 1; step <= 3; step++) {
+        flava_model_zero_grads(m);
+        flava_status s = flava_model_forward(ctx, m, &b, 1);
+        ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+        losses[step - 1] = m->loss;
+        ck_assert_int_eq(flava_model_backward(ctx, m, &b), FLAVA_OK);
+        ck_assert_int_eq(flava_model_adamw_step(m, 1e-3, step, &cfg), FLAVA_OK);
+    }
+    double worst = 0;
+    expect_close("adamw", losses, flava_st_find(ref, "loss"), 1e-4, 0, &worst);
+    printf("adamw: losses %.6f %.6f %.6f, worst rel err %.3g\n", losses[0], losses[1],
+           losses[2], worst);
+    worst = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        char name[256];
+        snprintf(name, sizeof name, "param.%s", pp->name);
+        const flava_st_tensor *t = flava_st_find(ref, name);
+        ck_assert_msg(t != NULL, "no %s", name);
+        /* A key bias shifts every score of a query row alike: its exact
+         * gradient is 0 and both sides hold rounding noise, which Adam's
+         * m/sqrt(v) turns into steps of +-lr with arbitrary signs. */
+        if (strstr(pp->name, "attention.attention.key.bias"))
+            continue;
+        expect_close("adamw", m->params + pp->offset, t, 1e-4, 1e-2, &worst);
+    }
+    printf("adamw: parameters after 3 steps worst rel err %.3g (%s)\n", worst, worst_name);
+    flava_st_free(ref);
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+static const char *tmp_path(char *buf, size_t n, const char *name)
+{
+    const char *dir = getenv("FLAVA_BUILDDIR");
+    snprintf(buf, n, "%s/check_model_%d_%s", dir ? dir : ".", (int)getpid(), name);
+    return buf;
+}
+
+static long file_bytes(const char *path, unsigned char **data)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *data = malloc((size_t)n);
+    ck_assert_int_eq(fread(*data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return n;
+}
+
+/* save -> load -> save: identical bytes, identical parameters, codebook kept */
+START_TEST(test_checkpoint_round_trip)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char a[4096], b2[4096];
+    tmp_path(a, sizeof a, "a.safetensors");
+    tmp_path(b2, sizeof b2, "b.safetensors");
+    ck_assert_int_eq(flava_checkpoint_save(m, a), FLAVA_OK);
+    flava_model *m2;
+    flava_status s = flava_checkpoint_load(&m2, a, NULL, 0, 7);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_ptr_nonnull(m2->codebook);
+    ck_assert_int_eq(m2->table.total, m->table.total);
+    ck_assert_int_eq(memcmp(m2->params, m->params, m->table.total * sizeof(float)), 0);
+    ck_assert_int_eq(flava_checkpoint_save(m2, b2), FLAVA_OK);
+    unsigned char *da, *db;
+    long na = file_bytes(a, &da), nb = file_bytes(b2, &db);
+    ck_assert_int_eq(na, nb);
+    ck_assert_int_eq(memcmp(da, db, (size_t)na), 0);
+    /* the tied bias is stored under both names */
+    flava_st *st;
+    ck_assert_int_eq(flava_st_read(&st, a), FLAVA_OK);
+    ck_assert_ptr_nonnull(flava_st_find(st, "mlm_head.bias"));
+    ck_assert_ptr_nonnull(flava_st_find(st, "mlm_head.decoder.bias"));
+    ck_assert_ptr_nonnull(flava_st_meta(st, "config"));
+    flava_st_free(st);
+
+    /* optimizer state round trip */
+    ck_assert_int_eq(flava_model_alloc_optim(m), FLAVA_OK);
+    test_fill(m->exp_avg, (int64_t)m->table.total, 1, -1, 1);
+    test_fill(m->exp_avg_sq, (int64_t)m->table.total, 2, 0, 1);
+    ck_assert_int_eq(flava_checkpoint_save_optim(m, m->exp_avg, m->exp_avg_sq, 42,
+                                                 0x123456789abcdefull, b2),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_optim(m2), FLAVA_OK);
+    int64_t step;
+    uint64_t rng;
+    s = flava_checkpoint_load_optim(m2, m2->exp_avg, m2->exp_avg_sq, &step, &rng, b2);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(step, 42);
+    ck_assert_uint_eq(rng, 0x123456789abcdefull);
+    ck_assert_int_eq(memcmp(m2->exp_avg, m->exp_avg, m->table.total * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(m2->exp_avg_sq, m->exp_avg_sq, m->table.total * sizeof(float)), 0);
+    free(da);
+    free(db);
+    unlink(a);
+    unlink(b2);
+    flava_model_destroy(m2);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Writes the model's tensors except `drop`, with `alter` replaced by a
+ * tensor of dtype/shape given, plus an `extra` key if not NULL. */
+static void write_variant(const flava_model *m, const char *path, const char *drop,
+                          const char *alter, flava_dtype dtype, int64_t d0, const char *extra)
+{
+    flava_st_tensor *t = calloc((size_t)m->table.n + 1, sizeof *t);
+    static int64_t junk[4096];
+    int n = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *p = &m->table.p[i];
+        if (drop && !strcmp(p->name, drop))
+            continue;
+        flava_st_tensor *e = &t[n++];
+        e->name = p->name;
+        e->dtype = FLAVA_F32;
+        e->ndim = p->ndim;
+        memcpy(e->shape, p->shape, sizeof p->shape);
+        e->data = m->params + p->offset;
+        e->nbytes = p->numel * sizeof(float);
+        if (alter && !strcmp(p->name, alter)) {
+            e->dtype = dtype;
+            e->ndim = 1;
+            e->shape[0] = d0;
+            e->data = junk;
+            e->nbytes = (size_t)d0 * flava_dtype_size(dtype);
+        }
+    }
+    if (extra) {
+        flava_st_tensor *e = &t[n++];
+        e->name = extra;
+        e->dtype = FLAVA_F32;
+        e->ndim = 1;
+        e->shape[0] = 4;
+        e->data = junk;
+        e->nbytes = 16;
+    }
+    char *json;
+    ck_assert_int_eq(flava_config_to_json(&json, &m->cfg), FLAVA_OK);
+    flava_st_kv meta = {"config", json};
+    ck_assert_int_eq(flava_st_write(path, t, n, &meta, 1), FLAVA_OK);
+    free(json);
+    free(t);
+}
+
+static void expect_load_error(const char *path, int partial, flava_status want,
+                              const char *needle)
+{
+    flava_model *m;
+    flava_status s = flava_checkpoint_load(&m, path, NULL, partial, 1);
+    ck_assert_msg(s == want, "loading %s: status %s (%s), expected %s", path,
+                  flava_status_name(s), flava_error_message(), flava_status_name(want));
+    ck_assert_msg(strstr(flava_error_message(), needle), "message '%s' lacks '%s'",
+                  flava_error_message(), needle);
+}
+
+START_TEST(test_checkpoint_errors)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char p[4096], q[4096];
+    tmp_path(p, sizeof p, "bad.safetensors");
+    const char *w = "flava.text_projection.weight";
+
+    write_variant(m, p, w, NULL, FLAVA_F32, 0, NULL);
+    expect_load_error(p, 0, FLAVA_ERR_FORMAT, w);
+    /* a partial load accepts the missing key (it keeps its initial value) */
+    flava_model *pm;
+    ck_assert_int_eq(flava_checkpoint_load(&pm, p, NULL, 1, 1), FLAVA_OK);
+    flava_model_destroy(pm);
+
+    write_variant(m, p, NULL, NULL, FLAVA_F32, 0, "vqa_head.surprise");
+    expect_load_error(p, 0, FLAVA_ERR_FORMAT, "vqa_head.surprise");
+
+    write_variant(m, p, NULL, w, FLAVA_F32, 7, NULL);
+    expect_load_error(p, 0, FLAVA_ERR_SHAPE, w);
+    expect_load_error(p, 1, FLAVA_ERR_SHAPE, w); /* partial never allows a wrong shape */
+
+    const flava_param *pw = flava_params_find(&m->table, w);
+    write_variant(m, p, NULL, w, FLAVA_I64, (int64_t)pw->numel, NULL);
+    flava_model *wm;
+    flava_status s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK); /* 1-D I64 of the right size: dtype or shape refused */
+    ck_assert_msg(strstr(flava_error_message(), w), "%s", flava_error_message());
+
+    /* truncated and corrupted files */
+    tmp_path(q, sizeof q, "good.safetensors");
+    ck_assert_int_eq(flava_checkpoint_save(m, q), FLAVA_OK);
+    unsigned char *d;
+    long n = file_bytes(q, &d);
+    FILE *f = fopen(p, "wb");
+    fwrite(d, 1, (size_t)n / 2, f);
+    fclose(f);
+    s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), p), "%s", flava_error_message());
+    d[12] = '!'; /* inside the JSON header */
+    f = fopen(p, "wb");
+    fwrite(d, 1, (size_t)n, f);
+    fclose(f);
+    s = flava_checkpoint_load(&wm, p, NULL, 0, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), p), "%s", flava_error_message());
+    free(d);
+    unlink(p);
+    unlink(q);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* FLAVA-full (HF defaults): the parameter count and one forward pass. */
+START_TEST(test_flava_full_forward)
+{
+    flava_config c;
+    flava_config_default(&c);
+    flava_head_set none = {{0}, {0}};
+    flava_model *m;
+    ck_assert_int_eq(flava_model_create(&m, &c, &none), FLAVA_OK);
+    size_t enc = flava_model_count(m, "flava.");
+    printf("FLAVA-full: %zu parameters in flava.* (%.1fM)\n", enc, enc / 1e6);
+    ck_assert_uint_ge(enc, 240000000);
+    ck_assert_uint_le(enc, 242000000);
+    double t0 = flava_now();
+    flava_model_init_weights(m, 1);
+    double t1 = flava_now();
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    flava_batch b = {0};
+    b.B = 1;
+    b.image_size = 224;
+    b.T = 16;
+    b.P = 196;
+    b.pixel_values = malloc(3 * 224 * 224 * sizeof(float));
+    b.input_ids = calloc(16, sizeof(int32_t));
+    test_fill(b.pixel_values, 3 * 224 * 224, 3, -2, 2);
+    for (int t = 0; t < 16; t++)
+        b.input_ids[t] = 100 + 37 * t;
+    /* forward-only skips nothing: unmasked image/text + masked with multimodal */
+    flava_status s = flava_model_forward(ctx, m, &b, 0);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert(m->mm_m.ran && m->img.ran && m->txt.ran);
+    printf("FLAVA-full: init %.1f s, forward (batch 1, both passes) %.1f s\n", t1 - t0,
+           flava_now() - t1);
+    const float *o = m->mm_m.enc.out;
+    for (int i = 0; i < (1 + 197 + 16) * 768; i++)
+        ck_assert(isfinite(o[i]));
+    free(b.pixel_values);
+    free(b.input_ids);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+Suite *make_model_suite(void);
+Suite *make_model_suite(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("parity");
+    tcase_add_test(tc, test_image_text_batch);
+    tcase_add_test(tc, test_image_batch);
+    tcase_add_test(tc, test_text_batch);
+    tcase_add_test(tc, test_adamw_three_steps);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("checkpoint");
+    tcase_add_test(tc, test_checkpoint_round_trip);
+    tcase_add_test(tc, test_checkpoint_errors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("full");
+    tcase_add_test(tc, test_flava_full_forward);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return test_run(make_model_suite()); }
