@@ -61,27 +61,18 @@ static struct layout carve(float *p, int B, int Ci, int Ct, int D)
     return l;
 }
 
-struct con_params {
-    float *iw, *ib, *tw, *tb, *scale, *giw, *gib, *gtw, *gtb, *gscale;
-};
-
-static struct con_params find_params(const flava_head_io *io)
-{
-    struct con_params p;
-    p.iw = flava_model_param(io->model, "flava.image_projection.weight", &p.giw);
-    p.ib = flava_model_param(io->model, "flava.image_projection.bias", &p.gib);
-    p.tw = flava_model_param(io->model, "flava.text_projection.weight", &p.gtw);
-    p.tb = flava_model_param(io->model, "flava.text_projection.bias", &p.gtb);
-    p.scale = flava_model_param(io->model, "flava.logit_scale", &p.gscale);
-    return p;
-}
+enum { IMG_W, IMG_B, TXT_W, TXT_B, SCALE, NPARAMS };
+static const char *const param_suffix[NPARAMS] = {
+    ".image_projection.weight", ".image_projection.bias", ".text_projection.weight",
+    ".text_projection.bias", ".logit_scale"};
 
 static flava_status con_forward(flava_head_state *st, const flava_head_io *io)
 {
     const int B = io->image.B, Ci = io->image.C, Ct = io->text.C;
     const int D = io->model->cfg.projection_dim;
     struct layout l = carve(st->mem, B, Ci, Ct, D);
-    struct con_params p = find_params(io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, "flava", param_suffix, NPARAMS, p, g);
     int32_t *irows = st->rows, *trows = st->rows + B;
     for (int i = 0; i < B; i++) {
         irows[i] = (int32_t)((size_t)i * io->image.S);
@@ -90,12 +81,12 @@ static flava_status con_forward(flava_head_state *st, const flava_head_io *io)
     }
     flava_rows_gather(l.icls, io->image.h, irows, B, Ci);
     flava_rows_gather(l.tcls, io->text.h, trows, B, Ct);
-    FLAVA_TRY(linear_forward(io->ctx, l.ip, l.icls, p.iw, p.ib, B, Ci, D));
-    FLAVA_TRY(linear_forward(io->ctx, l.tp, l.tcls, p.tw, p.tb, B, Ct, D));
+    FLAVA_TRY(linear_forward(io->ctx, l.ip, l.icls, p[IMG_W], p[IMG_B], B, Ci, D));
+    FLAVA_TRY(linear_forward(io->ctx, l.tp, l.tcls, p[TXT_W], p[TXT_B], B, Ct, D));
     FLAVA_TRY(l2norm_forward(l.in, l.inorm, l.ip, B, D));
     FLAVA_TRY(l2norm_forward(l.tn, l.tnorm, l.tp, B, D));
     FLAVA_TRY(linear_forward(io->ctx, l.dot, l.in, l.tn, NULL, B, D, B));
-    const float s = expf(*p.scale);
+    const float s = expf(*p[SCALE]);
     for (int i = 0; i < B; i++)
         for (int j = 0; j < B; j++) {
             l.li[i * B + j] = s * l.dot[i * B + j];
@@ -136,23 +127,24 @@ static flava_status con_backward(flava_head_state *st, const flava_head_io *io, 
     if (st->count == 0)
         return FLAVA_OK;
     struct layout l = carve(st->mem, B, Ci, Ct, D);
-    struct con_params p = find_params(io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, "flava", param_suffix, NPARAMS, p, g);
     const size_t bb = (size_t)B * B, bd = (size_t)B * D;
     memset(l.gi, 0, bb * sizeof *l.gi);
     memset(l.gt, 0, bb * sizeof *l.gt);
     FLAVA_TRY(cross_entropy_backward(l.gi, dloss / 2, l.pi, st->labels, B, B));
     FLAVA_TRY(cross_entropy_backward(l.gt, dloss / 2, l.pt, st->labels, B, B));
     /* d logits_per_image[i][j] in total; logits = s * dot, s = exp(logit_scale) */
-    const float s = expf(*p.scale);
+    const float s = expf(*p[SCALE]);
     double dscale = 0;
     for (int i = 0; i < B; i++)
         for (int j = 0; j < B; j++) {
-            float g = l.gi[i * B + j] + l.gt[j * B + i];
-            dscale += (double)g * l.li[i * B + j];
-            l.gi[i * B + j] = s * g; /* now d dot */
+            float dl = l.gi[i * B + j] + l.gt[j * B + i];
+            dscale += (double)dl * l.li[i * B + j];
+            l.gi[i * B + j] = s * dl; /* now d dot */
         }
-    if (p.gscale)
-        *p.gscale += (float)dscale;
+    if (g[SCALE])
+        *g[SCALE] += (float)dscale;
     memset(l.din, 0, bd * sizeof *l.din);
     memset(l.dtn, 0, bd * sizeof *l.dtn);
     FLAVA_TRY(linear_backward(io->ctx, l.din, l.dtn, NULL, l.gi, l.in, l.tn, B, D, B));
@@ -162,8 +154,10 @@ static flava_status con_backward(flava_head_state *st, const flava_head_io *io, 
     FLAVA_TRY(l2norm_backward(l.dtp, l.dtn, l.tn, l.tnorm, B, D));
     memset(l.dicls, 0, (size_t)B * Ci * sizeof *l.dicls);
     memset(l.dtcls, 0, (size_t)B * Ct * sizeof *l.dtcls);
-    FLAVA_TRY(linear_backward(io->ctx, l.dicls, p.giw, p.gib, l.dip, l.icls, p.iw, B, Ci, D));
-    FLAVA_TRY(linear_backward(io->ctx, l.dtcls, p.gtw, p.gtb, l.dtp, l.tcls, p.tw, B, Ct, D));
+    FLAVA_TRY(linear_backward(io->ctx, l.dicls, g[IMG_W], g[IMG_B], l.dip, l.icls, p[IMG_W], B,
+                              Ci, D));
+    FLAVA_TRY(linear_backward(io->ctx, l.dtcls, g[TXT_W], g[TXT_B], l.dtp, l.tcls, p[TXT_W], B,
+                              Ct, D));
     flava_rows_scatter_add(io->image.dh, l.dicls, st->rows, B, Ci);
     flava_rows_scatter_add(io->text.dh, l.dtcls, st->rows + B, B, Ct);
     return FLAVA_OK;

@@ -50,26 +50,18 @@ static struct layout carve(float *p, int B, int C)
     return l;
 }
 
-struct itm_params {
-    float *pw, *pb, *sw, *sb, *gpw, *gpb, *gsw, *gsb;
-};
-
-static struct itm_params find_params(const flava_head_io *io)
-{
-    struct itm_params p;
-    p.pw = flava_model_param(io->model, "itm_head.pooler.dense.weight", &p.gpw);
-    p.pb = flava_model_param(io->model, "itm_head.pooler.dense.bias", &p.gpb);
-    p.sw = flava_model_param(io->model, "itm_head.seq_relationship.weight", &p.gsw);
-    p.sb = flava_model_param(io->model, "itm_head.seq_relationship.bias", &p.gsb);
-    return p;
-}
+enum { POOL_W, POOL_B, SEQ_W, SEQ_B, NPARAMS };
+static const char *const param_suffix[NPARAMS] = {".pooler.dense.weight", ".pooler.dense.bias",
+                                                  ".seq_relationship.weight",
+                                                  ".seq_relationship.bias"};
 
 static flava_status itm_forward(flava_head_state *st, const flava_head_io *io)
 {
     const flava_seq *s = &io->multimodal_masked;
     const int B = s->B, C = s->C;
     struct layout l = carve(st->mem, B, C);
-    struct itm_params p = find_params(io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, "itm_head", param_suffix, NPARAMS, p, g);
     for (int i = 0; i < B; i++) {
         st->rows[i] = (int32_t)((size_t)i * s->S);
         st->labels[i] = io->batch->itm_labels ? io->batch->itm_labels[i] : -100;
@@ -81,9 +73,9 @@ static flava_status itm_forward(flava_head_state *st, const flava_head_io *io)
     st->count = 0;
     st->correct = 0;
     flava_rows_gather(l.cls, s->h, st->rows, B, C);
-    FLAVA_TRY(linear_forward(io->ctx, l.pre, l.cls, p.pw, p.pb, B, C, C));
+    FLAVA_TRY(linear_forward(io->ctx, l.pre, l.cls, p[POOL_W], p[POOL_B], B, C, C));
     FLAVA_TRY(tanh_forward(io->ctx, l.pooled, l.pre, (int64_t)B * C));
-    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.pooled, p.sw, p.sb, B, C, 2));
+    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.pooled, p[SEQ_W], p[SEQ_B], B, C, 2));
     if (!io->batch->itm_labels)
         return FLAVA_OK;
     FLAVA_TRY(cross_entropy_forward(&st->loss, &st->count, l.probs, l.logits, st->labels, B, 2));
@@ -99,17 +91,19 @@ static flava_status itm_backward(flava_head_state *st, const flava_head_io *io, 
     if (st->count == 0)
         return FLAVA_OK;
     struct layout l = carve(st->mem, B, C);
-    struct itm_params p = find_params(io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, "itm_head", param_suffix, NPARAMS, p, g);
     const size_t BC = (size_t)B * C;
     memset(l.dlogits, 0, 2 * (size_t)B * sizeof *l.dlogits);
     FLAVA_TRY(cross_entropy_backward(l.dlogits, dloss, l.probs, st->labels, B, 2));
     memset(l.dpooled, 0, BC * sizeof *l.dpooled);
-    FLAVA_TRY(linear_backward(io->ctx, l.dpooled, p.gsw, p.gsb, l.dlogits, l.pooled, p.sw, B, C,
-                              2));
+    FLAVA_TRY(linear_backward(io->ctx, l.dpooled, g[SEQ_W], g[SEQ_B], l.dlogits, l.pooled,
+                              p[SEQ_W], B, C, 2));
     memset(l.dpre, 0, BC * sizeof *l.dpre);
     FLAVA_TRY(tanh_backward(io->ctx, l.dpre, l.dpooled, l.pooled, (int64_t)BC));
     memset(l.dcls, 0, BC * sizeof *l.dcls);
-    FLAVA_TRY(linear_backward(io->ctx, l.dcls, p.gpw, p.gpb, l.dpre, l.cls, p.pw, B, C, C));
+    FLAVA_TRY(linear_backward(io->ctx, l.dcls, g[POOL_W], g[POOL_B], l.dpre, l.cls, p[POOL_W], B,
+                              C, C));
     flava_rows_scatter_add(s->dh, l.dcls, st->rows, B, C);
     return FLAVA_OK;
 }

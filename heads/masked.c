@@ -76,10 +76,10 @@ size_t masked_mem_floats(const masked_head *h, const flava_config *c, int B, int
 int masked_applies(const masked_head *h, const flava_head_io *io)
 {
     switch (h->seq) {
-    case MASKED_SEQ_IMAGE: /* unimodal: only without text */
-        return io->image_masked.h && !io->multimodal_masked.h;
+    case MASKED_SEQ_IMAGE: /* unimodal: only without text (HF) */
+        return io->image_masked.h && (!io->multimodal_masked.h || io->unimodal_on_paired);
     case MASKED_SEQ_TEXT:
-        return io->text_masked.h && !io->multimodal_masked.h;
+        return io->text_masked.h && (!io->multimodal_masked.h || io->unimodal_on_paired);
     default: return io->multimodal_masked.h != NULL;
     }
 }
@@ -146,27 +146,10 @@ static void select_rows(const masked_head *h, flava_head_state *st, const flava_
     st->nrows = n;
 }
 
-struct head_params {
-    float *dw, *db, *lnw, *lnb, *decw, *decb;
-    float *gdw, *gdb, *glnw, *glnb, *gdecw, *gdecb;
-};
-
-static struct head_params find_params(const masked_head *h, const flava_head_io *io)
-{
-    struct head_params p;
-    char n[FLAVA_PARAM_NAME_MAX];
-#define FIND(field, suffix)                                        \
-    snprintf(n, sizeof n, "%s%s", h->prefix, suffix);              \
-    p.field = flava_model_param(io->model, n, &p.g##field);
-    FIND(dw, ".transform.dense.weight");
-    FIND(db, ".transform.dense.bias");
-    FIND(lnw, ".transform.LayerNorm.weight");
-    FIND(lnb, ".transform.LayerNorm.bias");
-    FIND(decw, ".decoder.weight");
-    FIND(decb, ".bias");
-#undef FIND
-    return p;
-}
+enum { DENSE_W, DENSE_B, LN_W, LN_B, DEC_W, DEC_B, NPARAMS };
+static const char *const param_suffix[NPARAMS] = {
+    ".transform.dense.weight", ".transform.dense.bias", ".transform.LayerNorm.weight",
+    ".transform.LayerNorm.bias", ".decoder.weight", ".bias"};
 
 flava_status masked_forward(const masked_head *h, flava_head_state *st, const flava_head_io *io)
 {
@@ -187,13 +170,14 @@ flava_status masked_forward(const masked_head *h, flava_head_state *st, const fl
     const int M = st->nrows;
     if (M == 0)
         return FLAVA_OK;
-    struct head_params p = find_params(h, io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, h->prefix, param_suffix, NPARAMS, p, g);
     flava_rows_gather(l.X, head_seq(h, io)->h, st->rows, M, C);
-    FLAVA_TRY(linear_forward(io->ctx, l.h1, l.X, p.dw, p.db, M, C, C));
+    FLAVA_TRY(linear_forward(io->ctx, l.h1, l.X, p[DENSE_W], p[DENSE_B], M, C, C));
     FLAVA_TRY(flava_act_forward(io->ctx, act, l.g, l.h1, (int64_t)M * C));
-    FLAVA_TRY(layernorm_forward(io->ctx, l.t, l.mean, l.var, l.g, p.lnw, p.lnb, M, C,
+    FLAVA_TRY(layernorm_forward(io->ctx, l.t, l.mean, l.var, l.g, p[LN_W], p[LN_B], M, C,
                                 (float)e->layer_norm_eps));
-    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.t, p.decw, p.decb, M, C, V));
+    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.t, p[DEC_W], p[DEC_B], M, C, V));
     if (!labels)
         return FLAVA_OK;
     FLAVA_TRY(cross_entropy_forward(&st->loss, &st->count, l.probs, l.logits, st->labels, M, V));
@@ -222,20 +206,23 @@ flava_status masked_backward(const masked_head *h, flava_head_state *st, const f
     flava_activation act;
     FLAVA_TRY(flava_activation_parse(&act, e->hidden_act));
     struct layout l = carve(h, st, c);
-    struct head_params p = find_params(h, io);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, h->prefix, param_suffix, NPARAMS, p, g);
     float *dlogits = l.logits; /* the logits are not needed any more */
     const size_t MC = (size_t)M * C;
     memset(dlogits, 0, (size_t)M * V * sizeof *dlogits);
     FLAVA_TRY(cross_entropy_backward(dlogits, dloss, l.probs, st->labels, M, V));
     memset(l.dA, 0, MC * sizeof *l.dA);
-    FLAVA_TRY(linear_backward(io->ctx, l.dA, p.gdecw, p.gdecb, dlogits, l.t, p.decw, M, C, V));
+    FLAVA_TRY(linear_backward(io->ctx, l.dA, g[DEC_W], g[DEC_B], dlogits, l.t, p[DEC_W], M, C,
+                              V));
     memset(l.dB, 0, MC * sizeof *l.dB);
-    FLAVA_TRY(layernorm_backward(io->ctx, l.dB, p.glnw, p.glnb, l.dA, l.g, p.lnw, l.mean, l.var,
-                                 M, C, (float)e->layer_norm_eps));
+    FLAVA_TRY(layernorm_backward(io->ctx, l.dB, g[LN_W], g[LN_B], l.dA, l.g, p[LN_W], l.mean,
+                                 l.var, M, C, (float)e->layer_norm_eps));
     memset(l.dA, 0, MC * sizeof *l.dA);
     FLAVA_TRY(flava_act_backward(io->ctx, act, l.dA, l.dB, l.h1, (int64_t)MC));
     memset(l.dX, 0, MC * sizeof *l.dX);
-    FLAVA_TRY(linear_backward(io->ctx, l.dX, p.gdw, p.gdb, l.dA, l.X, p.dw, M, C, C));
+    FLAVA_TRY(linear_backward(io->ctx, l.dX, g[DENSE_W], g[DENSE_B], l.dA, l.X, p[DENSE_W], M, C,
+                              C));
     flava_rows_scatter_add(head_seq(h, io)->dh, l.dX, st->rows, M, C);
     return FLAVA_OK;
 }

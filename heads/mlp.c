@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "heads.h"
 #include "ops.h"
 
 #define LN_EPS 1e-12f
@@ -58,26 +59,10 @@ static struct layout carve(float *p, int B, int C, int K)
     return l;
 }
 
-struct mlp_params {
-    float *dw, *db, *lnw, *lnb, *ow, *ob, *gdw, *gdb, *glnw, *glnb, *gow, *gob;
-};
-
-static struct mlp_params find_params(const flava_head_io *io, const char *prefix)
-{
-    struct mlp_params p;
-    char n[FLAVA_PARAM_NAME_MAX];
-#define FIND(field, suffix)                             \
-    snprintf(n, sizeof n, "%s%s", prefix, suffix);      \
-    p.field = flava_model_param(io->model, n, &p.g##field);
-    FIND(dw, ".dense.weight");
-    FIND(db, ".dense.bias");
-    FIND(lnw, ".LayerNorm.weight");
-    FIND(lnb, ".LayerNorm.bias");
-    FIND(ow, ".decoder.weight");
-    FIND(ob, ".decoder.bias");
-#undef FIND
-    return p;
-}
+enum { DENSE_W, DENSE_B, LN_W, LN_B, DEC_W, DEC_B, NPARAMS };
+static const char *const param_suffix[NPARAMS] = {".dense.weight",     ".dense.bias",
+                                                  ".LayerNorm.weight", ".LayerNorm.bias",
+                                                  ".decoder.weight",   ".decoder.bias"};
 
 flava_status mlp_forward(flava_head_state *st, const flava_head_io *io, const char *prefix,
                          const float *pooled, int C, int K, mlp_loss loss)
@@ -85,17 +70,19 @@ flava_status mlp_forward(flava_head_state *st, const flava_head_io *io, const ch
     const flava_batch *b = io->batch;
     const int B = b->B, H = 2 * C;
     struct layout l = carve(st->mem, B, C, K);
-    struct mlp_params p = find_params(io, prefix);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, prefix, param_suffix, NPARAMS, p, g);
     st->nrows = B;
     st->ncols = K;
     st->logits = l.logits;
     st->loss = 0;
     st->count = 0;
     st->correct = 0;
-    FLAVA_TRY(linear_forward(io->ctx, l.h1, pooled, p.dw, p.db, B, C, H));
+    FLAVA_TRY(linear_forward(io->ctx, l.h1, pooled, p[DENSE_W], p[DENSE_B], B, C, H));
     FLAVA_TRY(gelu_forward(io->ctx, l.g, l.h1, (int64_t)B * H));
-    FLAVA_TRY(layernorm_forward(io->ctx, l.t, l.mean, l.var, l.g, p.lnw, p.lnb, B, H, LN_EPS));
-    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.t, p.ow, p.ob, B, H, K));
+    FLAVA_TRY(layernorm_forward(io->ctx, l.t, l.mean, l.var, l.g, p[LN_W], p[LN_B], B, H,
+                                LN_EPS));
+    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.t, p[DEC_W], p[DEC_B], B, H, K));
     switch (loss) {
     case MLP_LOSS_BCE_SCALED:
         if (!b->vqa_targets)
@@ -141,7 +128,8 @@ flava_status mlp_backward(flava_head_state *st, const flava_head_io *io, const c
     const flava_batch *b = io->batch;
     const int B = b->B, H = 2 * C;
     struct layout l = carve(st->mem, B, C, K);
-    struct mlp_params p = find_params(io, prefix);
+    float *p[NPARAMS], *g[NPARAMS];
+    flava_head_params(io, prefix, param_suffix, NPARAMS, p, g);
     const size_t BH = (size_t)B * H;
     memset(l.dlogits, 0, (size_t)B * K * sizeof *l.dlogits);
     switch (loss) {
@@ -157,9 +145,11 @@ flava_status mlp_backward(flava_head_state *st, const flava_head_io *io, const c
         break;
     }
     memset(l.dA, 0, 3 * BH * sizeof *l.dA);
-    FLAVA_TRY(linear_backward(io->ctx, l.dA, p.gow, p.gob, l.dlogits, l.t, p.ow, B, H, K));
-    FLAVA_TRY(layernorm_backward(io->ctx, l.dB, p.glnw, p.glnb, l.dA, l.g, p.lnw, l.mean, l.var,
-                                 B, H, LN_EPS));
+    FLAVA_TRY(linear_backward(io->ctx, l.dA, g[DEC_W], g[DEC_B], l.dlogits, l.t, p[DEC_W], B, H,
+                              K));
+    FLAVA_TRY(layernorm_backward(io->ctx, l.dB, g[LN_W], g[LN_B], l.dA, l.g, p[LN_W], l.mean,
+                                 l.var, B, H, LN_EPS));
     FLAVA_TRY(gelu_backward(io->ctx, l.dC, l.dB, l.h1, (int64_t)BH));
-    return linear_backward(io->ctx, dpooled, p.gdw, p.gdb, l.dC, pooled, p.dw, B, C, H);
+    return linear_backward(io->ctx, dpooled, g[DENSE_W], g[DENSE_B], l.dC, pooled, p[DENSE_W], B,
+                           C, H);
 }

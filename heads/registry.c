@@ -1,5 +1,6 @@
 /* registry.c - every head, indexed by flava_head_id. */
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "heads.h"
@@ -41,5 +42,15 @@ void flava_rows_scatter_add(float *dst, const float *src, const int32_t *idx, in
         const float *s = src + (size_t)i * C;
         for (int c = 0; c < C; c++)
             d[c] += s[c];
+    }
+}
+
+void flava_head_params(const flava_head_io *io, const char *prefix, const char *const *suffix,
+                       int n, float **p, float **g)
+{
+    for (int i = 0; i < n; i++) {
+        char name[FLAVA_PARAM_NAME_MAX];
+        snprintf(name, sizeof name, "%s%s", prefix, suffix[i]);
+        p[i] = flava_model_param(io->model, name, &g[i]);
     }
 }

@@ -751,6 +751,7 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     io->batch = &m->view;
     io->params = m->params;
     io->grads = m->grads;
+    io->unimodal_on_paired = m->unimodal_on_paired;
     io->image = seq_of(&m->img.enc, m->img.dout, m->img.ran, Ci);
     io->text = seq_of(&m->txt.enc, m->txt.dout, m->txt.ran, Ct);
     io->image_masked = seq_of(&m->img_m.enc, m->img_m.dout, m->img_m.ran, Ci);

@@ -115,6 +115,7 @@ typedef struct flava_head_io {
     const float *pooled[3];
     float *dpooled[3];
     const uint8_t *pos_mask;   /* [B] positive pairs (ITM labels), or NULL = all */
+    int unimodal_on_paired;    /* see flava_model.unimodal_on_paired */
 } flava_head_io;
 
 /* Per-head working memory: a float arena sized by the head for the
@@ -207,6 +208,11 @@ struct flava_model {
     float *exp_avg, *exp_avg_sq; /* AdamW moments, NULL until flava_model_alloc_optim */
     struct flava_param_range *no_decay; /* merged no-decay runs of the table */
     int n_no_decay;
+
+    /* Not HF: also run MIM/MLM on the masked unimodal passes of image-text
+     * batches (the benchmark's "all six losses"; flava_ref's
+     * unimodal_on_paired). */
+    int unimodal_on_paired;
 
     flava_encoder image_enc, text_enc, mm_enc;
     flava_image_embed image_embed;

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -205,6 +206,130 @@ START_TEST(test_adamw_three_steps)
 }
 END_TEST
 
+/* bf16 matmuls: the image-text losses stay near the exact ones. The tiny
+ * model's weights (std 0.2) make bf16 rounding grow through the layers:
+ * the worst loss is off by ~3%, the total by ~1%. */
+START_TEST(test_bf16_losses)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    flava_ctx_set_precision(ctx, FLAVA_PRECISION_BF16);
+    flava_batch b;
+    flava_st *in, *ref;
+    read_batch(&b, &in, m, "image_text");
+    char p[4096];
+    ck_assert_int_eq(
+        flava_st_read(&ref, fixture(p, sizeof p, "flava_tiny_image_text_outputs.safetensors")),
+        FLAVA_OK);
+    ck_assert_int_eq(flava_model_forward(ctx, m, &b, 0), FLAVA_OK);
+    flava_output out[FLAVA_MAX_OUTPUTS];
+    int n = flava_model_outputs(m, out), losses = 0;
+    for (int i = 0; i < n; i++) {
+        if (strncmp(out[i].name, "loss", 4))
+            continue;
+        float want;
+        ck_assert_int_eq(flava_st_to_f32(&want, flava_st_find(ref, out[i].name)), FLAVA_OK);
+        ck_assert_msg(fabsf(out[i].value - want) <= 0.05f * fabsf(want), "bf16 %s: %g, expected %g",
+                      out[i].name, out[i].value, want);
+        losses++;
+    }
+    ck_assert_int_eq(losses, 5);
+    flava_st_free(ref);
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Fine-tuning heads (tests/reference/finetune_fixtures.py): VQA on the
+ * multimodal pooled output, classification on the image CLS, regression on
+ * the text CLS: logits, loss and the gradients the fixture holds. */
+static void check_finetune(const char *name, flava_head_id id, const char *key,
+                           const char *value, const char *input)
+{
+    char p[4096], f[128];
+    flava_config c;
+    ck_assert_int_eq(flava_checkpoint_read_config(
+                         &c, fixture(p, sizeof p, "flava_tiny_model.safetensors")),
+                     FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, key, value), FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, "classifier_input", input), FLAVA_OK);
+    flava_head_set heads = {{0}, {0}};
+    heads.enabled[id] = 1;
+    heads.weight[id] = 1;
+    flava_model *m;
+    ck_assert_int_eq(flava_model_create(&m, &c, &heads), FLAVA_OK);
+    flava_model_init_weights(m, 3);
+    /* the pretraining checkpoint has no such head: a partial load */
+    flava_status s = flava_checkpoint_load_weights(m, p, 0);
+    ck_assert_int_eq(s, FLAVA_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "missing"));
+    ck_assert_int_eq(flava_checkpoint_load_weights(m, p, 1), FLAVA_OK);
+    snprintf(f, sizeof f, "finetune_tiny_%s.safetensors", name);
+    flava_st *ref;
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, f)), FLAVA_OK);
+    int nhead = 0;
+    for (int i = 0; i < flava_st_count(ref); i++) {
+        const flava_st_tensor *t = flava_st_get(ref, i);
+        if (strncmp(t->name, "param.", 6))
+            continue;
+        const flava_param *pp = flava_params_find(&m->table, t->name + 6);
+        ck_assert_msg(pp != NULL, "%s: no parameter %s", name, t->name + 6);
+        ck_assert_int_eq(flava_st_numel(t), (int64_t)pp->numel);
+        ck_assert_int_eq(flava_st_to_f32(m->params + pp->offset, t), FLAVA_OK);
+        nhead++;
+    }
+    ck_assert_int_eq(nhead, 6);
+    flava_batch b;
+    s = flava_batch_read(&b, ref, &m->cfg);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    s = flava_model_forward(ctx, m, &b, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert(m->head_ran[id] && m->has_loss);
+    double worst = 0, worst_grad = 0;
+    expect_close(name, m->head[id].logits, flava_st_find(ref, "logits"), 1e-4, 0, &worst);
+    expect_close(name, &m->loss, flava_st_find(ref, "loss"), 1e-4, 0, &worst);
+    ck_assert_int_eq(flava_model_backward(ctx, m, &b), FLAVA_OK);
+    int ngrad = 0;
+    for (int i = 0; i < flava_st_count(ref); i++) {
+        const flava_st_tensor *t = flava_st_get(ref, i);
+        if (strncmp(t->name, "grad.", 5))
+            continue;
+        const flava_param *pp = flava_params_find(&m->table, t->name + 5);
+        ck_assert_msg(pp != NULL, "%s: no parameter %s", name, t->name + 5);
+        expect_close(name, m->grads + pp->offset, t, 1e-3, 1e-4, &worst_grad);
+        ngrad++;
+    }
+    printf("%s: logits and loss worst rel err %.3g, %d gradients worst %.3g\n", name, worst,
+           ngrad, worst_grad);
+    flava_batch_free(&b);
+    flava_st_free(ref);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+
+START_TEST(test_finetune_vqa)
+{
+    check_finetune("vqa", FLAVA_HEAD_VQA, "vqa_num_answers", "5", "multimodal");
+}
+END_TEST
+
+START_TEST(test_finetune_classify)
+{
+    check_finetune("classify", FLAVA_HEAD_CLASSIFY, "num_labels", "4", "image");
+}
+END_TEST
+
+START_TEST(test_finetune_regress)
+{
+    check_finetune("regress", FLAVA_HEAD_CLASSIFY, "num_labels", "1", "text");
+}
+END_TEST
+
 static const char *tmp_path(char *buf, size_t n, const char *name)
 {
     const char *dir = getenv("FLAVA_BUILDDIR");
@@ -389,6 +514,106 @@ START_TEST(test_checkpoint_errors)
 }
 END_TEST
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A HuggingFace folder: config.json + model.safetensors (no metadata), then
+ * the same weights in two BF16 shards listed by model.safetensors.index.json. */
+START_TEST(test_checkpoint_hf_folder)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    char dir[4096], p[4200];
+    tmp_path(dir, sizeof dir, "hf");
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    char *json;
+    ck_assert_int_eq(flava_config_to_json(&json, &m->cfg), FLAVA_OK);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_text(p, json);
+    free(json);
+
+    /* one file, F32, the tied bias under one name only (as HF saves it) */
+    flava_st_tensor *t = calloc((size_t)m->table.n, sizeof *t);
+    uint16_t *bf = malloc(m->table.total * sizeof *bf);
+    for (size_t i = 0; i < m->table.total; i++) { /* round to nearest even */
+        uint32_t u;
+        memcpy(&u, &m->params[i], 4);
+        bf[i] = (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+    }
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        t[i].name = pp->name;
+        t[i].dtype = FLAVA_F32;
+        t[i].ndim = pp->ndim;
+        memcpy(t[i].shape, pp->shape, sizeof pp->shape);
+        t[i].data = m->params + pp->offset;
+        t[i].nbytes = pp->numel * 4;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t, m->table.n, NULL, 0), FLAVA_OK);
+    flava_model *h;
+    flava_status s = flava_checkpoint_load(&h, dir, NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(memcmp(h->params, m->params, m->table.total * 4), 0);
+    flava_model_destroy(h);
+    unlink(p);
+
+    /* two BF16 shards and an index */
+    int half = m->table.n / 2;
+    for (int i = 0; i < m->table.n; i++) {
+        t[i].dtype = FLAVA_BF16;
+        t[i].data = bf + m->table.p[i].offset;
+        t[i].nbytes = m->table.p[i].numel * 2;
+    }
+    char idx[65536] = "{\"metadata\": {}, \"weight_map\": {";
+    for (int i = 0; i < m->table.n; i++) {
+        size_t k = strlen(idx);
+        snprintf(idx + k, sizeof idx - k, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
+                 i ? ", " : "", t[i].name, i < half ? 1 : 2);
+    }
+    strcat(idx, "}}");
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    write_text(p, idx);
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t, half, NULL, 0), FLAVA_OK);
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    ck_assert_int_eq(flava_st_write(p, t + half, m->table.n - half, NULL, 0), FLAVA_OK);
+    s = flava_checkpoint_load(&h, dir, NULL, 0, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
+    for (size_t i = 0; i < m->table.total; i++) {
+        uint32_t u = (uint32_t)bf[i] << 16;
+        float want;
+        memcpy(&want, &u, 4);
+        ck_assert_msg(h->params[i] == want, "element %zu: %g, expected %g", i, h->params[i],
+                      want);
+        ck_assert(fabsf(h->params[i] - m->params[i]) <= 4e-3f * fabsf(m->params[i]) + 1e-30f);
+    }
+    flava_model_destroy(h);
+    unlink(p);
+    /* a shard gone: the error names it */
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    unlink(p);
+    s = flava_checkpoint_load(&h, dir, NULL, 1, 1);
+    ck_assert_int_ne(s, FLAVA_OK);
+    ck_assert_msg(strstr(flava_error_message(), "model-00001-of-00002"), "%s",
+                  flava_error_message());
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    unlink(p);
+    rmdir(dir);
+    free(t);
+    free(bf);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 /* FLAVA-full (HF defaults): the parameter count and one forward pass. */
 START_TEST(test_flava_full_forward)
 {
@@ -441,10 +666,15 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_image_batch);
     tcase_add_test(tc, test_text_batch);
     tcase_add_test(tc, test_adamw_three_steps);
+    tcase_add_test(tc, test_bf16_losses);
+    tcase_add_test(tc, test_finetune_vqa);
+    tcase_add_test(tc, test_finetune_classify);
+    tcase_add_test(tc, test_finetune_regress);
     suite_add_tcase(s, tc);
     tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_checkpoint_errors);
+    tcase_add_test(tc, test_checkpoint_hf_folder);
     suite_add_tcase(s, tc);
     tc = tcase_create("full");
     tcase_add_test(tc, test_flava_full_forward);
