@@ -91,24 +91,30 @@ typedef struct row {
     int matmul; /* run in bf16 too */
 } row;
 
-/* Seconds per call of r at precision p, over about `budget` seconds after
- * a first call that builds the primitives; < 0 on failure. */
+/* The fastest call of r at precision p, over about `budget` seconds after
+ * a first call that builds the primitives (the minimum, not the mean: the
+ * machine is shared, and a loaded one only ever adds time); < 0 on failure. */
 static double measure(flava_ctx *ctx, bufs *s, const row *r, int p, double budget)
 {
     flava_ctx_set_precision(ctx, p ? FLAVA_PRECISION_BF16 : FLAVA_PRECISION_F32);
     int reps = 0;
-    double t0 = 0, t = 0;
-    do {
+    double start = 0, best = -1;
+    for (;;) {
+        double t0 = flava_now();
         if (r->fn(ctx, s, r->arg) != FLAVA_OK) {
             fprintf(stderr, "bench_ops: %s: %s\n", r->name, flava_error_message());
             return -1;
         }
-        if (reps++ == 0)
-            t0 = flava_now();
-        else
-            t = flava_now() - t0;
-    } while (reps < 2 || t < budget);
-    return t / (reps - 1);
+        double t1 = flava_now();
+        if (reps++ == 0) {
+            start = t1;
+            continue;
+        }
+        if (best < 0 || t1 - t0 < best)
+            best = t1 - t0;
+        if (reps >= 3 && t1 - start >= budget)
+            return best;
+    }
 }
 
 /* Prints one line per precision; limit[p] > 0 adds the share of it. */
