@@ -718,6 +718,9 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;
     }
+    /* The parameters stay fixed until the next forward: bf16 matmuls
+     * convert each weight once per step, not at every use. */
+    FLAVA_TRY(flava_ctx_set_weights(ctx, m->params, (int64_t)m->table.total));
     if (run_img_u)
         FLAVA_TRY(image_forward(ctx, m, &m->img, b, NULL));
     if (run_txt_u)
