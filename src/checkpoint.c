@@ -262,6 +262,8 @@ flava_status flava_checkpoint_load_weights(flava_model *m, const char *path, int
         const flava_st_tensor *t = source_find(&s, p->name, &in);
         if (!t && p->alias[0])
             t = source_find(&s, p->alias, &in);
+        if (!t && !strncmp(p->name, "flava.", 6)) /* a FlavaModel checkpoint: no prefix */
+            t = source_find(&s, p->name + 6, &in);
         char shape[64];
         if (!t) {
             namelist_add(&missing, p->name, NULL);
@@ -276,9 +278,12 @@ flava_status flava_checkpoint_load_weights(flava_model *m, const char *path, int
     for (int f = 0; st == FLAVA_OK && f < s.nfiles; f++) {
         for (int i = 0; i < flava_st_count(s.files[f]); i++) {
             const char *name = flava_st_get(s.files[f], i)->name;
+            char prefixed[FLAVA_PARAM_NAME_MAX + 8];
+            snprintf(prefixed, sizeof prefixed, "flava.%s", name);
             if (!strncmp(name, "image_codebook.", 15))
                 has_codebook = 1;
-            else if (!flava_params_find(&m->table, name) && !is_buffer(name))
+            else if (!flava_params_find(&m->table, name) &&
+                     !flava_params_find(&m->table, prefixed) && !is_buffer(name))
                 namelist_add(&unexpected, name, NULL);
         }
     }

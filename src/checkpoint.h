@@ -6,7 +6,8 @@
  * (`image_codebook.*`) when the model has one, and the config JSON in
  * __metadata__["config"]. Wherever a model is read, a HuggingFace folder
  * works too: config.json + model.safetensors, or shards listed in
- * model.safetensors.index.json; BF16 tensors are converted to f32.
+ * model.safetensors.index.json; BF16 tensors are converted to f32. Keys of
+ * a HF FlavaModel checkpoint (no `flava.` prefix) are accepted too.
  *
  * The optimizer file holds the AdamW moments as `exp_avg.<key>` and
  * `exp_avg_sq.<key>` and, in its metadata, the step and the RNG state.

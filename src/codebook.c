@@ -72,19 +72,24 @@ static void add_conv(flava_codebook *cb, conv_layer *c, const char *name, int ci
     }
 }
 
-static int group_in(const flava_codebook_config *c, int g) { return c->hidden_size << (g > 0 ? g - 1 : 0); }
+/* Widths of group g (0-based): h -> h, h -> 2h, 2h -> 4h, 4h -> 8h. */
+static int group_in(const flava_codebook_config *c, int g)
+{
+    return c->hidden_size << (g > 0 ? g - 1 : 0);
+}
 static int group_out(const flava_codebook_config *c, int g) { return c->hidden_size << g; }
 
 flava_status flava_codebook_create(flava_codebook **out, const flava_codebook_config *cfg)
 {
     *out = NULL;
+    /* hidden_size >= 4 so that the residual width out/4 is not 0 */
     if (cfg->num_groups < 1 || cfg->input_channels < 1 || cfg->num_blocks_per_group < 1 ||
-        cfg->hidden_size < 4 || cfg->hidden_size % 4 != 0 || cfg->vocab_size < 1 ||
-        cfg->hidden_size > (1 << 20))
+        cfg->num_blocks_per_group > 1024 || cfg->hidden_size < 4 ||
+        cfg->hidden_size > (1 << 20) || cfg->vocab_size < 1)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG,
                            "image codebook config: num_groups %d, input_channels %d, "
                            "num_blocks_per_group %d, hidden_size %d, vocab_size %d: expected "
-                           "all positive and hidden_size a multiple of 4",
+                           "all positive, hidden_size in [4, 2^20], at most 1024 blocks per group",
                            cfg->num_groups, cfg->input_channels, cfg->num_blocks_per_group,
                            cfg->hidden_size, cfg->vocab_size);
     flava_codebook *cb = calloc(1, sizeof *cb);

@@ -16,10 +16,14 @@
  * There are always four groups: HF's num_groups only enters post_gain.
  *
  * Input: codebook_pixel_values [B,C,H,W], NCHW, already mapped
- * 0.8x + 0.1 from [0,1] pixels (HF does that mapping, DALL-E's
- * map_pixels, in FlavaImageProcessor, not in the model). H = W = 112 for
- * FLAVA gives a 14x14 grid of codes, one per 16x16 patch of the 224-px
- * image. */
+ * 0.8x + 0.1 from [0,1] pixels. HF does that mapping (DALL-E's map_pixels,
+ * eps 0.1) in FlavaImageProcessor, not in the model: resize to 112 with
+ * LANCZOS, center-crop 112, scale 1/255, normalise with mean 0 / std 1
+ * (a no-op), then map. H = W = 112 gives a 14x14 grid of codes, one per
+ * 16x16 patch of the 224-px image.
+ *
+ * The convolutions follow the context's precision: under bf16 a code may
+ * differ from the f32 one where the top two logits are close. */
 #ifndef FLAVA_CODEBOOK_H
 #define FLAVA_CODEBOOK_H
 

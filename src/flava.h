@@ -11,5 +11,9 @@
 #include "safetensors.h"
 #include "optim.h"
 #include "cfg.h"
+#include "params.h"
+#include "encoder.h"
+#include "model.h"
+#include "checkpoint.h"
 
 #endif

@@ -1,7 +1,6 @@
 /* kmeans.c - the k-means patch codebook (see kmeans.h). */
 #include "kmeans.h"
 
-#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -222,13 +221,14 @@ static void seed_plus_plus(flava_kmeans *km, double *mind, const float *X, int64
         double u = flava_rng_uniform(rng);
         if (total > 0) { /* the first index whose running sum passes u * total */
             double target = u * total, run = 0;
-            pick = M - 1;
+            pick = -1;
             for (int64_t i = 0; i < M; i++) {
+                if (mind[i] <= 0)
+                    continue; /* never a point that is already a centroid */
+                pick = i; /* the last candidate, should rounding leave run <= target */
                 run += mind[i];
-                if (run > target && mind[i] > 0) {
-                    pick = i;
+                if (run > target)
                     break;
-                }
             }
         } else { /* first draw, or fewer distinct points than K */
             pick = (int64_t)(u * (double)M);

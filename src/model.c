@@ -177,7 +177,7 @@ static void free_acts(flava_model *m)
         flava_free(m->head[h].labels);
         memset(&m->head[h], 0, sizeof m->head[h]);
     }
-    m->B = m->T = m->P = 0;
+    m->B = m->T = m->P = m->cap_B = m->cap_T = 0;
 }
 
 void flava_model_destroy(flava_model *m)
@@ -325,8 +325,9 @@ static size_t layout(flava_model *m, float *mem)
         n += (count);                      \
     } while (0)
     flava_image_pass *ip[2] = {&m->img, &m->img_m};
+    TAKE(m->patches, (size_t)B * P * Ci);
+    TAKE(m->dpatches, (size_t)B * P * Ci);
     for (int k = 0; k < 2; k++) {
-        TAKE(ip[k]->patches, (size_t)B * P * Ci);
         float *a = NULL;
         TAKE(a, flava_encoder_acts_floats(&m->image_enc.spec, B, Si));
         if (mem)
@@ -387,32 +388,41 @@ static size_t layout(flava_model *m, float *mem)
     return n;
 }
 
-/* Sizes the arena and the heads' memory for batches of B x (T, P). */
+/* Sizes the arena and the heads' memory for batches of B x (T, P) and
+ * lays the arena out for this shape. Every size grows with B and T, so a
+ * smaller batch (the last of an epoch) fits the memory of the largest
+ * seen: only a larger one allocates. */
 static flava_status bind(flava_model *m, int B, int T, int P)
 {
-    if (m->arena && B == m->B && T == m->T && P == m->P)
-        return FLAVA_OK;
-    free_acts(m);
-    m->B = B, m->T = T, m->P = P;
-    size_t n = layout(m, NULL);
-    FLAVA_TRY(flava_alloc((void **)&m->arena, n * sizeof(float), "the activations"));
-    m->arena_floats = n;
-    layout(m, m->arena);
-    FLAVA_TRY(flava_alloc((void **)&m->zero_types, (size_t)B * (T ? T : 1) * sizeof(int32_t),
-                          "the token types"));
-    FLAVA_TRY(flava_alloc((void **)&m->pos_mask, (size_t)B, "the positive-pair mask"));
-    FLAVA_TRY(flava_alloc((void **)&m->codebook_labels, (size_t)B * P * sizeof(int32_t),
-                          "the codebook labels"));
-    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
-        if (!m->heads.enabled[h])
-            continue;
-        flava_head_state *st = &m->head[h];
-        const flava_head_ops *ops = flava_heads[h];
-        st->mem_floats = ops->mem_floats(&m->cfg, B, T, P);
-        int rows = ops->max_rows(&m->cfg, B, T, P);
-        FLAVA_TRY(flava_alloc((void **)&st->mem, st->mem_floats * sizeof(float), ops->name));
-        FLAVA_TRY(flava_alloc((void **)&st->rows, (size_t)rows * sizeof(int32_t), ops->name));
-        FLAVA_TRY(flava_alloc((void **)&st->labels, (size_t)rows * sizeof(int32_t), ops->name));
+    if (!m->arena || B > m->cap_B || T > m->cap_T || P != m->P) {
+        const int capB = B > m->cap_B ? B : m->cap_B, capT = T > m->cap_T ? T : m->cap_T;
+        free_acts(m);
+        m->B = m->cap_B = capB, m->T = m->cap_T = capT, m->P = P;
+        size_t n = layout(m, NULL);
+        FLAVA_TRY(flava_alloc((void **)&m->arena, n * sizeof(float), "the activations"));
+        m->arena_floats = n;
+        FLAVA_TRY(flava_alloc((void **)&m->zero_types,
+                              (size_t)capB * (capT ? capT : 1) * sizeof(int32_t),
+                              "the token types"));
+        FLAVA_TRY(flava_alloc((void **)&m->pos_mask, (size_t)capB, "the positive-pair mask"));
+        FLAVA_TRY(flava_alloc((void **)&m->codebook_labels, (size_t)capB * P * sizeof(int32_t),
+                              "the codebook labels"));
+        for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+            if (!m->heads.enabled[h])
+                continue;
+            flava_head_state *st = &m->head[h];
+            const flava_head_ops *ops = flava_heads[h];
+            st->mem_floats = ops->mem_floats(&m->cfg, capB, capT, P);
+            size_t rows = (size_t)ops->max_rows(&m->cfg, capB, capT, P);
+            FLAVA_TRY(flava_alloc((void **)&st->mem, st->mem_floats * sizeof(float), ops->name));
+            FLAVA_TRY(flava_alloc((void **)&st->rows, rows * sizeof(int32_t), ops->name));
+            FLAVA_TRY(flava_alloc((void **)&st->labels, rows * sizeof(int32_t), ops->name));
+        }
+        m->B = -1; /* lay out below */
+    }
+    if (B != m->B || T != m->T) {
+        m->B = B, m->T = T;
+        layout(m, m->arena);
     }
     return FLAVA_OK;
 }
@@ -461,17 +471,15 @@ static flava_status pooler_backward(flava_ctx *ctx, flava_model *m, float *dout,
     return FLAVA_OK;
 }
 
+/* One image pass over m->patches (computed once for both passes). */
 static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pass *ip,
-                                  const flava_batch *b, const uint8_t *masked)
+                                  const uint8_t *masked)
 {
     const int B = m->B, P = m->P, S = P + 1, C = m->cfg.image.enc.hidden_size;
     const flava_image_embed *e = &m->image_embed;
     if (masked && e->mask == FLAVA_NO_PARAM)
         return FLAVA_ERROR(FLAVA_ERR_ARG,
                            "bool_masked_pos given but image_config.mask_token is false");
-    flava_conv2d_dims d = patch_dims(m, B);
-    FLAVA_TRY(conv2d_forward(ctx, ip->patches, b->pixel_values, PAR(e->patch_w), PAR(e->patch_b),
-                             &d));
     const float *cls = PAR(e->cls), *pos = PAR(e->pos), *mask = PAR(e->mask);
     float *x = ip->enc.x;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -480,7 +488,7 @@ static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pa
             const float *src = s == 0 ? cls
                                : (masked && masked[(size_t)i * P + s - 1])
                                    ? mask
-                                   : ip->patches + ((size_t)i * P + s - 1) * C;
+                                   : m->patches + ((size_t)i * P + s - 1) * C;
             float *dst = x + ((size_t)i * S + s) * C;
             for (int c = 0; c < C; c++)
                 dst[c] = src[c] + pos[(size_t)s * C + c];
@@ -493,15 +501,16 @@ static flava_status image_forward(flava_ctx *ctx, flava_model *m, flava_image_pa
     return FLAVA_OK;
 }
 
+/* Adds the pass's patch-embedding gradient into m->dpatches. */
 static flava_status image_backward(flava_ctx *ctx, flava_model *m, flava_image_pass *ip,
-                                   const flava_batch *b, const uint8_t *masked, int use_pooled)
+                                   const uint8_t *masked, int use_pooled)
 {
     const int B = m->B, P = m->P, S = P + 1, C = m->cfg.image.enc.hidden_size;
     const flava_image_embed *e = &m->image_embed;
     if (use_pooled)
         FLAVA_TRY(pooler_backward(ctx, m, ip->dout, ip->dpooled, ip->cls, ip->pooled,
                                   &m->image_pooler, B, S, C, m->tmp_a));
-    float *dx = m->tmp_a, *dpatch = m->tmp_b;
+    float *dx = m->tmp_a;
     memset(dx, 0, (size_t)B * S * C * sizeof *dx);
     FLAVA_TRY(flava_encoder_backward(ctx, dx, m->grads, &m->image_enc, m->params, &ip->enc,
                                      ip->dout, ip->dlast, m->enc_scratch));
@@ -522,15 +531,14 @@ static flava_status image_backward(flava_ctx *ctx, flava_model *m, flava_image_p
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < B; i++)
         for (int p = 0; p < P; p++) {
-            float *dst = dpatch + ((size_t)i * P + p) * C;
             if (masked && masked[(size_t)i * P + p])
-                memset(dst, 0, (size_t)C * sizeof *dst);
-            else
-                memcpy(dst, dx + ((size_t)i * S + 1 + p) * C, (size_t)C * sizeof *dst);
+                continue; /* the mask token took this patch's place */
+            float *dst = m->dpatches + ((size_t)i * P + p) * C;
+            const float *src = dx + ((size_t)i * S + 1 + p) * C;
+            for (int c = 0; c < C; c++)
+                dst[c] += src[c];
         }
-    flava_conv2d_dims d = patch_dims(m, B);
-    return conv2d_backward(ctx, NULL, GRD(e->patch_w), GRD(e->patch_b), dpatch, b->pixel_values,
-                           PAR(e->patch_w), &d);
+    return FLAVA_OK;
 }
 
 static flava_status text_forward(flava_ctx *ctx, flava_model *m, flava_text_pass *tp,
@@ -714,6 +722,15 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     const int run_txt_m = has_text && (!train || need_masked);
     m->img.ran = m->txt.ran = m->mm.ran = m->img_m.ran = m->txt_m.ran = m->mm_m.ran = 0;
 
+    if (train && (c->image.enc.hidden_dropout_prob > 0 || c->text.enc.hidden_dropout_prob > 0 ||
+                  c->multimodal.enc.hidden_dropout_prob > 0 ||
+                  c->image.enc.attention_probs_dropout_prob > 0 ||
+                  c->text.enc.attention_probs_dropout_prob > 0 ||
+                  c->multimodal.enc.attention_probs_dropout_prob > 0))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "training with dropout is not implemented: set the encoders' "
+                           "hidden_dropout_prob and attention_probs_dropout_prob to 0 (the HF "
+                           "defaults)");
     if (train && m->heads.enabled[FLAVA_HEAD_CONTRASTIVE]) {
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;
@@ -721,14 +738,19 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     /* The parameters stay fixed until the next forward: bf16 matmuls
      * convert each weight once per step, not at every use. */
     FLAVA_TRY(flava_ctx_set_weights(ctx, m->params, (int64_t)m->table.total));
+    if (run_img_u || run_img_m) {
+        flava_conv2d_dims d = patch_dims(m, b->B);
+        FLAVA_TRY(conv2d_forward(ctx, m->patches, b->pixel_values, PAR(m->image_embed.patch_w),
+                                 PAR(m->image_embed.patch_b), &d));
+    }
     if (run_img_u)
-        FLAVA_TRY(image_forward(ctx, m, &m->img, b, NULL));
+        FLAVA_TRY(image_forward(ctx, m, &m->img, NULL));
     if (run_txt_u)
         FLAVA_TRY(text_forward(ctx, m, &m->txt, b, b->input_ids));
     if (run_img_u && run_txt_u && !c->skip_unmasked_multimodal_encoder)
         FLAVA_TRY(mm_forward(ctx, m, &m->mm, &m->img, &m->txt, b));
     if (run_img_m)
-        FLAVA_TRY(image_forward(ctx, m, &m->img_m, b, b->bool_masked_pos));
+        FLAVA_TRY(image_forward(ctx, m, &m->img_m, b->bool_masked_pos));
     if (run_txt_m)
         FLAVA_TRY(text_forward(ctx, m, &m->txt_m, b,
                                b->input_ids_masked ? b->input_ids_masked : b->input_ids));
@@ -896,12 +918,20 @@ flava_status flava_model_backward(flava_ctx *ctx, flava_model *m, const flava_ba
     }
     if (m->mm_m.ran)
         FLAVA_TRY(mm_backward(ctx, m, &m->mm_m, &m->img_m, &m->txt_m, use_pooled));
+    if (m->img.ran || m->img_m.ran)
+        memset(m->dpatches, 0, (size_t)B * m->P * Ci * sizeof(float));
     for (int k = 0; k < 2; k++) {
         if (ip[k]->ran)
-            FLAVA_TRY(image_backward(ctx, m, ip[k], b, k ? b->bool_masked_pos : NULL,
+            FLAVA_TRY(image_backward(ctx, m, ip[k], k ? b->bool_masked_pos : NULL,
                                      k && use_pooled));
         if (tp[k]->ran)
             FLAVA_TRY(text_backward(ctx, m, tp[k], b, k && use_pooled));
+    }
+    if (m->img.ran || m->img_m.ran) { /* one convolution backward for both passes */
+        flava_conv2d_dims d = patch_dims(m, B);
+        FLAVA_TRY(conv2d_backward(ctx, NULL, GRD(m->image_embed.patch_w),
+                                  GRD(m->image_embed.patch_b), m->dpatches, b->pixel_values,
+                                  PAR(m->image_embed.patch_w), &d));
     }
     return FLAVA_OK;
 }

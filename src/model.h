@@ -172,7 +172,6 @@ typedef struct flava_linear_off {
 /* Activations of one pass of one modality (carved from the model arena). */
 typedef struct flava_image_pass {
     int ran;
-    float *patches;    /* [B,P,C] conv output (NHWC) */
     flava_encoder_acts enc;
     float *cls, *pooled_pre, *pooled; /* [B,C] */
     float *dout, *dlast, *dpooled;    /* gradients of out and x[L] [B,S,C], pooled [B,C] */
@@ -225,11 +224,15 @@ struct flava_model {
     /* the activation arena, sized for the largest batch seen */
     float *arena;
     size_t arena_floats;
-    int B, T, P; /* shape the arena is bound to */
+    int B, T, P;         /* shape the arena is laid out for */
+    int cap_B, cap_T;    /* the largest it was allocated for */
     flava_image_pass img, img_m;
     flava_text_pass txt, txt_m;
     flava_mm_pass mm, mm_m;
     float *enc_scratch, *tmp_a, *tmp_b;
+    /* the patch embedding, shared by both image passes (the mask replaces
+     * patches after the convolution), and its gradient from both */
+    float *patches, *dpatches; /* [B,P,C] */
     int32_t *zero_types;  /* [B,T] token types when the batch has none */
     uint8_t *pos_mask;    /* [B] */
     int32_t *codebook_labels; /* [B,P] MIM targets from the codebook */

@@ -10,8 +10,9 @@
  *   and pooling run as oneDNN primitives cached per shape in the context
  *   (no allocation after the first call with a shape); the rest is plain C
  *   with OpenMP.
- * - With flava_ctx_precision() == FLAVA_PRECISION_BF16 the matmuls read bf16
- *   copies of their inputs and accumulate in f32; everything else is f32. */
+ * - With flava_ctx_precision() == FLAVA_PRECISION_BF16 the matmuls and the
+ *   convolution forward read bf16 copies of their inputs and accumulate in
+ *   f32; everything else is f32. */
 #ifndef FLAVA_OPS_H
 #define FLAVA_OPS_H
 

@@ -330,6 +330,145 @@ START_TEST(test_finetune_regress)
 }
 END_TEST
 
+/* A smaller batch after a larger one reuses the arena (no allocation) and
+ * gives what a fresh model gives. */
+START_TEST(test_smaller_batch_reuses_arena)
+{
+    flava_ctx *ctx, *ctx2;
+    flava_model *m = load_tiny(&ctx), *fresh = load_tiny(&ctx2);
+    flava_batch b;
+    flava_st *in;
+    read_batch(&b, &in, m, "image_text");
+    ck_assert_int_eq(flava_model_forward(ctx, m, &b, 0), FLAVA_OK);
+    float *arena = m->arena;
+    flava_batch two = b;
+    two.B = 2;
+    ck_assert_int_eq(flava_model_forward(ctx, m, &two, 0), FLAVA_OK);
+    ck_assert_ptr_eq(m->arena, arena);
+    ck_assert_int_eq(flava_model_forward(ctx2, fresh, &two, 0), FLAVA_OK);
+    flava_output a[FLAVA_MAX_OUTPUTS], f[FLAVA_MAX_OUTPUTS];
+    int na = flava_model_outputs(m, a), nf = flava_model_outputs(fresh, f);
+    ck_assert_int_eq(na, nf);
+    for (int i = 0; i < na; i++) {
+        ck_assert_str_eq(a[i].name, f[i].name);
+        int64_t n = 1;
+        for (int d = 0; d < a[i].ndim; d++) {
+            ck_assert_int_eq(a[i].shape[d], f[i].shape[d]);
+            n *= a[i].shape[d];
+        }
+        ck_assert_msg(!memcmp(a[i].data, f[i].data, (size_t)n * sizeof(float)), "%s differs",
+                      a[i].name);
+    }
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_model_destroy(fresh);
+    flava_ctx_destroy(ctx2);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The encoder in FLAVA's unused configuration (post-LN, ReLU, causal with
+ * a key mask, no final LN) against tests/reference/encoder_fixtures.py. */
+START_TEST(test_encoder_post_ln)
+{
+    enum { L = 2, C = 8, NH = 2, FF = 16, B = 2, T = 5 };
+    char p[4096];
+    flava_st *ref;
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, "encoder_postln.safetensors")),
+                     FLAVA_OK);
+    flava_encoder_spec spec = {.layers = L, .hidden = C, .heads = NH, .intermediate = FF,
+                               .eps = 1e-5f, .act = FLAVA_ACT_RELU, .pre_ln = 0, .causal = 1,
+                               .final_ln = 0, .qkv_bias = 1};
+    flava_param_table t;
+    flava_params_init(&t);
+    flava_encoder e;
+    ck_assert_int_eq(flava_encoder_declare(&e, &t, &spec, &flava_encoder_names_hf_vit, "enc"),
+                     FLAVA_OK);
+    float *params = calloc(t.total, sizeof *params), *grads = calloc(t.total, sizeof *grads);
+    for (int i = 0; i < t.n; i++)
+        ck_assert_int_eq(flava_st_load_f32(params + t.p[i].offset, ref, t.p[i].name, t.p[i].ndim,
+                                           t.p[i].shape),
+                         FLAVA_OK);
+    flava_encoder_acts a = {0};
+    float *mem = calloc(flava_encoder_acts_floats(&spec, B, T), sizeof *mem);
+    float *scratch = calloc(flava_encoder_scratch_floats(&spec, B, T), sizeof *scratch);
+    float key_mask[B * T], dout[B * T * C], dx[B * T * C] = {0};
+    flava_encoder_acts_bind(&a, &spec, B, T, mem);
+    int64_t sh[3] = {B, T, C}, shm[2] = {B, T};
+    ck_assert_int_eq(flava_st_load_f32(a.x, ref, "x", 3, sh), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(key_mask, ref, "key_mask", 2, shm), FLAVA_OK);
+    ck_assert_int_eq(flava_st_load_f32(dout, ref, "dout", 3, sh), FLAVA_OK);
+    a.key_mask = key_mask;
+    flava_ctx *ctx;
+    ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
+    ck_assert_int_eq(flava_encoder_forward(ctx, &e, params, &a), FLAVA_OK);
+    double worst = 0, worst_grad = 0;
+    expect_close("post-LN", a.out, flava_st_find(ref, "out"), 1e-4, 0, &worst);
+    ck_assert_int_eq(flava_encoder_backward(ctx, dx, grads, &e, params, &a, dout, NULL, scratch),
+                     FLAVA_OK);
+    expect_close("post-LN", dx, flava_st_find(ref, "dx"), 1e-3, 1e-4, &worst_grad);
+    for (int i = 0; i < t.n; i++) { /* gradients here are O(1): a floor of 1e-3 */
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", t.p[i].name);
+        expect_close("post-LN", grads + t.p[i].offset, flava_st_find(ref, name), 1e-3, 1e-3,
+                     &worst_grad);
+    }
+    printf("post-LN encoder: output worst rel err %.3g, gradients %.3g\n", worst, worst_grad);
+    flava_ctx_destroy(ctx);
+    free(mem);
+    free(scratch);
+    free(params);
+    free(grads);
+    flava_encoder_free(&e);
+    flava_params_free(&t);
+    flava_st_free(ref);
+}
+END_TEST
+
+/* Config: HF JSON in (the `X_config_dict` spelling overrides `X_config`),
+ * JSON out and back, dotted overrides, and their errors. */
+START_TEST(test_config_json)
+{
+    flava_config c, d;
+    flava_config_default(&c);
+    ck_assert_int_eq(c.image.enc.num_hidden_layers, 12);
+    ck_assert_int_eq(c.multimodal.enc.num_hidden_layers, 6);
+    ck_assert_int_eq(c.projection_dim, 768);
+    const char *json = "{\"architectures\": [\"FlavaForPreTraining\"], \"projection_dim\": 24,"
+                       " \"text_config\": {\"hidden_size\": 64, \"vocab_size\": 99},"
+                       " \"text_config_dict\": {\"hidden_size\": 32},"
+                       " \"image_config\": {\"qkv_bias\": false, \"hidden_act\": \"relu\"}}";
+    ck_assert_int_eq(flava_config_from_json(&c, json, "test.json"), FLAVA_OK);
+    ck_assert_int_eq(c.projection_dim, 24);
+    ck_assert_int_eq(c.text.enc.hidden_size, 32);
+    ck_assert_int_eq(c.text.vocab_size, 99);
+    ck_assert_int_eq(c.image.enc.qkv_bias, 0);
+    ck_assert_str_eq(c.image.enc.hidden_act, "relu");
+    char *out;
+    ck_assert_int_eq(flava_config_to_json(&out, &c), FLAVA_OK);
+    flava_config_default(&d);
+    ck_assert_int_eq(flava_config_from_json(&d, out, "round trip"), FLAVA_OK);
+    ck_assert_int_eq(memcmp(&c, &d, sizeof c), 0);
+    free(out);
+    ck_assert_int_eq(flava_config_set(&c, "multimodal_config.num_hidden_layers", "3"), FLAVA_OK);
+    ck_assert_int_eq(c.multimodal.enc.num_hidden_layers, 3);
+    ck_assert_int_eq(flava_config_set(&c, "mlm_weight", "0.5"), FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, "text_config.hiden_size", "3"), FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "text_config.hiden_size"));
+    ck_assert_int_eq(flava_config_set(&c, "image_config.patch_size", "x"), FLAVA_ERR_CONFIG);
+    ck_assert_int_eq(flava_config_from_json(&c, "{\"projection_dim\": \"big\"}", "bad.json"),
+                     FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "bad.json: projection_dim"));
+    ck_assert_int_eq(flava_config_from_json(&c, "{\"projection_dim\": ", "cut.json"),
+                     FLAVA_ERR_FORMAT);
+    flava_config_default(&c);
+    c.image.enc.num_attention_heads = 7;
+    ck_assert_int_eq(flava_config_validate(&c), FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "image_config"));
+}
+END_TEST
+
 static const char *tmp_path(char *buf, size_t n, const char *name)
 {
     const char *dir = getenv("FLAVA_BUILDDIR");
@@ -537,7 +676,8 @@ START_TEST(test_checkpoint_hf_folder)
     write_text(p, json);
     free(json);
 
-    /* one file, F32, the tied bias under one name only (as HF saves it) */
+    /* one file, F32, the tied bias under one name only (as HF saves it),
+     * the base model's keys without `flava.` (as a HF FlavaModel has them) */
     flava_st_tensor *t = calloc((size_t)m->table.n, sizeof *t);
     uint16_t *bf = malloc(m->table.total * sizeof *bf);
     for (size_t i = 0; i < m->table.total; i++) { /* round to nearest even */
@@ -547,7 +687,7 @@ START_TEST(test_checkpoint_hf_folder)
     }
     for (int i = 0; i < m->table.n; i++) {
         const flava_param *pp = &m->table.p[i];
-        t[i].name = pp->name;
+        t[i].name = strncmp(pp->name, "flava.", 6) ? pp->name : pp->name + 6;
         t[i].dtype = FLAVA_F32;
         t[i].ndim = pp->ndim;
         memcpy(t[i].shape, pp->shape, sizeof pp->shape);
@@ -671,6 +811,9 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_finetune_classify);
     tcase_add_test(tc, test_finetune_regress);
     suite_add_tcase(s, tc);
+    tcase_add_test(tc, test_encoder_post_ln);
+    tcase_add_test(tc, test_smaller_batch_reuses_arena);
+    tcase_add_test(tc, test_config_json);
     tc = tcase_create("checkpoint");
     tcase_add_test(tc, test_checkpoint_round_trip);
     tcase_add_test(tc, test_checkpoint_errors);

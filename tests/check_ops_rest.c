@@ -11,6 +11,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "safetensors.h"
+
 /* ---- helpers ---- */
 
 static float *fvec(int64_t n, uint64_t seed, float lo, float hi)
@@ -170,35 +172,25 @@ static void run_conv(const flava_conv2d_dims *d, int bias, double rtol, double a
     free(dinp0), free(dw0), free(db0), free(dinp), free(dw), free(db);
 }
 
-START_TEST(test_conv_padded)
-{
-    flava_conv2d_dims d = {.N = 2, .C = 3, .H = 7, .W = 6, .OC = 5, .KH = 3, .KW = 3,
-                           .stride = 1, .pad = 1, .groups = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
-}
-END_TEST
+/* padding; stride with a non-square kernel and NHWC input; groups with NHWC
+ * output; depthwise (channel multiplier 2) NHWC to NHWC; batch 1 */
+static const struct conv_test {
+    flava_conv2d_dims d;
+    int bias;
+} conv_tests[] = {
+    {{.N = 2, .C = 3, .H = 7, .W = 6, .OC = 5, .KH = 3, .KW = 3, .stride = 1, .pad = 1,
+      .groups = 1}, 1},
+    {{.N = 1, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 2, .stride = 2, .pad = 0,
+      .groups = 1, .src_nhwc = 1}, 0},
+    {{.N = 2, .C = 6, .H = 5, .W = 5, .OC = 4, .KH = 3, .KW = 3, .stride = 1, .pad = 1,
+      .groups = 2, .dst_nhwc = 1}, 1},
+    {{.N = 3, .C = 4, .H = 8, .W = 7, .OC = 8, .KH = 3, .KW = 3, .stride = 2, .pad = 1,
+      .groups = 4, .src_nhwc = 1, .dst_nhwc = 1}, 1},
+};
 
-START_TEST(test_conv_strided_nhwc_in)
+START_TEST(test_conv)
 {
-    flava_conv2d_dims d = {.N = 1, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 2,
-                           .stride = 2, .pad = 0, .groups = 1, .src_nhwc = 1};
-    run_conv(&d, 0, 1e-4, 1e-5);
-}
-END_TEST
-
-START_TEST(test_conv_grouped_nhwc_out)
-{
-    flava_conv2d_dims d = {.N = 2, .C = 6, .H = 5, .W = 5, .OC = 4, .KH = 3, .KW = 3,
-                           .stride = 1, .pad = 1, .groups = 2, .dst_nhwc = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
-}
-END_TEST
-
-START_TEST(test_conv_depthwise_nhwc)
-{
-    flava_conv2d_dims d = {.N = 3, .C = 4, .H = 8, .W = 7, .OC = 8, .KH = 3, .KW = 3,
-                           .stride = 2, .pad = 1, .groups = 4, .src_nhwc = 1, .dst_nhwc = 1};
-    run_conv(&d, 1, 1e-4, 1e-5);
+    run_conv(&conv_tests[_i].d, conv_tests[_i].bias, 1e-4, 1e-5);
 }
 END_TEST
 
@@ -423,20 +415,33 @@ START_TEST(test_embedding)
 }
 END_TEST
 
-/* The scatter-add gives the same bits with one thread and with two. */
-START_TEST(test_embedding_deterministic)
+/* The scatter-add and the loss sums give the same bits with one thread and
+ * with two. */
+START_TEST(test_deterministic_across_threads)
 {
     const int32_t *ids = emb_ids();
-    float *R = fvec(EMB_N * EMB_C, 2, -1, 1);
-    float *g1 = fvec(EMB_V * EMB_C, 0, 0, 0), *g2 = fvec(EMB_V * EMB_C, 0, 0, 0);
+    enum { RN = 300, RV = 7 };
+    float *R = fvec(EMB_N * EMB_C, 2, -1, 1), *x = fvec(RN * RV, 3, -5, 5);
+    float *t = fvec(RN * RV, 4, 0, 1), *probs = fvec(RN * RV, 0, 0, 0);
+    int32_t labels[RN];
+    for (int n = 0; n < RN; n++)
+        labels[n] = n % 3 ? n % RV : -100;
+    float *g[2], loss[2][3];
+    int count;
     int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    ck_assert_int_eq(embedding_backward(g1, R, ids, EMB_N, EMB_C), FLAVA_OK);
-    omp_set_num_threads(2);
-    ck_assert_int_eq(embedding_backward(g2, R, ids, EMB_N, EMB_C), FLAVA_OK);
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k + 1);
+        g[k] = fvec(EMB_V * EMB_C, 0, 0, 0);
+        ck_assert_int_eq(embedding_backward(g[k], R, ids, EMB_N, EMB_C), FLAVA_OK);
+        ck_assert_int_eq(cross_entropy_forward(&loss[k][0], &count, probs, x, labels, RN, RV),
+                         FLAVA_OK);
+        ck_assert_int_eq(bce_logits_forward(&loss[k][1], x, t, RN, RV), FLAVA_OK);
+        ck_assert_int_eq(mse_forward(&loss[k][2], x, t, RN * RV), FLAVA_OK);
+    }
     omp_set_num_threads(threads);
-    ck_assert_mem_eq(g1, g2, EMB_V * EMB_C * sizeof(float));
-    free(R), free(g1), free(g2);
+    ck_assert_mem_eq(g[0], g[1], EMB_V * EMB_C * sizeof(float));
+    ck_assert_mem_eq(loss[0], loss[1], sizeof loss[0]);
+    free(R), free(x), free(t), free(probs), free(g[0]), free(g[1]);
 }
 END_TEST
 
@@ -659,15 +664,183 @@ START_TEST(test_mse)
 }
 END_TEST
 
+/* ---- the same ops against PyTorch (tests/reference/ops_rest_fixtures.py) ---- */
+
+static flava_st *fx;
+
+static void fx_setup(void)
+{
+    char path[4096];
+    ctx_setup();
+    ck_assert_int_eq(flava_st_read(&fx, test_path(path, sizeof path,
+                                                  "tests/fixtures/ops_rest.safetensors")),
+                     FLAVA_OK);
+}
+
+static void fx_teardown(void)
+{
+    flava_st_free(fx);
+    ctx_teardown();
+}
+
+static const flava_st_tensor *fx_tensor(const char *prefix, const char *name, int64_t n)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", prefix, name);
+    const flava_st_tensor *t = flava_st_find(fx, key);
+    ck_assert_msg(t != NULL, "fixture tensor %s missing", key);
+    ck_assert_msg(flava_st_numel(t) == n, "fixture tensor %s has %lld elements, expected %lld",
+                  key, (long long)flava_st_numel(t), (long long)n);
+    return t;
+}
+
+static float *fx_f32(const char *prefix, const char *name, int64_t n)
+{
+    float *x = fvec(n, 0, 0, 0);
+    ck_assert_int_eq(flava_st_to_f32(x, fx_tensor(prefix, name, n)), FLAVA_OK);
+    return x;
+}
+
+static int32_t *fx_i32(const char *prefix, const char *name, int64_t n)
+{
+    int32_t *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(flava_st_to_i32(x, fx_tensor(prefix, name, n)), FLAVA_OK);
+    return x;
+}
+
+/* got ≈ PyTorch's to 1e-5 relative (1e-6 absolute near 0); prints the worst. */
+static void fx_match(const char *prefix, const char *name, const float *got, int64_t n)
+{
+    float *want = fx_f32(prefix, name, n);
+    double *ref = dvec(want, n);
+    char what[128];
+    snprintf(what, sizeof what, "%s.%s vs torch", prefix, name);
+    int64_t where;
+    printf("%-32s worst %.3g of tolerance\n", what, test_worst(got, ref, n, 1e-5, 1e-6, &where));
+    ck_assert_close(got, ref, n, 1e-5, 1e-6, what);
+    free(want), free(ref);
+}
+
+static void fx_conv(const char *prefix, const flava_conv2d_dims *d)
+{
+    int64_t nin = (int64_t)d->N * d->C * d->H * d->W;
+    int64_t nw = (int64_t)d->OC * (d->C / d->groups) * d->KH * d->KW;
+    int64_t nout = (int64_t)d->N * d->OC * flava_conv2d_out_h(d) * flava_conv2d_out_w(d);
+    float *x = fx_f32(prefix, "x", nin), *w = fx_f32(prefix, "w", nw);
+    float *b = fx_f32(prefix, "b", d->OC), *R = fx_f32(prefix, "R", nout);
+    float *y = fvec(nout, 0, 0, 0), *dx = fvec(nin, 0, 0, 0), *dw = fvec(nw, 0, 0, 0),
+          *db = fvec(d->OC, 0, 0, 0);
+    ck_assert_int_eq(conv2d_forward(ctx, y, x, w, b, d), FLAVA_OK);
+    ck_assert_int_eq(conv2d_backward(ctx, dx, dw, db, R, x, w, d), FLAVA_OK);
+    fx_match(prefix, "y", y, nout);
+    fx_match(prefix, "dx", dx, nin);
+    fx_match(prefix, "dw", dw, nw);
+    fx_match(prefix, "db", db, d->OC);
+    free(x), free(w), free(b), free(R), free(y), free(dx), free(dw), free(db);
+}
+
+START_TEST(test_torch_conv)
+{
+    flava_conv2d_dims grouped = {.N = 2, .C = 4, .H = 9, .W = 8, .OC = 6, .KH = 3, .KW = 3,
+                                 .stride = 2, .pad = 1, .groups = 2};
+    flava_conv2d_dims depthwise = {.N = 1, .C = 4, .H = 7, .W = 7, .OC = 4, .KH = 3, .KW = 3,
+                                   .stride = 1, .pad = 1, .groups = 4, .src_nhwc = 1,
+                                   .dst_nhwc = 1};
+    flava_conv2d_dims patch = {.N = 2, .C = 3, .H = 32, .W = 32, .OC = 16, .KH = 8, .KW = 8,
+                               .stride = 8, .pad = 0, .groups = 1, .dst_nhwc = 1};
+    fx_conv("conv_grouped", &grouped);
+    fx_conv("conv_depthwise", &depthwise);
+    fx_conv("conv_patch", &patch);
+}
+END_TEST
+
+START_TEST(test_torch_maxpool)
+{
+    const char *names[2] = {"maxpool_2s2", "maxpool_3s2"};
+    const int N = 2, C = 3, H = 8, W = 9;
+    for (int i = 0; i < 2; i++) {
+        int k = 2 + i, s = 2, OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+        int64_t nin = N * C * H * W, nout = N * C * OH * OW;
+        float *x = fx_f32(names[i], "x", nin), *R = fx_f32(names[i], "R", nout);
+        float *y = fvec(nout, 0, 0, 0), *dx = fvec(nin, 0, 0, 0);
+        void *ws = malloc(maxpool2d_workspace_bytes(ctx, N, C, H, W, k, s));
+        ck_assert_int_eq(maxpool2d_forward(ctx, y, ws, x, N, C, H, W, k, s), FLAVA_OK);
+        ck_assert_int_eq(maxpool2d_backward(ctx, dx, R, ws, N, C, H, W, k, s), FLAVA_OK);
+        fx_match(names[i], "y", y, nout);
+        fx_match(names[i], "dx", dx, nin);
+        free(x), free(R), free(y), free(dx), free(ws);
+    }
+}
+END_TEST
+
+START_TEST(test_torch_embedding_l2norm)
+{
+    const int N = 23, C = 70, V = 11;
+    int32_t *ids = fx_i32("embedding", "ids", N);
+    float *table = fx_f32("embedding", "table", V * C), *R = fx_f32("embedding", "R", N * C);
+    float *y = fvec(N * C, 0, 0, 0), *dt = fvec(V * C, 0, 0, 0);
+    ck_assert_int_eq(embedding_forward(y, ids, table, N, C, V), FLAVA_OK);
+    ck_assert_int_eq(embedding_backward(dt, R, ids, N, C), FLAVA_OK);
+    fx_match("embedding", "y", y, N * C);
+    fx_match("embedding", "dtable", dt, V * C);
+    free(ids), free(table), free(R), free(y), free(dt);
+
+    const int LN = 5, LC = 33;
+    float *x = fx_f32("l2norm", "x", LN * LC), *LR = fx_f32("l2norm", "R", LN * LC);
+    float *ly = fvec(LN * LC, 0, 0, 0), *dx = fvec(LN * LC, 0, 0, 0), norm[5];
+    ck_assert_int_eq(l2norm_forward(ly, norm, x, LN, LC), FLAVA_OK);
+    ck_assert_int_eq(l2norm_backward(dx, LR, ly, norm, LN, LC), FLAVA_OK);
+    fx_match("l2norm", "y", ly, LN * LC);
+    fx_match("l2norm", "dx", dx, LN * LC);
+    free(x), free(LR), free(ly), free(dx);
+}
+END_TEST
+
+START_TEST(test_torch_losses)
+{
+    float loss, *R, *g;
+    const int N = 7, V = 10;
+    float *logits = fx_f32("cross_entropy", "logits", N * V), probs[7 * 10];
+    int32_t *labels = fx_i32("cross_entropy", "labels", N);
+    int count;
+    R = fx_f32("cross_entropy", "R", 1);
+    g = fvec(N * V, 0, 0, 0);
+    ck_assert_int_eq(cross_entropy_forward(&loss, &count, probs, logits, labels, N, V), FLAVA_OK);
+    ck_assert_int_eq(count, N - 1);
+    ck_assert_int_eq(cross_entropy_backward(g, R[0], probs, labels, N, V), FLAVA_OK);
+    fx_match("cross_entropy", "loss", &loss, 1);
+    fx_match("cross_entropy", "dlogits", g, N * V);
+    free(logits), free(labels), free(R), free(g);
+
+    const int BN = 4, BV = 9;
+    float *bl = fx_f32("bce", "logits", BN * BV), *bt = fx_f32("bce", "targets", BN * BV);
+    R = fx_f32("bce", "R", 1);
+    g = fvec(BN * BV, 0, 0, 0);
+    ck_assert_int_eq(bce_logits_forward(&loss, bl, bt, BN, BV), FLAVA_OK);
+    ck_assert_int_eq(bce_logits_backward(g, R[0], bl, bt, BN, BV), FLAVA_OK);
+    fx_match("bce", "loss", &loss, 1);
+    fx_match("bce", "dlogits", g, BN * BV);
+    free(bl), free(bt), free(R), free(g);
+
+    const int M = 31;
+    float *p = fx_f32("mse", "pred", M), *t = fx_f32("mse", "target", M);
+    R = fx_f32("mse", "R", 1);
+    g = fvec(M, 0, 0, 0);
+    ck_assert_int_eq(mse_forward(&loss, p, t, M), FLAVA_OK);
+    ck_assert_int_eq(mse_backward(g, R[0], p, t, M), FLAVA_OK);
+    fx_match("mse", "loss", &loss, 1);
+    fx_match("mse", "dpred", g, M);
+    free(p), free(t), free(R), free(g);
+}
+END_TEST
+
 static Suite *make_ops_rest_suite(void)
 {
     Suite *s = suite_create("ops_rest");
     TCase *tc = tcase_create("conv_pool");
     tcase_add_checked_fixture(tc, ctx_setup, ctx_teardown);
-    tcase_add_test(tc, test_conv_padded);
-    tcase_add_test(tc, test_conv_strided_nhwc_in);
-    tcase_add_test(tc, test_conv_grouped_nhwc_out);
-    tcase_add_test(tc, test_conv_depthwise_nhwc);
+    tcase_add_loop_test(tc, test_conv, 0, (int)(sizeof conv_tests / sizeof conv_tests[0]));
     tcase_add_test(tc, test_conv_bf16);
     tcase_add_test(tc, test_conv_null_gradients);
     tcase_add_test(tc, test_conv_patch_embedding);
@@ -679,7 +852,7 @@ static Suite *make_ops_rest_suite(void)
 
     tc = tcase_create("glue");
     tcase_add_test(tc, test_embedding);
-    tcase_add_test(tc, test_embedding_deterministic);
+    tcase_add_test(tc, test_deterministic_across_threads);
     tcase_add_test(tc, test_embedding_bad_id);
     tcase_add_test(tc, test_l2norm);
     tcase_add_test(tc, test_l2norm_tiny_row);
@@ -687,6 +860,14 @@ static Suite *make_ops_rest_suite(void)
     tcase_add_test(tc, test_cross_entropy_all_ignored_and_bad_label);
     tcase_add_test(tc, test_bce_logits);
     tcase_add_test(tc, test_mse);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("torch");
+    tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
+    tcase_add_test(tc, test_torch_conv);
+    tcase_add_test(tc, test_torch_maxpool);
+    tcase_add_test(tc, test_torch_embedding_l2norm);
+    tcase_add_test(tc, test_torch_losses);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,7 +6,9 @@
  * primitives overwrite their outputs, so gradients land in a buffer of the
  * entry and a reorder with a sum post-op adds them into the caller's. Each
  * of the three directions is cached separately, so an op that never needs
- * the input gradient (the patch embedding) never builds that primitive. */
+ * the input gradient (the patch embedding) never builds that primitive.
+ * In bf16 precision the forward reads bf16 copies of input and weights
+ * (f32 accumulation and output), like the matmuls; the backward is f32. */
 #include "ops.h"
 
 #include <stdlib.h>
@@ -43,18 +45,10 @@ static flava_status check_dims(const flava_conv2d_dims *d)
     return FLAVA_OK;
 }
 
-/* bf16 compute when the context asks for it and the CPU has it. */
+/* bf16 forward when the context asks for it and the CPU has it. */
 static int conv_bf16(const flava_ctx *ctx)
 {
     return flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16 && flava_ctx_has_bf16(ctx);
-}
-
-static flava_op_key conv_key(const char *op, const flava_conv2d_dims *d, int bias, int bf16)
-{
-    flava_op_key k = {.op = op,
-                      .dims = {d->N, d->C, d->H, d->W, d->OC, d->KH, d->KW, d->stride, d->pad,
-                               d->groups, d->src_nhwc, d->dst_nhwc, bias, bf16}};
-    return k;
 }
 
 /* ---- the caller's tensors in the caller's layouts (f32) ---- */
@@ -72,9 +66,10 @@ static flava_status weights_md(dnnl_memory_desc_t *md, const flava_conv2d_dims *
                                dnnl_data_type_t dt, int any)
 {
     int g = d->groups;
-    /* dnnl_dims_t: oneDNN reads all DNNL_MAX_NDIMS entries */
-    dnnl_dims_t dims = {g, d->OC / g, d->C / g, d->KH, d->KW};
-    const int64_t *p = g > 1 ? dims : dims + 1;
+    /* full dnnl_dims_t arrays: oneDNN's prototypes take DNNL_MAX_NDIMS entries */
+    dnnl_dims_t grouped = {g, d->OC / g, d->C / g, d->KH, d->KW};
+    dnnl_dims_t plain = {d->OC, d->C, d->KH, d->KW};
+    const int64_t *p = g > 1 ? grouped : plain;
     int nd = g > 1 ? 5 : 4;
     if (any) {
         FLAVA_DNNL(dnnl_memory_desc_init_by_tag(md, nd, p, dt, dnnl_format_tag_any));
@@ -171,12 +166,67 @@ static void arg_release(conv_arg *a)
     flava_free(a->buf);
 }
 
-/* ---- op descriptors, shared by the three directions ---- */
+/* ---- the three directions, one cached entry each ---- */
 
+typedef enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS } conv_dir;
+static const char *const CONV_OP[3] = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weights"};
+
+typedef enum { T_SRC, T_WEI, T_BIAS, T_DST } conv_tensor;
+
+/* One primitive argument: which tensor, where the primitive descriptor
+ * says its layout is, and which way it flows. */
+typedef struct conv_slot {
+    int arg;
+    conv_tensor t;
+    dnnl_query_t query;
+    int index;
+    arg_kind kind;
+    const char *what;
+} conv_slot;
+
+/* The caller passes pointers in this order; the bias slot is last and only
+ * there when there is a bias. */
+static const conv_slot CONV_SLOTS[3][4] = {
+    [CONV_FWD] = {{DNNL_ARG_SRC, T_SRC, dnnl_query_src_md, 0, ARG_IN, "conv2d input"},
+                  {DNNL_ARG_WEIGHTS, T_WEI, dnnl_query_weights_md, 0, ARG_IN, "conv2d weights"},
+                  {DNNL_ARG_DST, T_DST, dnnl_query_dst_md, 0, ARG_OUT, "conv2d output"},
+                  {DNNL_ARG_BIAS, T_BIAS, dnnl_query_weights_md, 1, ARG_IN, "conv2d bias"}},
+    [CONV_BWD_DATA] = {{DNNL_ARG_DIFF_DST, T_DST, dnnl_query_diff_dst_md, 0, ARG_IN,
+                        "conv2d output gradient"},
+                       {DNNL_ARG_WEIGHTS, T_WEI, dnnl_query_weights_md, 0, ARG_IN,
+                        "conv2d weights"},
+                       {DNNL_ARG_DIFF_SRC, T_SRC, dnnl_query_diff_src_md, 0, ARG_GRAD,
+                        "conv2d input gradient"}},
+    [CONV_BWD_WEIGHTS] = {{DNNL_ARG_DIFF_DST, T_DST, dnnl_query_diff_dst_md, 0, ARG_IN,
+                           "conv2d output gradient"},
+                          {DNNL_ARG_SRC, T_SRC, dnnl_query_src_md, 0, ARG_IN, "conv2d input"},
+                          {DNNL_ARG_DIFF_WEIGHTS, T_WEI, dnnl_query_diff_weights_md, 0, ARG_GRAD,
+                           "conv2d weight gradient"},
+                          {DNNL_ARG_DIFF_BIAS, T_BIAS, dnnl_query_diff_weights_md, 1, ARG_GRAD,
+                           "conv2d bias gradient"}},
+};
+
+typedef struct conv_op {
+    dnnl_primitive_t prim;
+    conv_dir dir;
+    int nslots;
+    conv_arg a[4];
+} conv_op;
+
+static void conv_op_destroy(void *p)
+{
+    conv_op *e = p;
+    for (int i = e->nslots - 1; i >= 0; i--)
+        arg_release(&e->a[i]);
+    flava_dnnl_release(&e->prim, 1, NULL, 0);
+    free(e);
+}
+
+/* Descriptors: the caller's tensors (f32, their layouts) and the
+ * primitive's ("any" layout; forward inputs in bf16 when asked). */
 typedef struct conv_mds {
-    dnnl_memory_desc_t src, wei, bias, dst;  /* the caller's, f32 */
-    /* for the primitives: inputs in the compute type, results in f32 */
-    dnnl_memory_desc_t src_in, wei_in, dst_in, src_out, wei_out, dst_out;
+    dnnl_memory_desc_t user[4]; /* by conv_tensor */
+    dnnl_memory_desc_t src, wei, dst;
     dnnl_dims_t strides, pad;
 } conv_mds;
 
@@ -185,230 +235,114 @@ static flava_status conv_mds_init(conv_mds *m, const flava_conv2d_dims *d, int b
     int OH = flava_conv2d_out_h(d), OW = flava_conv2d_out_w(d);
     dnnl_data_type_t in_dt = bf16 ? dnnl_bf16 : dnnl_f32;
     int64_t oc = d->OC;
-    FLAVA_TRY(act_md(&m->src, d->N, d->C, d->H, d->W, d->src_nhwc));
-    FLAVA_TRY(act_md(&m->dst, d->N, d->OC, OH, OW, d->dst_nhwc));
-    FLAVA_TRY(weights_md(&m->wei, d, dnnl_f32, 0));
-    FLAVA_TRY(flava_dnnl_md(&m->bias, 1, &oc, NULL, dnnl_f32));
-    FLAVA_TRY(any_md(&m->src_in, d->N, d->C, d->H, d->W, in_dt));
-    FLAVA_TRY(any_md(&m->src_out, d->N, d->C, d->H, d->W, dnnl_f32));
-    FLAVA_TRY(any_md(&m->dst_in, d->N, d->OC, OH, OW, in_dt));
-    FLAVA_TRY(any_md(&m->dst_out, d->N, d->OC, OH, OW, dnnl_f32));
-    FLAVA_TRY(weights_md(&m->wei_in, d, in_dt, 1));
-    FLAVA_TRY(weights_md(&m->wei_out, d, dnnl_f32, 1));
+    FLAVA_TRY(act_md(&m->user[T_SRC], d->N, d->C, d->H, d->W, d->src_nhwc));
+    FLAVA_TRY(act_md(&m->user[T_DST], d->N, d->OC, OH, OW, d->dst_nhwc));
+    FLAVA_TRY(weights_md(&m->user[T_WEI], d, dnnl_f32, 0));
+    FLAVA_TRY(flava_dnnl_md(&m->user[T_BIAS], 1, &oc, NULL, dnnl_f32));
+    FLAVA_TRY(any_md(&m->src, d->N, d->C, d->H, d->W, in_dt));
+    FLAVA_TRY(any_md(&m->dst, d->N, d->OC, OH, OW, dnnl_f32));
+    FLAVA_TRY(weights_md(&m->wei, d, in_dt, 1));
     m->strides[0] = m->strides[1] = d->stride;
     m->pad[0] = m->pad[1] = d->pad;
     return FLAVA_OK;
 }
 
-/* The forward primitive descriptor: the forward op itself, and the hint of
- * the backward ones. */
-static flava_status fwd_pd(dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, flava_ctx *ctx,
-                           const conv_mds *m, int bias)
+/* The forward primitive: the forward op itself, and the backward's hint. */
+static flava_status fwd_prim(dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, flava_ctx *ctx,
+                             const conv_mds *m, int bias)
 {
     dnnl_convolution_desc_t cd;
     FLAVA_DNNL(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training,
-                                                  dnnl_convolution_direct, &m->src_in, &m->wei_in,
-                                                  bias ? &m->bias : NULL, &m->dst_out, m->strides,
-                                                  m->pad, m->pad));
+                                                  dnnl_convolution_direct, &m->src, &m->wei,
+                                                  bias ? &m->user[T_BIAS] : NULL, &m->dst,
+                                                  m->strides, m->pad, m->pad));
     return flava_dnnl_primitive(prim, pd, ctx, &cd, NULL, NULL);
 }
 
-static const dnnl_memory_desc_t *query(const_dnnl_primitive_desc_t pd, dnnl_query_t what)
+static flava_status bwd_prim(conv_op *e, dnnl_primitive_desc_t *pd, flava_ctx *ctx,
+                             const conv_mds *m, int bias)
 {
-    return dnnl_primitive_desc_query_md(pd, what, 0);
+    dnnl_primitive_t fwd;
+    dnnl_primitive_desc_t hint;
+    FLAVA_TRY(fwd_prim(&fwd, &hint, ctx, m, bias));
+    dnnl_convolution_desc_t cd;
+    dnnl_status_t s =
+        e->dir == CONV_BWD_DATA
+            ? dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &m->src,
+                                                       &m->wei, &m->dst, m->strides, m->pad,
+                                                       m->pad)
+            : dnnl_convolution_backward_weights_desc_init(
+                  &cd, dnnl_convolution_direct, &m->src, &m->wei, bias ? &m->user[T_BIAS] : NULL,
+                  &m->dst, m->strides, m->pad, m->pad);
+    flava_status st = s == dnnl_success
+                          ? flava_dnnl_primitive(&e->prim, pd, ctx, &cd, NULL, hint)
+                          : FLAVA_ERROR(FLAVA_ERR_DNNL, "%s descriptor: %s", CONV_OP[e->dir],
+                                        flava_dnnl_status_str(s));
+    dnnl_primitive_desc_destroy(hint);
+    dnnl_primitive_destroy(fwd);
+    return st;
 }
 
-/* ---- the cache: one entry per direction and shape ---- */
-
-typedef flava_status (*conv_build_fn)(void *entry, flava_ctx *ctx, const flava_conv2d_dims *d,
-                                      int bias, int bf16);
-
-static flava_status conv_entry(void **out, flava_ctx *ctx, const char *op, size_t size,
-                               conv_build_fn build, flava_op_entry_destroy destroy,
-                               const flava_conv2d_dims *d, int bias, int bf16)
+static flava_status conv_op_build(conv_op *e, flava_ctx *ctx, const flava_conv2d_dims *d,
+                                  int bias, int bf16)
 {
-    flava_op_key key = conv_key(op, d, bias, bf16);
-    void *e = flava_ctx_lookup(ctx, &key);
-    if (!e) {
-        if (!(e = calloc(1, size)))
-            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: cannot allocate a cache entry", op);
-        flava_status st = build(e, ctx, d, bias, bf16);
-        if (st != FLAVA_OK) {
-            destroy(e);
-            return st;
-        }
-        FLAVA_TRY(flava_ctx_insert(ctx, &key, e, destroy));
-    }
-    *out = e;
-    return FLAVA_OK;
-}
-
-/* ---- forward ---- */
-
-typedef struct conv_fwd {
-    dnnl_primitive_t prim;
-    conv_arg src, wei, bias, dst;
-} conv_fwd;
-
-static void conv_fwd_destroy(void *p)
-{
-    conv_fwd *e = p;
-    arg_release(&e->dst);
-    arg_release(&e->bias);
-    arg_release(&e->wei);
-    arg_release(&e->src);
-    flava_dnnl_release(&e->prim, 1, NULL, 0);
-    free(e);
-}
-
-static flava_status conv_fwd_build(void *entry, flava_ctx *ctx, const flava_conv2d_dims *d,
-                                   int bias, int bf16)
-{
-    conv_fwd *e = entry;
     conv_mds m;
     FLAVA_TRY(conv_mds_init(&m, d, bf16));
-    dnnl_primitive_desc_t pd;
-    FLAVA_TRY(fwd_pd(&e->prim, &pd, ctx, &m, bias));
-    flava_status st =
-        arg_init(&e->src, ctx, &m.src, query(pd, dnnl_query_src_md), ARG_IN, "conv2d input");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->wei, ctx, &m.wei, query(pd, dnnl_query_weights_md), ARG_IN,
-                      "conv2d weights");
-    if (st == FLAVA_OK && bias)
-        st = arg_init(&e->bias, ctx, &m.bias, &m.bias, ARG_IN, "conv2d bias");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->dst, ctx, &m.dst, query(pd, dnnl_query_dst_md), ARG_OUT,
-                      "conv2d output");
+    dnnl_primitive_desc_t pd = NULL;
+    if (e->dir == CONV_FWD)
+        FLAVA_TRY(fwd_prim(&e->prim, &pd, ctx, &m, bias));
+    else
+        FLAVA_TRY(bwd_prim(e, &pd, ctx, &m, bias));
+    flava_status st = FLAVA_OK;
+    for (int i = 0; i < e->nslots && st == FLAVA_OK; i++) {
+        const conv_slot *sl = &CONV_SLOTS[e->dir][i];
+        st = arg_init(&e->a[i], ctx, &m.user[sl->t],
+                      dnnl_primitive_desc_query_md(pd, sl->query, sl->index), sl->kind, sl->what);
+    }
     dnnl_primitive_desc_destroy(pd);
     return st;
+}
+
+/* Runs one direction on the caller's pointers (in CONV_SLOTS order; a NULL
+ * gradient is computed into the entry and not added anywhere). */
+static flava_status conv_run(flava_ctx *ctx, conv_dir dir, const flava_conv2d_dims *d, int bias,
+                             int bf16, const void *const *ptr)
+{
+    flava_op_key key = {.op = CONV_OP[dir],
+                        .dims = {d->N, d->C, d->H, d->W, d->OC, d->KH, d->KW, d->stride, d->pad,
+                                 d->groups, d->src_nhwc, d->dst_nhwc, bias, bf16}};
+    conv_op *e = flava_ctx_lookup(ctx, &key);
+    if (!e) {
+        if (!(e = calloc(1, sizeof *e)))
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: cannot allocate a cache entry", key.op);
+        e->dir = dir;
+        e->nslots = 3 + bias;
+        flava_status st = conv_op_build(e, ctx, d, bias, bf16);
+        if (st != FLAVA_OK) {
+            conv_op_destroy(e);
+            return st;
+        }
+        FLAVA_TRY(flava_ctx_insert(ctx, &key, e, conv_op_destroy));
+    }
+    dnnl_exec_arg_t args[4];
+    for (int i = 0; i < e->nslots; i++) {
+        FLAVA_TRY(arg_bind(ctx, &e->a[i], ptr[i], CONV_SLOTS[dir][i].kind));
+        args[i].arg = CONV_SLOTS[dir][i].arg;
+        args[i].memory = arg_mem(&e->a[i]);
+    }
+    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, e->nslots, args));
+    for (int i = 0; i < e->nslots; i++)
+        if (CONV_SLOTS[dir][i].kind != ARG_IN && ptr[i])
+            FLAVA_TRY(arg_finish(ctx, &e->a[i]));
+    return FLAVA_OK;
 }
 
 flava_status conv2d_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
                             const float *b, const flava_conv2d_dims *d)
 {
     FLAVA_TRY(check_dims(d));
-    int bias = b != NULL, bf16 = conv_bf16(ctx);
-    void *entry;
-    FLAVA_TRY(conv_entry(&entry, ctx, "conv2d_fwd", sizeof(conv_fwd), conv_fwd_build,
-                         conv_fwd_destroy, d, bias, bf16));
-    conv_fwd *e = entry;
-    FLAVA_TRY(arg_bind(ctx, &e->src, inp, ARG_IN));
-    FLAVA_TRY(arg_bind(ctx, &e->wei, w, ARG_IN));
-    if (bias)
-        FLAVA_TRY(arg_bind(ctx, &e->bias, b, ARG_IN));
-    FLAVA_TRY(arg_bind(ctx, &e->dst, out, ARG_OUT));
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, arg_mem(&e->src)},
-                              {DNNL_ARG_WEIGHTS, arg_mem(&e->wei)},
-                              {DNNL_ARG_DST, arg_mem(&e->dst)},
-                              {DNNL_ARG_BIAS, bias ? arg_mem(&e->bias) : NULL}};
-    FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, bias ? 4 : 3, args));
-    return arg_finish(ctx, &e->dst);
-}
-
-/* ---- backward data: dinp += convᵀ(dout, w) ---- */
-
-typedef struct conv_bwd_data {
-    dnnl_primitive_t prim;
-    conv_arg ddst, wei, dsrc;
-} conv_bwd_data;
-
-static void conv_bwd_data_destroy(void *p)
-{
-    conv_bwd_data *e = p;
-    arg_release(&e->dsrc);
-    arg_release(&e->wei);
-    arg_release(&e->ddst);
-    flava_dnnl_release(&e->prim, 1, NULL, 0);
-    free(e);
-}
-
-static flava_status conv_bwd_data_build(void *entry, flava_ctx *ctx,
-                                        const flava_conv2d_dims *d, int bias, int bf16)
-{
-    conv_bwd_data *e = entry;
-    (void)bias; /* the input gradient does not depend on it */
-    conv_mds m;
-    FLAVA_TRY(conv_mds_init(&m, d, bf16));
-    dnnl_primitive_t fwd;
-    dnnl_primitive_desc_t hint, pd = NULL;
-    FLAVA_TRY(fwd_pd(&fwd, &hint, ctx, &m, 0));
-    dnnl_convolution_desc_t cd;
-    flava_status st = FLAVA_OK;
-    dnnl_status_t s = dnnl_convolution_backward_data_desc_init(
-        &cd, dnnl_convolution_direct, &m.src_out, &m.wei_in, &m.dst_in, m.strides, m.pad, m.pad);
-    if (s != dnnl_success)
-        st = FLAVA_ERROR(FLAVA_ERR_DNNL, "conv2d backward data descriptor: %s",
-                         flava_dnnl_status_str(s));
-    if (st == FLAVA_OK)
-        st = flava_dnnl_primitive(&e->prim, &pd, ctx, &cd, NULL, hint);
-    if (st == FLAVA_OK)
-        st = arg_init(&e->ddst, ctx, &m.dst, query(pd, dnnl_query_diff_dst_md), ARG_IN,
-                      "conv2d output gradient");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->wei, ctx, &m.wei, query(pd, dnnl_query_weights_md), ARG_IN,
-                      "conv2d weights");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->dsrc, ctx, &m.src, query(pd, dnnl_query_diff_src_md), ARG_GRAD,
-                      "conv2d input gradient");
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_desc_destroy(hint);
-    dnnl_primitive_destroy(fwd);
-    return st;
-}
-
-/* ---- backward weights: dw += ..., db += sum of dout ---- */
-
-typedef struct conv_bwd_weights {
-    dnnl_primitive_t prim;
-    conv_arg src, ddst, dwei, dbias;
-} conv_bwd_weights;
-
-static void conv_bwd_weights_destroy(void *p)
-{
-    conv_bwd_weights *e = p;
-    arg_release(&e->dbias);
-    arg_release(&e->dwei);
-    arg_release(&e->ddst);
-    arg_release(&e->src);
-    flava_dnnl_release(&e->prim, 1, NULL, 0);
-    free(e);
-}
-
-static flava_status conv_bwd_weights_build(void *entry, flava_ctx *ctx,
-                                           const flava_conv2d_dims *d, int bias, int bf16)
-{
-    conv_bwd_weights *e = entry;
-    conv_mds m;
-    FLAVA_TRY(conv_mds_init(&m, d, bf16));
-    dnnl_primitive_t fwd;
-    dnnl_primitive_desc_t hint, pd = NULL;
-    FLAVA_TRY(fwd_pd(&fwd, &hint, ctx, &m, bias));
-    dnnl_convolution_desc_t cd;
-    flava_status st = FLAVA_OK;
-    dnnl_status_t s = dnnl_convolution_backward_weights_desc_init(
-        &cd, dnnl_convolution_direct, &m.src_in, &m.wei_out, bias ? &m.bias : NULL, &m.dst_in,
-        m.strides, m.pad, m.pad);
-    if (s != dnnl_success)
-        st = FLAVA_ERROR(FLAVA_ERR_DNNL, "conv2d backward weights descriptor: %s",
-                         flava_dnnl_status_str(s));
-    if (st == FLAVA_OK)
-        st = flava_dnnl_primitive(&e->prim, &pd, ctx, &cd, NULL, hint);
-    if (st == FLAVA_OK)
-        st = arg_init(&e->src, ctx, &m.src, query(pd, dnnl_query_src_md), ARG_IN, "conv2d input");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->ddst, ctx, &m.dst, query(pd, dnnl_query_diff_dst_md), ARG_IN,
-                      "conv2d output gradient");
-    if (st == FLAVA_OK)
-        st = arg_init(&e->dwei, ctx, &m.wei, query(pd, dnnl_query_diff_weights_md), ARG_GRAD,
-                      "conv2d weight gradient");
-    if (st == FLAVA_OK && bias)
-        st = arg_init(&e->dbias, ctx, &m.bias, &m.bias, ARG_GRAD, "conv2d bias gradient");
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_desc_destroy(hint);
-    dnnl_primitive_destroy(fwd);
-    return st;
+    const void *ptr[4] = {inp, w, out, b};
+    return conv_run(ctx, CONV_FWD, d, b != NULL, conv_bf16(ctx), ptr);
 }
 
 flava_status conv2d_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
@@ -416,42 +350,17 @@ flava_status conv2d_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
                              const flava_conv2d_dims *d)
 {
     FLAVA_TRY(check_dims(d));
-    int bf16 = conv_bf16(ctx);
+    /* Backward stays f32 in either precision: at the patch-embedding shape
+     * oneDNN 2.6's bf16 (AMX) kernels with 3 input channels were slower than
+     * f32, by ~100x for the input gradient. */
     if (dinp) {
-        void *entry;
-        FLAVA_TRY(conv_entry(&entry, ctx, "conv2d_bwd_data", sizeof(conv_bwd_data), conv_bwd_data_build,
-                             conv_bwd_data_destroy, d, 0, bf16));
-        conv_bwd_data *e = entry;
-        FLAVA_TRY(arg_bind(ctx, &e->ddst, dout, ARG_IN));
-        FLAVA_TRY(arg_bind(ctx, &e->wei, w, ARG_IN));
-        FLAVA_TRY(arg_bind(ctx, &e->dsrc, dinp, ARG_GRAD));
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, arg_mem(&e->ddst)},
-                                  {DNNL_ARG_WEIGHTS, arg_mem(&e->wei)},
-                                  {DNNL_ARG_DIFF_SRC, arg_mem(&e->dsrc)}};
-        FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, 3, args));
-        FLAVA_TRY(arg_finish(ctx, &e->dsrc));
+        const void *ptr[3] = {dout, w, dinp};
+        FLAVA_TRY(conv_run(ctx, CONV_BWD_DATA, d, 0, 0, ptr));
     }
     if (dw || db) {
-        /* the primitive computes both; the one not wanted stays in the entry */
-        int bias = db != NULL;
-        void *entry;
-        FLAVA_TRY(conv_entry(&entry, ctx, "conv2d_bwd_weights", sizeof(conv_bwd_weights),
-                             conv_bwd_weights_build, conv_bwd_weights_destroy, d, bias, bf16));
-        conv_bwd_weights *e = entry;
-        FLAVA_TRY(arg_bind(ctx, &e->src, inp, ARG_IN));
-        FLAVA_TRY(arg_bind(ctx, &e->ddst, dout, ARG_IN));
-        FLAVA_TRY(arg_bind(ctx, &e->dwei, dw, ARG_GRAD));
-        if (bias)
-            FLAVA_TRY(arg_bind(ctx, &e->dbias, db, ARG_GRAD));
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, arg_mem(&e->src)},
-                                  {DNNL_ARG_DIFF_DST, arg_mem(&e->ddst)},
-                                  {DNNL_ARG_DIFF_WEIGHTS, arg_mem(&e->dwei)},
-                                  {DNNL_ARG_DIFF_BIAS, bias ? arg_mem(&e->dbias) : NULL}};
-        FLAVA_TRY(flava_dnnl_exec(ctx, e->prim, bias ? 4 : 3, args));
-        if (dw)
-            FLAVA_TRY(arg_finish(ctx, &e->dwei));
-        if (bias)
-            FLAVA_TRY(arg_finish(ctx, &e->dbias));
+        /* one primitive computes both; an unwanted one stays in the entry */
+        const void *ptr[4] = {dout, inp, dw, db};
+        FLAVA_TRY(conv_run(ctx, CONV_BWD_WEIGHTS, d, db != NULL, 0, ptr));
     }
     return FLAVA_OK;
 }

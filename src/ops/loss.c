@@ -9,8 +9,17 @@
 enum { LOSS_BLOCKS = 64 };
 static const int32_t IGNORE_LABEL = -100;
 
-static double sum_blocks(const double *part)
+/* sum of term(i, p) over i in [0, n), the same bits for any thread count */
+static double blocked_sum(int64_t n, double (*term)(int64_t i, const void *p), const void *p)
 {
+    double part[LOSS_BLOCKS];
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < LOSS_BLOCKS; b++) {
+        double s = 0;
+        for (int64_t i = n * b / LOSS_BLOCKS; i < n * (b + 1) / LOSS_BLOCKS; i++)
+            s += term(i, p);
+        part[b] = s;
+    }
     double s = 0;
     for (int b = 0; b < LOSS_BLOCKS; b++)
         s += part[b];
@@ -34,37 +43,42 @@ static flava_status count_labels(int *count, const int32_t *labels, int N, int V
     return FLAVA_OK;
 }
 
+typedef struct ce_args {
+    float *probs;
+    const float *logits;
+    const int32_t *labels;
+    int V;
+} ce_args;
+
+/* Writes row i's softmax; returns its loss (0 if ignored). */
+static double ce_row(int64_t i, const void *p)
+{
+    const ce_args *a = p;
+    const float *x = a->logits + i * a->V;
+    float *pr = a->probs + i * a->V;
+    float mx = x[0];
+    for (int v = 1; v < a->V; v++)
+        mx = x[v] > mx ? x[v] : mx;
+    double z = 0;
+    for (int v = 0; v < a->V; v++) {
+        float e = expf(x[v] - mx);
+        pr[v] = e;
+        z += e;
+    }
+    float inv = (float)(1.0 / z);
+    for (int v = 0; v < a->V; v++)
+        pr[v] *= inv;
+    /* -log softmax = log-sum-exp - logit, never the log of an underflowed 0 */
+    return a->labels[i] == IGNORE_LABEL ? 0.0 : log(z) + mx - x[a->labels[i]];
+}
+
 flava_status cross_entropy_forward(float *loss, int *count, float *probs, const float *logits,
                                    const int32_t *labels, int N, int V)
 {
     FLAVA_TRY(count_labels(count, labels, N, V));
-    double part[LOSS_BLOCKS];
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < LOSS_BLOCKS; b++) {
-        int n0 = (int)((int64_t)N * b / LOSS_BLOCKS), n1 = (int)((int64_t)N * (b + 1) / LOSS_BLOCKS);
-        double s = 0;
-        for (int n = n0; n < n1; n++) {
-            const float *x = logits + (size_t)n * V;
-            float *p = probs + (size_t)n * V;
-            float mx = x[0];
-            for (int v = 1; v < V; v++)
-                mx = x[v] > mx ? x[v] : mx;
-            double z = 0;
-            for (int v = 0; v < V; v++) {
-                float e = expf(x[v] - mx);
-                p[v] = e;
-                z += e;
-            }
-            float inv = (float)(1.0 / z);
-            for (int v = 0; v < V; v++)
-                p[v] *= inv;
-            /* -log softmax = log-sum-exp - logit, never log of an underflowed 0 */
-            if (labels[n] != IGNORE_LABEL)
-                s += log(z) + mx - x[labels[n]];
-        }
-        part[b] = s;
-    }
-    *loss = *count ? (float)(sum_blocks(part) / *count) : 0.0f;
+    ce_args a = {probs, logits, labels, V};
+    double s = blocked_sum(N, ce_row, &a);
+    *loss = *count ? (float)(s / *count) : 0.0f;
     return FLAVA_OK;
 }
 
@@ -89,23 +103,24 @@ flava_status cross_entropy_backward(float *dlogits, float dloss, const float *pr
     return FLAVA_OK;
 }
 
+typedef struct pair_args {
+    const float *x, *t;
+} pair_args;
+
+static double bce_term(int64_t i, const void *p)
+{
+    const pair_args *a = p;
+    double x = a->x[i];
+    /* max(x,0) - x t + log(1 + e^-|x|): no overflow for any x */
+    return (x > 0 ? x : 0) - x * a->t[i] + log1p(exp(-fabs(x)));
+}
+
 flava_status bce_logits_forward(float *loss, const float *logits, const float *targets,
                                 int N, int V)
 {
     int64_t total = (int64_t)N * V;
-    double part[LOSS_BLOCKS];
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < LOSS_BLOCKS; b++) {
-        int64_t i0 = total * b / LOSS_BLOCKS, i1 = total * (b + 1) / LOSS_BLOCKS;
-        double s = 0;
-        for (int64_t i = i0; i < i1; i++) {
-            double x = logits[i];
-            /* max(x,0) - x t + log(1 + e^-|x|): no overflow for any x */
-            s += (x > 0 ? x : 0) - x * targets[i] + log1p(exp(-fabs(x)));
-        }
-        part[b] = s;
-    }
-    *loss = total ? (float)(sum_blocks(part) / (double)total) : 0.0f;
+    pair_args a = {logits, targets};
+    *loss = total ? (float)(blocked_sum(total, bce_term, &a) / (double)total) : 0.0f;
     return FLAVA_OK;
 }
 
@@ -126,20 +141,17 @@ flava_status bce_logits_backward(float *dlogits, float dloss, const float *logit
     return FLAVA_OK;
 }
 
+static double mse_term(int64_t i, const void *p)
+{
+    const pair_args *a = p;
+    double d = (double)a->x[i] - a->t[i];
+    return d * d;
+}
+
 flava_status mse_forward(float *loss, const float *pred, const float *target, int64_t n)
 {
-    double part[LOSS_BLOCKS];
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < LOSS_BLOCKS; b++) {
-        int64_t i0 = n * b / LOSS_BLOCKS, i1 = n * (b + 1) / LOSS_BLOCKS;
-        double s = 0;
-        for (int64_t i = i0; i < i1; i++) {
-            double d = (double)pred[i] - target[i];
-            s += d * d;
-        }
-        part[b] = s;
-    }
-    *loss = n ? (float)(sum_blocks(part) / (double)n) : 0.0f;
+    pair_args a = {pred, target};
+    *loss = n ? (float)(blocked_sum(n, mse_term, &a) / (double)n) : 0.0f;
     return FLAVA_OK;
 }
 

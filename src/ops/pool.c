@@ -82,6 +82,7 @@ static flava_status maxpool_get(maxpool **out, flava_ctx *ctx, int N, int C, int
     return FLAVA_OK;
 }
 
+/* 0 when the shape is invalid (the error is recorded) */
 size_t maxpool2d_workspace_bytes(flava_ctx *ctx, int N, int C, int H, int W, int k, int s)
 {
     maxpool *e;
