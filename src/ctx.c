@@ -23,8 +23,8 @@ struct flava_ctx {
     double dnnl_seconds;
     /* bf16 shadow of the declared parameter block (flava_ctx_set_weights):
      * chunk i is current when chunk_version[i] == version. */
-    const float *weights;
-    int64_t nweights;
+    const float *weights; /* NULL: none declared */
+    int64_t nweights, capacity;
     uint16_t *weights16;
     uint32_t *chunk_version, version;
 };
@@ -160,30 +160,32 @@ flava_status flava_ctx_set_weights(flava_ctx *ctx, const float *base, int64_t n)
     if (n < 0 || (n > 0 && !base))
         return FLAVA_ERROR(FLAVA_ERR_ARG, "flava_ctx_set_weights: %lld weights at %p",
                            (long long)n, (const void *)base);
-    if (base != ctx->weights || n != ctx->nweights) {
+    ctx->weights = NULL;
+    ctx->nweights = 0;
+    if (n > ctx->capacity) { /* the copy only ever grows: no allocation per step */
         free(ctx->weights16);
         free(ctx->chunk_version);
-        ctx->weights16 = NULL;
-        ctx->chunk_version = NULL;
-        ctx->weights = NULL;
-        ctx->nweights = 0;
-        if (n > 0) {
-            size_t chunks = (size_t)((n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK);
-            ctx->weights16 = malloc((size_t)n * sizeof *ctx->weights16);
-            ctx->chunk_version = calloc(chunks, sizeof *ctx->chunk_version);
-            if (!ctx->weights16 || !ctx->chunk_version)
-                return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate a bf16 copy of %lld weights",
-                                   (long long)n);
-            ctx->weights = base;
-            ctx->nweights = n;
-        }
+        ctx->capacity = 0;
+        ctx->weights16 = malloc((size_t)n * sizeof *ctx->weights16);
+        ctx->chunk_version = calloc((size_t)((n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK),
+                                    sizeof *ctx->chunk_version);
+        if (!ctx->weights16 || !ctx->chunk_version)
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate a bf16 copy of %lld weights",
+                               (long long)n);
+        ctx->capacity = n;
     }
-    /* Version 0 marks never-converted chunks; on wrap-around start afresh. */
+    /* A new version makes every chunk stale; version 0 marks chunks never
+     * converted, so on wrap-around start afresh. */
     if (++ctx->version == 0) {
         if (ctx->chunk_version)
-            memset(ctx->chunk_version, 0, (size_t)((n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK) *
-                                              sizeof *ctx->chunk_version);
+            memset(ctx->chunk_version, 0,
+                   (size_t)((ctx->capacity + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK) *
+                       sizeof *ctx->chunk_version);
         ctx->version = 1;
+    }
+    if (n > 0) {
+        ctx->weights = base;
+        ctx->nweights = n;
     }
     return FLAVA_OK;
 }

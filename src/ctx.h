@@ -49,14 +49,15 @@ flava_status flava_ctx_insert(flava_ctx *ctx, const flava_op_key *key, void *ent
 
 /* bf16 copies of the parameters, made once per weight version instead of
  * at every matmul call. flava_ctx_set_weights declares that the n floats at
- * `base` (the model's parameter block) stay unchanged until the next call of
- * it: a training loop calls it at the start of every forward (after the
- * previous optimizer step). flava_ctx_bf16_weights returns the bf16 copy of
- * w[0..n) when that lies inside the declared block, converting (round to
- * nearest even) only the parts not yet converted since the declaration;
- * NULL when w is outside the block (or none is declared), and the caller
- * converts it itself. The copy is allocated when the block first changes
- * address or size, not per step. */
+ * `base` (the model's parameter block) stay allocated and unchanged until
+ * the next call of it; flava_ctx_set_weights(ctx, NULL, 0) ends the
+ * declaration (the model does so at the end of its backward, or of an
+ * inference forward, so that freed memory is never served). While declared,
+ * flava_ctx_bf16_weights returns the bf16 copy of w[0..n) when that lies
+ * inside the block, converting (round to nearest even) only the parts not
+ * yet converted since the declaration; otherwise NULL, and the caller
+ * converts w itself. The copy's memory grows with the largest block
+ * declared and is kept, so a training loop allocates nothing per step. */
 flava_status flava_ctx_set_weights(flava_ctx *ctx, const float *base, int64_t n);
 const uint16_t *flava_ctx_bf16_weights(flava_ctx *ctx, const float *w, int64_t n);
 
