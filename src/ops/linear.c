@@ -2,13 +2,11 @@
  *
  * The weight w[OC,C] is read as the matmul's [C,OC] weights through a
  * transposed (strided) descriptor, so PyTorch's layout is used as stored.
- * oneDNN 2.6 has no matmul backward: the backward is two forward matmuls
- * on strided views, each accumulating into its gradient with a sum post-op,
- * and the bias gradient's column sums in plain C (a reduction too small to
- * matter; as a 1xN matmul it needed a ones vector and was no faster):
+ * oneDNN 2.6 has no matmul backward: the backward is three forward matmuls
+ * on strided views, each accumulating into its gradient with a sum post-op:
  *   dinp[N,C] += dout[N,OC] · w[OC,C]
  *   dw[OC,C]  += doutᵀ[OC,N] · inp[N,C]
- *   db[OC]    += Σ_n dout[n,:]   (in f32) */
+ *   db[1,OC]  += ones[1,N] · dout[N,OC]   (the column sums, kept in f32) */
 #include "dnnl_util.h"
 #include "ops.h"
 
@@ -118,17 +116,20 @@ flava_status linear_gelu_forward(flava_ctx *ctx, float *out, const float *inp, c
 }
 
 /* ---- backward: key dims {N, C, OC, bf16} ---- */
-enum { LB_DINP, LB_DW, LB_NPRIM };
+enum { LB_DINP, LB_DW, LB_DB, LB_NPRIM };
 enum {
+    LB_DOUT,   /* [N,OC], src of dinp, weights of db (f32) */
     LB_DOUT16, /* [N,OC] in the matmul type, src of dinp */
     LB_DOUT_T, /* [OC,N] view, src of dw */
     LB_W,      /* [OC,C], weights of dinp */
     LB_INP,    /* [N,C], weights of dw */
-    LB_GINP, LB_GW, LB_NMEM
+    LB_ONES,   /* [1,N], src of db */
+    LB_GINP, LB_GW, LB_GB, LB_NMEM
 };
 struct linear_bwd {
     dnnl_primitive_t prim[LB_NPRIM];
     dnnl_memory_t mem[LB_NMEM];
+    float *ones;
     flava_dnnl_bf16_copy dout16, w16, inp16; /* bf16 mode only */
 };
 
@@ -139,6 +140,7 @@ static void linear_bwd_destroy(void *p)
     flava_dnnl_bf16_copy_release(&e->dout16);
     flava_dnnl_bf16_copy_release(&e->w16);
     flava_dnnl_bf16_copy_release(&e->inp16);
+    flava_free(e->ones);
     flava_free(e);
 }
 
@@ -149,15 +151,18 @@ static flava_status linear_bwd_build(void *p, flava_ctx *ctx, const flava_op_key
     int bf16 = (int)key->dims[3];
     dnnl_data_type_t dt = matmul_type(bf16);
     dnnl_memory_desc_t md[LB_NMEM];
+    FLAVA_TRY(flava_dnnl_md(&md[LB_DOUT], 2, (int64_t[]){N, OC}, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&md[LB_DOUT16], 2, (int64_t[]){N, OC}, NULL, dt));
     FLAVA_TRY(flava_dnnl_md(&md[LB_DOUT_T], 2, (int64_t[]){OC, N}, (int64_t[]){1, OC}, dt));
     FLAVA_TRY(flava_dnnl_md(&md[LB_W], 2, (int64_t[]){OC, C}, NULL, dt));
     FLAVA_TRY(flava_dnnl_md(&md[LB_INP], 2, (int64_t[]){N, C}, NULL, dt));
+    FLAVA_TRY(flava_dnnl_md(&md[LB_ONES], 2, (int64_t[]){1, N}, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&md[LB_GINP], 2, (int64_t[]){N, C}, NULL, dnnl_f32));
     FLAVA_TRY(flava_dnnl_md(&md[LB_GW], 2, (int64_t[]){OC, C}, NULL, dnnl_f32));
-    const int src[LB_NPRIM] = {LB_DOUT16, LB_DOUT_T};
-    const int wei[LB_NPRIM] = {LB_W, LB_INP};
-    const int dst[LB_NPRIM] = {LB_GINP, LB_GW};
+    FLAVA_TRY(flava_dnnl_md(&md[LB_GB], 2, (int64_t[]){1, OC}, NULL, dnnl_f32));
+    const int src[LB_NPRIM] = {LB_DOUT16, LB_DOUT_T, LB_ONES};
+    const int wei[LB_NPRIM] = {LB_W, LB_INP, LB_DOUT};
+    const int dst[LB_NPRIM] = {LB_GINP, LB_GW, LB_GB};
     flava_dnnl_attrs acc = {.accumulate = 1};
     for (int i = 0; i < LB_NPRIM; i++) {
         dnnl_matmul_desc_t d;
@@ -166,6 +171,10 @@ static flava_status linear_bwd_build(void *p, flava_ctx *ctx, const flava_op_key
     }
     for (int i = 0; i < LB_NMEM; i++)
         FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
+    FLAVA_TRY(flava_alloc((void **)&e->ones, (size_t)N * sizeof(float), "linear_backward ones"));
+    for (int64_t i = 0; i < N; i++)
+        e->ones[i] = 1.0f;
+    FLAVA_TRY(flava_dnnl_bind(e->mem[LB_ONES], e->ones));
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->dout16, ctx, N * OC));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->w16, ctx, OC * C));
@@ -175,26 +184,6 @@ static flava_status linear_bwd_build(void *p, flava_ctx *ctx, const flava_op_key
         FLAVA_TRY(flava_dnnl_bind(e->mem[LB_INP], e->inp16.buf));
     }
     return FLAVA_OK;
-}
-
-/* db[OC] += the column sums of dout[N,OC]: blocks of columns over the
- * threads, each summed over all rows in order (deterministic). */
-static void bias_backward(float *db, const float *dout, int64_t N, int64_t OC)
-{
-    enum { COLS = 64 };
-#pragma omp parallel for schedule(static) if (N * OC > 65536)
-    for (int64_t c0 = 0; c0 < OC; c0 += COLS) {
-        const int64_t nc = OC - c0 < COLS ? OC - c0 : COLS;
-        float acc[COLS] = {0};
-        for (int64_t n = 0; n < N; n++) {
-            const float *row = dout + n * OC + c0;
-#pragma omp simd
-            for (int64_t c = 0; c < nc; c++)
-                acc[c] += row[c];
-        }
-        for (int64_t c = 0; c < nc; c++)
-            db[c0 + c] += acc[c];
-    }
 }
 
 flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
@@ -208,6 +197,7 @@ flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, linear_bwd_build,
                                linear_bwd_destroy));
     dnnl_memory_t *m = e->mem;
+    FLAVA_TRY(flava_dnnl_bind(m[LB_DOUT], dout));
     if (bf16 && (dinp || dw))
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout16, ctx, dout));
     if (!bf16) {
@@ -228,7 +218,9 @@ flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
         FLAVA_TRY(flava_dnnl_bind(m[LB_GW], dw));
         FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[LB_DW], m[LB_DOUT_T], m[LB_INP], m[LB_GW]));
     }
-    if (db)
-        bias_backward(db, dout, N, OC);
+    if (db) {
+        FLAVA_TRY(flava_dnnl_bind(m[LB_GB], db));
+        FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[LB_DB], m[LB_ONES], m[LB_DOUT], m[LB_GB]));
+    }
     return FLAVA_OK;
 }
