@@ -274,7 +274,7 @@ static flava_status check_opts(const flava_loader_source *src, const flava_text_
                                const flava_loader_opts *o, long n)
 {
     if (o->batch_size <= 0 || o->prefetch < 1 || o->threads < 1 || o->image_size < 0 ||
-        o->codebook_size < 0 || o->max_text_len < 0)
+        o->codebook_size < 0 || o->max_text_len < 0 || o->first_batch < 0)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: batch_size %d, prefetch %d, threads %d, "
                            "image_size %d, codebook_size %d, max_text_len %d: expected positive "
                            "batch size, prefetch and threads and no negative sizes",
@@ -318,6 +318,7 @@ flava_status flava_loader_open(flava_loader **loader, const flava_loader_source 
                                  : (n + opts->batch_size - 1) / opts->batch_size;
     l->perm_epoch = -1;
     l->held = -1;
+    l->next_fill = l->next_take = opts->first_batch;
     l->nslots = opts->prefetch + 1; /* one held by the consumer, prefetch being filled */
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);

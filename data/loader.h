@@ -40,6 +40,7 @@ typedef struct flava_loader_opts {
     int prefetch;      /* batches decoded ahead of the consumer, >= 1 */
     int threads;       /* decoding threads, >= 1 */
     uint64_t seed;
+    long first_batch;  /* run-wide index of the first batch (resuming a run) */
 } flava_loader_opts;
 
 /* A source: exactly one data set, read in place (the loader never takes
