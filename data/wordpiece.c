@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "unicode_tables.h"
+#include "unicode.h"
 
 enum { MAX_WORD_CHARS = 100 };
 
@@ -245,21 +245,6 @@ static size_t utf8_encode(char *out, uint32_t c)
 
 /* ---- Character classes -------------------------------------------------- */
 
-static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (c < r[mid][0])
-            hi = mid;
-        else if (c > r[mid][1])
-            lo = mid + 1;
-        else
-            return 1;
-    }
-    return 0;
-}
-
 /* BERT's CJK blocks: the ideographs are split into words of their own. */
 static int is_cjk(uint32_t c)
 {
@@ -269,42 +254,40 @@ static int is_cjk(uint32_t c)
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
-static int is_punct(uint32_t c) { return in_ranges(flava_uni_punct, flava_uni_punct_count, c); }
-
-/* Lower-case, decompose (NFD) and drop nonspacing marks: writes 0 to 3 code
- * points into out and returns how many. */
-static int fold(uint32_t *out, uint32_t c)
+/* Unicode P* plus the ASCII symbols BERT also splits at. */
+static int is_punct(uint32_t c)
 {
+    if (c < 0x80)
+        return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+               (c >= 123 && c <= 126);
+    return flava_uni_is(FLAVA_UNI_PUNCT, c);
+}
+
+/* HF's BERT drops every C* character but tab, newline and carriage return. */
+static int is_control(uint32_t c)
+{
+    return c != '\t' && c != '\n' && c != '\r' && flava_uni_is(FLAVA_UNI_CONTROL, c);
+}
+
+/* Lower-cases w[i] (final sigma decided within the m code points of w),
+ * decomposes (NFD) and drops nonspacing marks: writes 0 to 3 code points
+ * into out and returns how many. */
+static int fold(uint32_t *out, const uint32_t *w, size_t m, size_t i)
+{
+    uint32_t c = w[i];
     if (c < 0x80) {
         out[0] = c >= 'A' && c <= 'Z' ? c + 32 : c;
         return 1;
     }
-    if (c >= 0xAC00 && c <= 0xD7A3) { /* Hangul syllable: L V (T) jamo */
-        uint32_t s = c - 0xAC00;
-        out[0] = 0x1100 + s / 588;
-        out[1] = 0x1161 + (s % 588) / 28;
-        out[2] = 0x11A7 + s % 28;
-        return s % 28 ? 3 : 2;
+    uint32_t low[2], d[FLAVA_UNI_MAX_DECOMP];
+    int nl = flava_uni_lower(low, w, m, i), k = 0;
+    for (int a = 0; a < nl; a++) {
+        int nd = flava_uni_decompose(d, low[a]);
+        for (int b = 0; b < nd; b++)
+            if (!flava_uni_is(FLAVA_UNI_NONSPACING, d[b]))
+                out[k++] = d[b];
     }
-    if (in_ranges(flava_uni_fold_drop, flava_uni_fold_drop_count, c))
-        return 0;
-    size_t lo = 0, hi = flava_uni_fold_map_count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const uint32_t *m = flava_uni_fold_map[mid];
-        if (c < m[0]) {
-            hi = mid;
-        } else if (c > m[0]) {
-            lo = mid + 1;
-        } else {
-            int k = 0;
-            while (k < 3 && m[k + 1])
-                out[k] = m[k + 1], k++;
-            return k;
-        }
-    }
-    out[0] = c;
-    return 1;
+    return k;
 }
 
 /* ---- Encoding ------------------------------------------------------------ */
@@ -375,37 +358,14 @@ static flava_status split_word(id_list *out, const flava_wordpiece *wp, const ui
     return FLAVA_OK;
 }
 
-/* Python's final sigma: a capital sigma after a cased letter, with no cased
- * letter following (case-ignorable characters skipped both ways), lowers
- * to ς rather than σ. w holds the m code points of one word. */
-static int final_sigma(const uint32_t *w, size_t m, size_t i)
-{
-#define IGNORABLE(c) in_ranges(flava_uni_case_ignorable, flava_uni_case_ignorable_count, (c))
-#define CASED(c) in_ranges(flava_uni_cased, flava_uni_cased_count, (c))
-    size_t j = i;
-    while (j > 0 && IGNORABLE(w[j - 1]))
-        j--;
-    if (j == 0 || !CASED(w[j - 1]))
-        return 0;
-    for (j = i + 1; j < m && IGNORABLE(w[j]);)
-        j++;
-    return j == m || !CASED(w[j]);
-#undef IGNORABLE
-#undef CASED
-}
-
 /* Folds one whitespace-delimited word (raw code points, controls already
  * dropped) and hands it on to punctuation splitting and WordPiece. */
 static flava_status fold_word(id_list *out, const flava_wordpiece *wp, const uint32_t *raw,
                               size_t m, uint32_t *word, char *buf)
 {
     size_t k = 0;
-    for (size_t i = 0; i < m; i++) {
-        if (raw[i] == 0x3A3 && final_sigma(raw, m, i))
-            word[k++] = 0x3C2;
-        else
-            k += (size_t)fold(word + k, raw[i]);
-    }
+    for (size_t i = 0; i < m; i++)
+        k += (size_t)fold(word + k, raw, m, i);
     return split_word(out, wp, word, k, buf);
 }
 
@@ -415,9 +375,10 @@ static flava_status encode_cps(id_list *out, const flava_wordpiece *wp, const ui
     size_t m = 0;
     for (size_t i = 0; i <= n; i++) {
         uint32_t c = i < n ? cps[i] : ' ';
-        if (c == 0 || c == 0xFFFD || in_ranges(flava_uni_control, flava_uni_control_count, c))
+        if (c == 0 || c == 0xFFFD || is_control(c))
             continue;
-        int space = in_ranges(flava_uni_space, flava_uni_space_count, c);
+        /* str.isspace(); its C* members are already gone as controls */
+        int space = flava_uni_is(FLAVA_UNI_SPACE, c);
         if (space || is_cjk(c)) {
             if (m > 0)
                 FLAVA_TRY(fold_word(out, wp, raw, m, word, buf));

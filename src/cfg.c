@@ -19,6 +19,7 @@ typedef struct entry {
     char *list_buf; /* list items split in place, built on first read */
     char **items;
     int nitems;
+    flava_cfg_key *own; /* a key made from a template (data.*, model.*), owned */
 } entry;
 
 struct flava_cfg {
@@ -55,6 +56,11 @@ void flava_cfg_free(flava_cfg *c)
         free(c->e[i].value);
         free(c->e[i].where);
         clear_list(&c->e[i]);
+        if (c->e[i].own) {
+            free((char *)c->e[i].own->section);
+            free((char *)c->e[i].own->key);
+            free(c->e[i].own);
+        }
     }
     free(c->e);
     free(c);
@@ -140,12 +146,89 @@ static entry *find(const flava_cfg *c, const char *section, const char *key)
     return NULL;
 }
 
+/* Templates: a key of a pattern section `X.*` stands for that key in every
+ * section `X.NAME` a file names; a key `*` makes its section open (any key,
+ * dots allowed, a string). Neither is a value of its own. */
+static bool is_pattern(const char *section) { return strchr(section, '*') != NULL; }
+static bool is_template(const flava_cfg_key *k)
+{
+    return is_pattern(k->section) || !strcmp(k->key, "*");
+}
+
+/* Whether section is an instance of pattern `X.*`. */
+static bool instance_of(const char *pattern, const char *section)
+{
+    size_t n = strlen(pattern);
+    return n >= 2 && !strcmp(pattern + n - 2, ".*") && !strncmp(pattern, section, n - 1) &&
+           section[n - 1] && !is_pattern(section);
+}
+
 static bool section_known(const flava_cfg *c, const char *section)
 {
     for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->e[i].k->section, section))
+        if (!strcmp(c->e[i].k->section, section) || instance_of(c->e[i].k->section, section))
             return true;
     return false;
+}
+
+static bool section_open(const flava_cfg *c, const char *section)
+{
+    return find(c, section, "*") != NULL;
+}
+
+static flava_status grow(flava_cfg *c)
+{
+    if (c->n < c->cap)
+        return FLAVA_OK;
+    int cap = c->cap ? 2 * c->cap : 64;
+    entry *e = realloc(c->e, sizeof *e * (size_t)cap);
+    if (!e)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot grow the configuration");
+    c->e = e;
+    c->cap = cap;
+    return FLAVA_OK;
+}
+
+/* Adds an owned copy of template t under section.key. */
+static flava_status add_instance(flava_cfg *c, const flava_cfg_key *t, const char *section,
+                                 const char *key)
+{
+    FLAVA_TRY(grow(c));
+    flava_cfg_key *k = malloc(sizeof *k);
+    char *sec = strdup(section), *name = strdup(key);
+    if (!k || !sec || !name) {
+        free(k);
+        free(sec);
+        free(name);
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot add config key %s.%s", section, key);
+    }
+    *k = *t;
+    k->section = sec;
+    k->key = name;
+    c->e[c->n++] = (entry){.k = k, .own = k};
+    return FLAVA_OK;
+}
+
+/* The entry of section.key, made from a template when there is one:
+ * all keys of a pattern section at once, or one key of an open section.
+ * NULL with FLAVA_OK when no template covers it. */
+static flava_status find_or_make(entry **out, flava_cfg *c, const char *section, const char *key)
+{
+    *out = find(c, section, key);
+    if (*out)
+        return FLAVA_OK;
+    int n = c->n;
+    bool made = false;
+    for (int i = 0; i < n; i++)
+        if (instance_of(c->e[i].k->section, section) && !find(c, section, c->e[i].k->key)) {
+            FLAVA_TRY(add_instance(c, c->e[i].k, section, c->e[i].k->key));
+            made = true;
+        }
+    const entry *open = made ? NULL : find(c, section, "*");
+    if (open)
+        FLAVA_TRY(add_instance(c, open->k, section, key));
+    *out = find(c, section, key);
+    return FLAVA_OK;
 }
 
 flava_status flava_cfg_register(flava_cfg *c, const flava_cfg_key *keys, int n)
@@ -164,16 +247,22 @@ flava_status flava_cfg_register(flava_cfg *c, const flava_cfg_key *keys, int n)
         if (bad)
             return FLAVA_ERROR(FLAVA_ERR_ARG, "config key '%s.%s': default '%s' is not %s",
                                k->section, k->key, k->def, bad);
-        if (c->n == c->cap) {
-            int cap = c->cap ? 2 * c->cap : 64;
-            entry *e = realloc(c->e, sizeof *e * (size_t)cap);
-            if (!e)
-                return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot register config key '%s.%s'",
-                                   k->section, k->key);
-            c->e = e;
-            c->cap = cap;
-        }
+        if (!strcmp(k->key, "*") && k->type != FLAVA_CFG_STRING)
+            return FLAVA_ERROR(FLAVA_ERR_ARG, "open section [%s] must take strings", k->section);
+        FLAVA_TRY(grow(c));
         c->e[c->n++] = (entry){.k = k};
+    }
+    return FLAVA_OK;
+}
+
+flava_status flava_cfg_register_shared(flava_cfg *c, const flava_cfg_key *keys, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool same = false;
+        for (int j = 0; j < c->n && !same; j++)
+            same = c->e[j].k == &keys[i];
+        if (!same)
+            FLAVA_TRY(flava_cfg_register(c, &keys[i], 1));
     }
     return FLAVA_OK;
 }
@@ -348,11 +437,12 @@ static flava_status parse_line(flava_cfg *c, char *line, char *section, const ch
                            where, s);
     *eq = '\0';
     char *key = trim(s), *value = trim(eq + 1);
-    if (!is_name(key, false))
+    if (!is_name(key, *section && section_open(c, section)))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: bad key name '%s'", where, key);
     if (!*section)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: key '%s' comes before any [section]", where, key);
-    entry *e = find(c, section, key);
+    entry *e;
+    FLAVA_TRY(find_or_make(&e, c, section, key));
     if (!e)
         return unknown_key(c, where, section, key);
     if (e->load_id == c->loads && e->line > 0)
@@ -410,6 +500,14 @@ flava_status flava_cfg_set(flava_cfg *c, const char *assignment)
             dot = p;
     if (!eq || !dot || dot == assignment || dot + 1 == eq)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: expected section.key=value", where);
+    /* In an open section the key may hold dots: model.text_config.hidden_size */
+    const char *first = strchr(assignment, '.');
+    if (first != dot) {
+        char head[256];
+        snprintf(head, sizeof head, "%.*s", (int)(first - assignment), assignment);
+        if (section_open(c, head))
+            dot = first;
+    }
     /* Spaces around the names and the value are dropped, as in a file. */
     char *copy = strdup(assignment);
     if (!copy)
@@ -421,8 +519,10 @@ flava_status flava_cfg_set(flava_cfg *c, const char *assignment)
     if (!section_known(c, section))
         s = unknown_section(c, where, section);
     else {
-        entry *e = find(c, section, key);
-        s = e ? set_value(e, value, where, "-s", 0, 0) : unknown_key(c, where, section, key);
+        entry *e;
+        s = find_or_make(&e, c, section, key);
+        if (s == FLAVA_OK)
+            s = e ? set_value(e, value, where, "-s", 0, 0) : unknown_key(c, where, section, key);
     }
     free(copy);
     return s;
@@ -553,6 +653,39 @@ static int first_of_section(const flava_cfg *c, int i)
     return 1;
 }
 
+int flava_cfg_sections(const flava_cfg *c, const char *pattern, const char **names, int max)
+{
+    int n = 0;
+    for (int i = 0; i < c->n; i++) {
+        const char *sec = c->e[i].k->section;
+        if (!instance_of(pattern, sec) || !first_of_section(c, i))
+            continue;
+        if (n < max)
+            names[n] = sec;
+        n++;
+    }
+    return n;
+}
+
+int flava_cfg_open_keys(flava_cfg *c, const char *section, const char **keys,
+                        const char **values, const char **wheres, int max)
+{
+    int n = 0;
+    for (int i = 0; i < c->n; i++) {
+        entry *e = &c->e[i];
+        if (!e->own || strcmp(e->k->section, section) || !e->value)
+            continue;
+        e->read = true;
+        if (n < max) {
+            keys[n] = e->k->key;
+            values[n] = e->value;
+            wheres[n] = e->where;
+        }
+        n++;
+    }
+    return n;
+}
+
 void flava_cfg_describe(const flava_cfg *c, FILE *f)
 {
     for (int i = 0; i < c->n; i++) {
@@ -565,7 +698,10 @@ void flava_cfg_describe(const flava_cfg *c, FILE *f)
             if (strcmp(k->section, section))
                 continue;
             char lhs[256];
-            snprintf(lhs, sizeof lhs, "%s = %s", k->key, k->def ? k->def : "(required)");
+            if (!strcmp(k->key, "*"))
+                snprintf(lhs, sizeof lhs, "<any key> = value");
+            else
+                snprintf(lhs, sizeof lhs, "%s = %s", k->key, k->def ? k->def : "(required)");
             fprintf(f, "  %-36s # %s: %s\n", lhs, type_names[k->type], k->help);
         }
     }
@@ -581,10 +717,12 @@ flava_status flava_cfg_write(const flava_cfg *c, const char *path)
         if (!first_of_section(c, i))
             continue;
         const char *section = c->e[i].k->section;
+        if (is_pattern(section))
+            continue;
         fprintf(f, "\n[%s]\n", section);
         for (int j = i; j < c->n; j++) {
             const entry *e = &c->e[j];
-            if (strcmp(e->k->section, section))
+            if (strcmp(e->k->section, section) || is_template(e->k))
                 continue;
             const char *v = e->value ? e->value : e->k->def;
             if (v)
@@ -634,7 +772,7 @@ flava_status flava_cfg_to_json(const flava_cfg *c, char **out)
     for (int i = 0; ok && i < c->n; i++) {
         const flava_cfg_key *k = c->e[i].k;
         const char *v = c->e[i].value ? c->e[i].value : k->def;
-        if (!v)
+        if (!v || is_template(k))
             continue;
         cJSON *section = cJSON_GetObjectItemCaseSensitive(root, k->section);
         if (!section)

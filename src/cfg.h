@@ -8,7 +8,11 @@
  * checked as it is read: an unknown section or key is an error naming the
  * file, the line and the nearest known key; a value of the wrong type names
  * the file, the line, the key and what was expected. Sections may be dotted
- * (`[data.scenes]`). Comments start with # or ; at the beginning of a line
+ * (`[data.scenes]`). A table may hold templates: keys of a pattern section
+ * `data.*` exist in every section `data.NAME` a file names (user-named
+ * sources), and a key `*` (type string) makes its section open: any key,
+ * dots allowed (`[model]` takes HF FlavaConfig names such as
+ * text_config.hidden_size, which the model checks). Comments start with # or ; at the beginning of a line
  * or after whitespace. Every value remembers where it was set, and a value
  * that was set but never read is reported (darknet's habit). */
 #ifndef FLAVA_CFG_H
@@ -45,6 +49,10 @@ void flava_cfg_free(flava_cfg *c);
  * twice or a default that does not parse as its type is FLAVA_ERR_ARG. */
 flava_status flava_cfg_register(flava_cfg *c, const flava_cfg_key *keys, int n);
 
+/* As flava_cfg_register, but entries of keys[] already registered (the
+ * same table entries: a table shared by several tasks) are skipped. */
+flava_status flava_cfg_register_shared(flava_cfg *c, const flava_cfg_key *keys, int n);
+
 /* Reads an INI file; a key may appear once per file. */
 flava_status flava_cfg_load(flava_cfg *c, const char *path);
 /* One `section.key=value` override (the argument of -s); the last wins. */
@@ -69,6 +77,14 @@ const char *flava_cfg_where(const flava_cfg *c, const char *section, const char 
 /* Prints a warning to f for every key set in a file or by -s but never
  * read; returns how many. */
 int flava_cfg_warn_unread(const flava_cfg *c, FILE *f);
+
+/* The sections made from pattern `X.*` ("X.NAME"), in order of
+ * appearance, at most max into names[]; returns how many there are. */
+int flava_cfg_sections(const flava_cfg *c, const char *pattern, const char **names, int max);
+/* The keys set in an open section with their values and origins, at most
+ * max; returns how many there are and marks them read. */
+int flava_cfg_open_keys(flava_cfg *c, const char *section, const char **keys,
+                        const char **values, const char **wheres, int max);
 
 /* Every registered key by section: default, type and help (flava help config). */
 void flava_cfg_describe(const flava_cfg *c, FILE *f);

@@ -146,15 +146,21 @@ static const flava_st_tensor *source_find(const source *s, const char *name, con
     return NULL;
 }
 
+/* The config JSON: a folder's config.json, else the metadata "config". */
+static flava_status source_json(const char **json, const source *s, const char *path)
+{
+    *json = s->config_json ? s->config_json : flava_st_meta(s->files[0], "config");
+    if (!*json)
+        return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no __metadata__[\"config\"] (the model config)",
+                           path);
+    return FLAVA_OK;
+}
+
 static flava_status source_config(flava_config *c, const source *s, const char *path)
 {
     flava_config_default(c);
-    if (s->config_json)
-        return flava_config_from_json(c, s->config_json, path);
-    const char *json = flava_st_meta(s->files[0], "config");
-    if (!json)
-        return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no __metadata__[\"config\"] (the model config)",
-                           path);
+    const char *json;
+    FLAVA_TRY(source_json(&json, s, path));
     return flava_config_from_json(c, json, path);
 }
 
@@ -163,6 +169,19 @@ flava_status flava_checkpoint_read_config(flava_config *c, const char *path)
     source s;
     FLAVA_TRY(source_open(&s, path));
     flava_status st = source_config(c, &s, path);
+    source_free(&s);
+    return st;
+}
+
+flava_status flava_checkpoint_read_json(char **json, const char *path)
+{
+    *json = NULL;
+    source s;
+    FLAVA_TRY(source_open(&s, path));
+    const char *text;
+    flava_status st = source_json(&text, &s, path);
+    if (st == FLAVA_OK && !(*json = strdup(text)))
+        st = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: cannot copy the config JSON", path);
     source_free(&s);
     return st;
 }
@@ -250,59 +269,95 @@ static flava_status load_codebook(flava_model *m, const source *s, const char *p
     return FLAVA_OK;
 }
 
+/* Loads every tensor of table t found in s into params, listing the
+ * missing, mis-shaped and unexpected keys. A key may also be stored
+ * without the table's `optional` prefix (if not NULL: "flava." for a HF
+ * FlavaModel checkpoint). Keys starting with `aside` (if not NULL) are
+ * neither loaded nor unexpected, *has_aside tells if any. */
+static flava_status load_table(const source *s, const flava_param_table *tab, float *params,
+                               const char *optional, const char *aside, int *has_aside,
+                               namelist *missing, namelist *bad, namelist *unexpected)
+{
+    const size_t nopt = optional ? strlen(optional) : 0;
+    for (int i = 0; i < tab->n; i++) {
+        const flava_param *p = &tab->p[i];
+        const flava_st *in = NULL;
+        const flava_st_tensor *t = source_find(s, p->name, &in);
+        if (!t && p->alias[0])
+            t = source_find(s, p->alias, &in);
+        if (!t && nopt && !strncmp(p->name, optional, nopt))
+            t = source_find(s, p->name + nopt, &in);
+        char shape[64];
+        if (!t) {
+            namelist_add(missing, p->name, NULL);
+        } else if (!same_shape(t, p->ndim, p->shape)) {
+            flava_st_format_shape(shape, sizeof shape, p->ndim, p->shape);
+            namelist_add(bad, p->name, shape);
+        } else {
+            FLAVA_TRY(load_tensor(params + p->offset, t, flava_st_path(in)));
+        }
+    }
+    *has_aside = 0;
+    for (int f = 0; f < s->nfiles; f++) {
+        for (int i = 0; i < flava_st_count(s->files[f]); i++) {
+            const char *name = flava_st_get(s->files[f], i)->name;
+            char prefixed[FLAVA_PARAM_NAME_MAX + 8];
+            snprintf(prefixed, sizeof prefixed, "%s%s", nopt ? optional : "", name);
+            if (aside && !strncmp(name, aside, strlen(aside)))
+                *has_aside = 1;
+            else if (!flava_params_find(tab, name) && !flava_params_find(tab, prefixed) &&
+                     !is_buffer(name))
+                namelist_add(unexpected, name, NULL);
+        }
+    }
+    return FLAVA_OK;
+}
+
+/* Refuses mis-shaped tensors, and missing or unexpected keys unless partial. */
+static flava_status load_verdict(const char *path, const namelist *missing,
+                                 const namelist *unexpected, const namelist *bad, int partial)
+{
+    if (bad->count)
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: %d tensor(s) of the wrong shape: %s%s", path,
+                           bad->count, bad->buf, bad->count > 12 ? ", ..." : "");
+    if (!partial && (missing->count || unexpected->count))
+        return FLAVA_ERROR(FLAVA_ERR_FORMAT,
+                           "%s: %d missing key(s)%s%s%s; %d unexpected key(s)%s%s%s "
+                           "(a partial load allows both)",
+                           path, missing->count, missing->count ? ": " : "", missing->buf,
+                           missing->count > 12 ? ", ..." : "", unexpected->count,
+                           unexpected->count ? ": " : "", unexpected->buf,
+                           unexpected->count > 12 ? ", ..." : "");
+    return FLAVA_OK;
+}
+
+flava_status flava_checkpoint_load_table(const flava_param_table *t, float *params,
+                                         const char *path, int partial)
+{
+    source s;
+    FLAVA_TRY(source_open(&s, path));
+    namelist missing = {{0}, 0}, unexpected = {{0}, 0}, bad = {{0}, 0};
+    int unused;
+    flava_status st =
+        load_table(&s, t, params, NULL, NULL, &unused, &missing, &bad, &unexpected);
+    source_free(&s);
+    FLAVA_TRY(st);
+    return load_verdict(path, &missing, &unexpected, &bad, partial);
+}
+
 flava_status flava_checkpoint_load_weights(flava_model *m, const char *path, int partial)
 {
     source s;
     FLAVA_TRY(source_open(&s, path));
     namelist missing = {{0}, 0}, unexpected = {{0}, 0}, bad = {{0}, 0};
-    flava_status st = FLAVA_OK;
-    for (int i = 0; st == FLAVA_OK && i < m->table.n; i++) {
-        const flava_param *p = &m->table.p[i];
-        const flava_st *in = NULL;
-        const flava_st_tensor *t = source_find(&s, p->name, &in);
-        if (!t && p->alias[0])
-            t = source_find(&s, p->alias, &in);
-        if (!t && !strncmp(p->name, "flava.", 6)) /* a FlavaModel checkpoint: no prefix */
-            t = source_find(&s, p->name + 6, &in);
-        char shape[64];
-        if (!t) {
-            namelist_add(&missing, p->name, NULL);
-        } else if (!same_shape(t, p->ndim, p->shape)) {
-            flava_st_format_shape(shape, sizeof shape, p->ndim, p->shape);
-            namelist_add(&bad, p->name, shape);
-        } else {
-            st = load_tensor(m->params + p->offset, t, flava_st_path(in));
-        }
-    }
     int has_codebook = 0;
-    for (int f = 0; st == FLAVA_OK && f < s.nfiles; f++) {
-        for (int i = 0; i < flava_st_count(s.files[f]); i++) {
-            const char *name = flava_st_get(s.files[f], i)->name;
-            char prefixed[FLAVA_PARAM_NAME_MAX + 8];
-            snprintf(prefixed, sizeof prefixed, "flava.%s", name);
-            if (!strncmp(name, "image_codebook.", 15))
-                has_codebook = 1;
-            else if (!flava_params_find(&m->table, name) &&
-                     !flava_params_find(&m->table, prefixed) && !is_buffer(name))
-                namelist_add(&unexpected, name, NULL);
-        }
-    }
+    flava_status st = load_table(&s, &m->table, m->params, "flava.", "image_codebook.",
+                                 &has_codebook, &missing, &bad, &unexpected);
     if (st == FLAVA_OK && has_codebook)
         st = load_codebook(m, &s, path, &missing, &bad);
     source_free(&s);
     FLAVA_TRY(st);
-    if (bad.count)
-        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "%s: %d tensor(s) of the wrong shape: %s%s", path,
-                           bad.count, bad.buf, bad.count > 12 ? ", ..." : "");
-    if (!partial && (missing.count || unexpected.count))
-        return FLAVA_ERROR(FLAVA_ERR_FORMAT,
-                           "%s: %d missing key(s)%s%s%s; %d unexpected key(s)%s%s%s "
-                           "(a partial load allows both)",
-                           path, missing.count, missing.count ? ": " : "", missing.buf,
-                           missing.count > 12 ? ", ..." : "", unexpected.count,
-                           unexpected.count ? ": " : "", unexpected.buf,
-                           unexpected.count > 12 ? ", ..." : "");
-    return FLAVA_OK;
+    return load_verdict(path, &missing, &unexpected, &bad, partial);
 }
 
 flava_status flava_checkpoint_load(flava_model **out, const char *path,
@@ -325,23 +380,27 @@ flava_status flava_checkpoint_load(flava_model **out, const char *path,
 
 /* ---- writing ---- */
 
-static flava_status write_tensors(const flava_model *m, const char *path, const char *prefix2,
-                                  const float *block2, const flava_st_kv *meta, int nmeta,
-                                  int with_codebook)
+/* The table's tensors from params (and, with block2, a second copy from
+ * block2 under prefix2, the first then under "exp_avg."), plus the
+ * codebook's if not NULL. */
+static flava_status write_tensors(const flava_param_table *tab, const float *params,
+                                  struct flava_codebook *codebook, const char *path,
+                                  const char *prefix2, const float *block2,
+                                  const flava_st_kv *meta, int nmeta)
 {
     /* two passes over the table (prefixed copies for the optimizer file) */
     int ncb = 0;
     const flava_codebook_param *cb = NULL;
     const float *cbw = NULL;
-    if (with_codebook && m->codebook) {
-        cb = flava_codebook_params(m->codebook, &ncb);
+    if (codebook) {
+        cb = flava_codebook_params(codebook, &ncb);
         int64_t total;
-        cbw = flava_codebook_weights(m->codebook, &total);
+        cbw = flava_codebook_weights(codebook, &total);
     }
     const int per = block2 ? 2 : 1;
     size_t n = 0;
-    for (int i = 0; i < m->table.n; i++)
-        n += (size_t)per * (m->table.p[i].alias[0] ? 2 : 1);
+    for (int i = 0; i < tab->n; i++)
+        n += (size_t)per * (tab->p[i].alias[0] ? 2 : 1);
     n += (size_t)ncb;
     flava_st_tensor *t = calloc(n ? n : 1, sizeof *t);
     char(*names)[2 * FLAVA_PARAM_NAME_MAX] = calloc(n ? n : 1, sizeof *names);
@@ -352,9 +411,9 @@ static flava_status write_tensors(const flava_model *m, const char *path, const 
     }
     size_t k = 0;
     for (int pass = 0; pass < per; pass++) {
-        const float *base = pass ? block2 : m->params;
-        for (int i = 0; i < m->table.n; i++) {
-            const flava_param *p = &m->table.p[i];
+        const float *base = pass ? block2 : params;
+        for (int i = 0; i < tab->n; i++) {
+            const flava_param *p = &tab->p[i];
             for (int a = 0; a < (p->alias[0] ? 2 : 1); a++) {
                 const char *key = a ? p->alias : p->name;
                 if (block2)
@@ -390,9 +449,16 @@ flava_status flava_checkpoint_save(const flava_model *m, const char *path)
     char *json;
     FLAVA_TRY(flava_config_to_json(&json, &m->cfg));
     flava_st_kv meta = {"config", json};
-    flava_status st = write_tensors(m, path, NULL, NULL, &meta, 1, 1);
+    flava_status st = write_tensors(&m->table, m->params, m->codebook, path, NULL, NULL, &meta, 1);
     free(json);
     return st;
+}
+
+flava_status flava_checkpoint_save_table(const flava_param_table *t, const float *params,
+                                         const char *config_json, const char *path)
+{
+    flava_st_kv meta = {"config", config_json};
+    return write_tensors(t, params, NULL, path, NULL, NULL, &meta, 1);
 }
 
 flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_avg,
@@ -405,9 +471,7 @@ flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_
     const flava_st_kv meta[] = {{"rng_state", srng}, {"step", sstep}};
     /* exp_avg.<key> from the first block, exp_avg_sq.<key> from the second:
      * write_tensors walks the table once per block */
-    flava_model view = *m;
-    view.params = (float *)exp_avg;
-    return write_tensors(&view, path, "exp_avg_sq.", exp_avg_sq, meta, 2, 0);
+    return write_tensors(&m->table, exp_avg, NULL, path, "exp_avg_sq.", exp_avg_sq, meta, 2);
 }
 
 static flava_status meta_u64(uint64_t *out, const flava_st *st, const char *key)

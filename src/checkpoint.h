@@ -40,6 +40,16 @@ flava_status flava_checkpoint_load(flava_model **out, const char *path,
 
 flava_status flava_checkpoint_save(const flava_model *m, const char *path);
 
+/* Any model family's parameter table (params: its block): load and save
+ * with the same keys, checks, HF folders and file layout as above. The
+ * config is the family's own JSON: read_json gives a file's
+ * __metadata__["config"] or a folder's config.json (malloc'ed). */
+flava_status flava_checkpoint_read_json(char **json, const char *path);
+flava_status flava_checkpoint_load_table(const flava_param_table *t, float *params,
+                                         const char *path, int partial);
+flava_status flava_checkpoint_save_table(const flava_param_table *t, const float *params,
+                                         const char *config_json, const char *path);
+
 /* Optimizer state: moments of m's table, the step count, an RNG state. */
 flava_status flava_checkpoint_save_optim(const flava_model *m, const float *exp_avg,
                                          const float *exp_avg_sq, int64_t step,

@@ -29,7 +29,12 @@ flava_status flava_activation_parse(flava_activation *out, const char *name)
         *out = FLAVA_ACT_RELU;
         return FLAVA_OK;
     }
-    return FLAVA_ERROR(FLAVA_ERR_CONFIG, "hidden_act '%s' is not supported (gelu, relu)", name);
+    if (!strcmp(name, "quick_gelu")) {
+        *out = FLAVA_ACT_QUICK_GELU;
+        return FLAVA_OK;
+    }
+    return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                       "hidden_act '%s' is not supported (gelu, relu, quick_gelu)", name);
 }
 
 /* name = format(prefix, layer) + suffix */
@@ -191,14 +196,29 @@ size_t flava_encoder_scratch_floats(const flava_encoder_spec *s, int B, int T)
 flava_status flava_act_forward(flava_ctx *ctx, flava_activation act, float *out,
                                const float *inp, int64_t n)
 {
-    return act == FLAVA_ACT_GELU ? gelu_forward(ctx, out, inp, n) : relu_forward(ctx, out, inp, n);
+    switch (act) {
+    case FLAVA_ACT_GELU:
+        return gelu_forward(ctx, out, inp, n);
+    case FLAVA_ACT_QUICK_GELU:
+        return quick_gelu_forward(ctx, out, inp, n);
+    case FLAVA_ACT_RELU:
+        break;
+    }
+    return relu_forward(ctx, out, inp, n);
 }
 
 flava_status flava_act_backward(flava_ctx *ctx, flava_activation act, float *dinp,
                                 const float *dout, const float *inp, int64_t n)
 {
-    return act == FLAVA_ACT_GELU ? gelu_backward(ctx, dinp, dout, inp, n)
-                                 : relu_backward(ctx, dinp, dout, inp, n);
+    switch (act) {
+    case FLAVA_ACT_GELU:
+        return gelu_backward(ctx, dinp, dout, inp, n);
+    case FLAVA_ACT_QUICK_GELU:
+        return quick_gelu_backward(ctx, dinp, dout, inp, n);
+    case FLAVA_ACT_RELU:
+        break;
+    }
+    return relu_backward(ctx, dinp, dout, inp, n);
 }
 
 static void add_inplace(float *y, const float *x, size_t n)

@@ -22,9 +22,10 @@
 typedef enum flava_activation {
     FLAVA_ACT_GELU = 0, /* exact (erf) GELU */
     FLAVA_ACT_RELU,
+    FLAVA_ACT_QUICK_GELU, /* CLIP's x * sigmoid(1.702 x) */
 } flava_activation;
 
-/* Parses an HF `hidden_act` string ("gelu", "relu"). */
+/* Parses an HF `hidden_act` string ("gelu", "relu", "quick_gelu"). */
 flava_status flava_activation_parse(flava_activation *out, const char *name);
 /* The activation over n values, forward and (accumulating) backward. */
 flava_status flava_act_forward(flava_ctx *ctx, flava_activation act, float *out,

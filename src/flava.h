@@ -11,9 +11,18 @@
 #include "safetensors.h"
 #include "optim.h"
 #include "cfg.h"
+#include "idx.h"
+#include "image.h"
+#include "imagetext.h"
+#include "glue.h"
+#include "metrics.h"
+#include "vqa.h"
+#include "scenes.h"
+#include "loader.h"
 #include "params.h"
 #include "encoder.h"
 #include "model.h"
 #include "checkpoint.h"
+#include "clip.h"
 
 #endif

@@ -8,10 +8,17 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
+    {"data", "generate or convert data sets (scenes, spam)", flava_cmd_data},
+    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
+    {"sweep", "many pretrain/finetune/eval runs into one results table", flava_cmd_sweep},
     {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
-    {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
+    {"pretrain", "pretrain a FLAVA model (-c run.cfg)", flava_cmd_pretrain},
+    {"finetune", "fine-tune a model on a task (-c run.cfg)", flava_cmd_finetune},
+    {"eval", "evaluate a model (-c run.cfg)", flava_cmd_eval},
+    {"bench", "samples/s and GFLOP/s of training steps (-c run.cfg)", flava_cmd_bench},
+    {"help", "help config: every key of a run configuration", flava_cmd_help},
     {NULL, NULL, NULL},
 };
 
@@ -25,7 +32,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || (!strcmp(argv[1], "help") && argc == 2)) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

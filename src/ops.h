@@ -77,7 +77,15 @@ typedef struct flava_conv2d_dims {
     int OC, KH, KW;      /* filters */
     int stride, pad, groups;
     int src_nhwc, dst_nhwc;
+    /* Asymmetric zero padding, as HF's EfficientNet/ALIGN put a ZeroPad2d
+     * (TensorFlow "same") before a "valid" convolution: when any of the four
+     * is nonzero they replace pad, which must then be 0. */
+    int pad_top, pad_left, pad_bottom, pad_right;
 } flava_conv2d_dims;
+/* A ViT patch embedding: N images [N,C,size,size] (NCHW) through OC
+ * filters of patch x patch at stride patch, no padding, output
+ * [N, (size/patch)^2, OC] (NHWC). */
+flava_conv2d_dims flava_conv2d_patches(int N, int C, int size, int patch, int OC);
 int flava_conv2d_out_h(const flava_conv2d_dims *d);
 int flava_conv2d_out_w(const flava_conv2d_dims *d);
 flava_status conv2d_forward(flava_ctx *ctx, float *out, const float *inp, const float *w,
@@ -123,5 +131,60 @@ flava_status bce_logits_backward(float *dlogits, float dloss, const float *logit
 flava_status mse_forward(float *loss, const float *pred, const float *target, int64_t n);
 flava_status mse_backward(float *dpred, float dloss, const float *pred, const float *target,
                           int64_t n);
+
+/* ================================================================
+ * Ops of the CLIP and ALIGN families: for ALIGN's EfficientNet tower
+ * batch norm, swish/SiLU, sigmoid, global average pooling and the
+ * squeeze-and-excitation channel scale; CLIP's quick GELU. Same
+ * conventions as above.
+ * ================================================================ */
+
+/* ---- batch norm over NCHW, statistics per channel over N, H, W (as
+ * torch.nn.BatchNorm2d); w (gamma) and b (beta) are [C].
+ * Training (mean and var not NULL): normalises with the batch statistics,
+ * saved in mean/var [C] (var biased, what backward takes), and, when
+ * running_mean/running_var are not NULL, updates them in place as torch
+ * does: r = (1 - momentum) r + momentum s, with the unbiased variance
+ * (N*H*W / (N*H*W - 1) times the biased one) for running_var.
+ * Inference (mean and var NULL): normalises with running_mean/running_var,
+ * which are only read; momentum is unused. ---- */
+flava_status batchnorm2d_forward(flava_ctx *ctx, float *out, float *mean, float *var,
+                                 float *running_mean, float *running_var, const float *inp,
+                                 const float *w, const float *b, int N, int C, int H, int W,
+                                 float eps, float momentum);
+/* training: mean/var are the saved batch statistics and the gradient flows
+ * through them; otherwise they are the running statistics, constants. */
+flava_status batchnorm2d_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
+                                  const float *dout, const float *inp, const float *w,
+                                  const float *mean, const float *var, int N, int C, int H, int W,
+                                  float eps, int training);
+
+/* ---- swish / SiLU, x * sigmoid(x); CLIP's quick GELU, x * sigmoid(1.702 x)
+ * (the same oneDNN swish with alpha 1.702); sigmoid, whose backward reads
+ * its output. All over n values. ---- */
+flava_status swish_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status swish_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *inp,
+                            int64_t n);
+flava_status quick_gelu_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status quick_gelu_backward(flava_ctx *ctx, float *dinp, const float *dout,
+                                 const float *inp, int64_t n);
+flava_status sigmoid_forward(flava_ctx *ctx, float *out, const float *inp, int64_t n);
+flava_status sigmoid_backward(flava_ctx *ctx, float *dinp, const float *dout, const float *out,
+                              int64_t n);
+
+/* ---- global average pooling: out[N,C] = mean over H×W of inp[N,C,H,W]
+ * (nn.AdaptiveAvgPool2d(1), flattened) ---- */
+flava_status avgpool_global_forward(flava_ctx *ctx, float *out, const float *inp,
+                                    int N, int C, int H, int W);
+flava_status avgpool_global_backward(flava_ctx *ctx, float *dinp, const float *dout,
+                                     int N, int C, int H, int W);
+
+/* ---- channel scale (squeeze-and-excitation): out[n,c,h,w] =
+ * inp[n,c,h,w] * s[n,c]; backward dinp += dout * s, ds += sum over h,w of
+ * dout * inp ---- */
+flava_status channel_scale_forward(flava_ctx *ctx, float *out, const float *inp, const float *s,
+                                   int N, int C, int H, int W);
+flava_status channel_scale_backward(float *dinp, float *ds, const float *dout, const float *inp,
+                                    const float *s, int N, int C, int H, int W);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
+
 void flava_params_init(flava_param_table *t) { memset(t, 0, sizeof *t); }
 
 void flava_params_free(flava_param_table *t)
@@ -85,4 +87,17 @@ flava_status flava_params_alias(flava_param_table *t, size_t offset, const char 
     }
     return FLAVA_ERROR(FLAVA_ERR_ARG, "no parameter at offset %zu to alias as '%s'", offset,
                        alias);
+}
+
+void flava_params_fill_normal(float *x, size_t n, double std, uint64_t seed, uint64_t stream)
+{
+    const size_t chunk = (size_t)1 << 16, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic)
+    for (size_t ch = 0; ch < nchunks; ch++) {
+        flava_rng r;
+        flava_rng_init(&r, seed, (stream << 32) | ch);
+        const size_t end = (ch + 1) * chunk < n ? (ch + 1) * chunk : n;
+        for (size_t k = ch * chunk; k < end; k++)
+            x[k] = (float)(std * flava_rng_normal(&r));
+    }
 }

@@ -48,6 +48,12 @@ flava_status flava_params_add2(flava_param_table *t, size_t *offset, const char 
 /* Sets the alias of the tensor at `offset` (see flava_param.alias). */
 flava_status flava_params_alias(flava_param_table *t, size_t offset, const char *alias);
 
+/* x[n] = std * standard normal draws, one RNG stream (seed, stream << 32 |
+ * chunk) per 64K-value chunk: the same values for any number of threads.
+ * Model families' initialisers draw each tensor this way (stream = its
+ * index in the table). */
+void flava_params_fill_normal(float *x, size_t n, double std, uint64_t seed, uint64_t stream);
+
 /* The entry named `name` (either key), or NULL. */
 const flava_param *flava_params_find(const flava_param_table *t, const char *name);
 

@@ -26,6 +26,7 @@ typedef struct flava_run {
     uint64_t seed;
     int threads;
     int resume;              /* --resume was given */
+    int64_t bench_steps;     /* flava bench: time this many steps, save nothing */
 } flava_run;
 
 typedef struct flava_task_ops {

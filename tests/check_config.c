@@ -120,7 +120,7 @@ START_TEST(test_load_values_types_defaults)
     ck_assert_int_eq(flava_cfg_get_int(c, "optim", "warmup_steps", &i), FLAVA_OK);
     ck_assert_int_eq(i, 1000);
 
-    char want[600];
+    char want[1300]; /* room for two paths of up to 512 bytes */
     snprintf(want, sizeof want, "%s:13", path);
     ck_assert_str_eq(flava_cfg_where(c, "optim", "lr"), want);
     ck_assert_str_eq(flava_cfg_where(c, "optim", "warmup_steps"), "default");
@@ -223,7 +223,7 @@ START_TEST(test_io_and_nul_errors)
     fwrite("[optim]\nlr = 1\0x\n", 1, 17, f);
     fclose(f);
     ck_assert_int_eq(flava_cfg_load(c, path), FLAVA_ERR_CONFIG);
-    char want[600];
+    char want[1300]; /* room for two paths of up to 512 bytes */
     snprintf(want, sizeof want, "%s:2: NUL byte", path);
     ck_assert_msg_has(want);
     flava_cfg_free(c);
@@ -284,7 +284,7 @@ START_TEST(test_warn_unread)
     int n = 0;
     CAPTURE(out, len, n = flava_cfg_warn_unread(c, mf_));
     ck_assert_int_eq(n, 3);
-    char want[600];
+    char want[1300]; /* room for two paths of up to 512 bytes */
     snprintf(want, sizeof want,
              "warning: %s:5: model.name is set but never read\n"
              "warning: %s:3: optim.warmup_steps is set but never read\n"

@@ -15,14 +15,46 @@
 
 #include "dnnl_util.h"
 
+flava_conv2d_dims flava_conv2d_patches(int N, int C, int size, int patch, int OC)
+{
+    flava_conv2d_dims d = {0};
+    d.N = N;
+    d.C = C;
+    d.H = d.W = size;
+    d.OC = OC;
+    d.KH = d.KW = d.stride = patch;
+    d.groups = 1;
+    d.dst_nhwc = 1;
+    return d;
+}
+
+static int asymmetric(const flava_conv2d_dims *d)
+{
+    return d->pad_top || d->pad_left || d->pad_bottom || d->pad_right;
+}
+
+/* The padding before (top, left) and after (bottom, right) the input. */
+static void pads(const flava_conv2d_dims *d, int64_t before[2], int64_t after[2])
+{
+    int a = asymmetric(d);
+    before[0] = a ? d->pad_top : d->pad;
+    before[1] = a ? d->pad_left : d->pad;
+    after[0] = a ? d->pad_bottom : d->pad;
+    after[1] = a ? d->pad_right : d->pad;
+}
+
 int flava_conv2d_out_h(const flava_conv2d_dims *d)
 {
-    return (d->H + 2 * d->pad - d->KH) / d->stride + 1;
+    int64_t b[2], a[2];
+    pads(d, b, a);
+    return (int)((d->H + b[0] + a[0] - d->KH) / d->stride + 1);
 }
 
 int flava_conv2d_out_w(const flava_conv2d_dims *d)
 {
-    return (d->W + 2 * d->pad - d->KW) / d->stride + 1;
+    int64_t b[2], a[2];
+    pads(d, b, a);
+    return (int)((d->W + b[1] + a[1] - d->KW) / d->stride + 1);
 }
 
 static flava_status check_dims(const flava_conv2d_dims *d)
@@ -34,14 +66,23 @@ static flava_status check_dims(const flava_conv2d_dims *d)
                            "groups %d: sizes, stride and groups must be >= 1, pad >= 0",
                            d->N, d->C, d->H, d->W, d->OC, d->KH, d->KW, d->stride, d->pad,
                            d->groups);
+    if (d->pad_top < 0 || d->pad_left < 0 || d->pad_bottom < 0 || d->pad_right < 0 ||
+        (asymmetric(d) && d->pad))
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE,
+                           "conv2d: pad %d, pad_top %d pad_left %d pad_bottom %d pad_right %d: "
+                           "the four sides must be >= 0 and, when set, replace pad (then 0)",
+                           d->pad, d->pad_top, d->pad_left, d->pad_bottom, d->pad_right);
     if (d->C % d->groups || d->OC % d->groups)
         return FLAVA_ERROR(FLAVA_ERR_SHAPE,
                            "conv2d: %d groups do not divide %d input and %d output channels",
                            d->groups, d->C, d->OC);
-    if (d->H + 2 * d->pad < d->KH || d->W + 2 * d->pad < d->KW)
+    int64_t b[2], a[2];
+    pads(d, b, a);
+    if (d->H + b[0] + a[0] < d->KH || d->W + b[1] + a[1] < d->KW)
         return FLAVA_ERROR(FLAVA_ERR_SHAPE,
-                           "conv2d: kernel %dx%d larger than the padded input %dx%d",
-                           d->KH, d->KW, d->H + 2 * d->pad, d->W + 2 * d->pad);
+                           "conv2d: kernel %dx%d larger than the padded input %lldx%lld",
+                           d->KH, d->KW, (long long)(d->H + b[0] + a[0]),
+                           (long long)(d->W + b[1] + a[1]));
     return FLAVA_OK;
 }
 
@@ -227,7 +268,7 @@ static void conv_op_destroy(void *p)
 typedef struct conv_mds {
     dnnl_memory_desc_t user[4]; /* by conv_tensor */
     dnnl_memory_desc_t src, wei, dst;
-    dnnl_dims_t strides, pad;
+    dnnl_dims_t strides, pad_l, pad_r;
 } conv_mds;
 
 static flava_status conv_mds_init(conv_mds *m, const flava_conv2d_dims *d, int bf16)
@@ -243,7 +284,7 @@ static flava_status conv_mds_init(conv_mds *m, const flava_conv2d_dims *d, int b
     FLAVA_TRY(any_md(&m->dst, d->N, d->OC, OH, OW, dnnl_f32));
     FLAVA_TRY(weights_md(&m->wei, d, in_dt, 1));
     m->strides[0] = m->strides[1] = d->stride;
-    m->pad[0] = m->pad[1] = d->pad;
+    pads(d, m->pad_l, m->pad_r);
     return FLAVA_OK;
 }
 
@@ -255,7 +296,7 @@ static flava_status fwd_prim(dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, 
     FLAVA_DNNL(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training,
                                                   dnnl_convolution_direct, &m->src, &m->wei,
                                                   bias ? &m->user[T_BIAS] : NULL, &m->dst,
-                                                  m->strides, m->pad, m->pad));
+                                                  m->strides, m->pad_l, m->pad_r));
     return flava_dnnl_primitive(prim, pd, ctx, &cd, NULL, NULL);
 }
 
@@ -269,11 +310,11 @@ static flava_status bwd_prim(conv_op *e, dnnl_primitive_desc_t *pd, flava_ctx *c
     dnnl_status_t s =
         e->dir == CONV_BWD_DATA
             ? dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &m->src,
-                                                       &m->wei, &m->dst, m->strides, m->pad,
-                                                       m->pad)
+                                                       &m->wei, &m->dst, m->strides, m->pad_l,
+                                                       m->pad_r)
             : dnnl_convolution_backward_weights_desc_init(
                   &cd, dnnl_convolution_direct, &m->src, &m->wei, bias ? &m->user[T_BIAS] : NULL,
-                  &m->dst, m->strides, m->pad, m->pad);
+                  &m->dst, m->strides, m->pad_l, m->pad_r);
     flava_status st = s == dnnl_success
                           ? flava_dnnl_primitive(&e->prim, pd, ctx, &cd, NULL, hint)
                           : FLAVA_ERROR(FLAVA_ERR_DNNL, "%s descriptor: %s", CONV_OP[e->dir],
@@ -308,9 +349,13 @@ static flava_status conv_op_build(conv_op *e, flava_ctx *ctx, const flava_conv2d
 static flava_status conv_run(flava_ctx *ctx, conv_dir dir, const flava_conv2d_dims *d, int bias,
                              int bf16, const void *const *ptr)
 {
+    int64_t pb[2], pa[2];
+    pads(d, pb, pa);
+    /* two non-negative ints per dim: lossless */
     flava_op_key key = {.op = CONV_OP[dir],
-                        .dims = {d->N, d->C, d->H, d->W, d->OC, d->KH, d->KW, d->stride, d->pad,
-                                 d->groups, d->src_nhwc, d->dst_nhwc, bias, bf16}};
+                        .dims = {d->N, d->C, d->H, d->W, d->OC, d->KH, d->KW, d->stride,
+                                 pb[0] | pb[1] << 32, d->groups, d->src_nhwc, d->dst_nhwc, bias,
+                                 bf16, pa[0] | pa[1] << 32}};
     conv_op *e = flava_ctx_lookup(ctx, &key);
     if (!e) {
         if (!(e = calloc(1, sizeof *e)))

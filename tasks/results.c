@@ -1,0 +1,55 @@
+/* results.c - RUN_DIR/results.json, what `flava sweep` collects. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "task.h"
+
+flava_status flava_results_write(const char *run_dir, const char *command, const char *task,
+                                 const char *dataset, const char *metric,
+                                 const char *const *names, const double *values, int n,
+                                 double wall_seconds)
+{
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        found |= !strcmp(names[i], metric);
+    if (!found)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "results: the metric '%s' is not among the %d metrics",
+                           metric, n);
+    cJSON *root = cJSON_CreateObject(), *metrics = NULL;
+    int ok = root && cJSON_AddStringToObject(root, "command", command) &&
+             cJSON_AddStringToObject(root, "task", task) &&
+             cJSON_AddStringToObject(root, "dataset", dataset) &&
+             cJSON_AddStringToObject(root, "metric", metric);
+    for (int i = 0; ok && i < n; i++)
+        if (!strcmp(names[i], metric))
+            ok = cJSON_AddNumberToObject(root, "value", values[i]) != NULL;
+    ok = ok && (metrics = cJSON_AddObjectToObject(root, "metrics")) != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = cJSON_AddNumberToObject(metrics, names[i], values[i]) != NULL;
+    ok = ok && cJSON_AddNumberToObject(root, "wall_seconds", wall_seconds);
+    char *text = ok ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "results: cannot build the JSON");
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/results.json", run_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int failed = !f;
+    if (f) {
+        failed = fputs(text, f) < 0 || fputc('\n', f) == EOF || fflush(f) != 0 ||
+                 fsync(fileno(f)) != 0;
+        failed |= fclose(f) != 0;
+    }
+    free(text);
+    if (failed || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    return FLAVA_OK;
+}

@@ -1,0 +1,325 @@
+/* taskutil.c - see taskutil.h. */
+#include "taskutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsv.h"
+
+#include "ops.h"
+#include "rng.h"
+
+enum { STREAM_FT_LOADER = 11 }; /* the fine-tuning loader's seed stream */
+
+flava_status flava_task_eval_model(flava_model **m, flava_run *run, const flava_head_set *hs,
+                                   int partial)
+{
+    flava_config mc;
+    const char *ck;
+    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
+    if (!ck)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "evaluation needs a trained model: set "
+                           "model.checkpoint (a .safetensors file or an HF folder)");
+    return flava_train_model_create(m, run, &mc, hs, ck, partial);
+}
+
+flava_status flava_task_tokenizer(flava_tokenizer **tok, flava_text_encoder *enc, const char *path,
+                                  const flava_model *m)
+{
+    if (!*path)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the task reads texts: set its tokenizer (a "
+                           "WordPiece vocab.txt or folder, or a SentencePiece .model)");
+    FLAVA_TRY(flava_tokenizer_load(tok, path));
+    if ((*tok)->vocab_size > m->cfg.text.vocab_size)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the tokenizer %s has %d pieces but the model's "
+                           "text_config.vocab_size is %d", path, (*tok)->vocab_size,
+                           m->cfg.text.vocab_size);
+    *enc = (flava_text_encoder){flava_tokenizer_encode_unpadded, *tok, (*tok)->pad_id};
+    return FLAVA_OK;
+}
+
+flava_status flava_task_read_lines(char ***lines, long *n, const char *path)
+{
+    *lines = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s", path);
+    char *line = NULL;
+    size_t lcap = 0;
+    long cap = 0;
+    ssize_t len;
+    flava_status s = FLAVA_OK;
+    while (s == FLAVA_OK && (len = getline(&line, &lcap, f)) >= 0) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (!len)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(*lines, sizeof(char *) * (size_t)cap);
+            if (!grown) {
+                s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: lines", path);
+                break;
+            }
+            *lines = grown;
+        }
+        s = flava_strdup(&(*lines)[*n], line);
+        *n += s == FLAVA_OK;
+    }
+    free(line);
+    fclose(f);
+    if (s == FLAVA_OK && *n == 0)
+        s = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no lines", path);
+    if (s != FLAVA_OK) {
+        flava_task_free_lines(*lines, *n);
+        *lines = NULL;
+        *n = 0;
+    }
+    return s;
+}
+
+void flava_task_free_lines(char **lines, long n)
+{
+    for (long i = 0; lines && i < n; i++)
+        free(lines[i]);
+    free(lines);
+}
+
+int flava_task_feature_dim(const flava_model *m, flava_feature f)
+{
+    return f == FLAVA_FEATURE_IMAGE_EMBED || f == FLAVA_FEATURE_TEXT_EMBED
+               ? m->cfg.projection_dim
+               : m->cfg.image.enc.hidden_size;
+}
+
+/* The CLS rows of a pass's final states [B,S,C] into cls[B,C]. */
+static void gather_cls(float *cls, const flava_encoder_acts *a, int C)
+{
+    for (int i = 0; i < a->B; i++)
+        memcpy(cls + (size_t)i * C, a->out + (size_t)i * a->T * C, sizeof(float) * (size_t)C);
+}
+
+flava_status flava_task_batch_features(float *out, float *scratch, flava_ctx *ctx, flava_model *m,
+                                       const flava_batch *b, flava_feature f)
+{
+    FLAVA_TRY(flava_model_forward(ctx, m, b, 0));
+    const int B = b->B, D = m->cfg.projection_dim;
+    const int text = f == FLAVA_FEATURE_TEXT_EMBED;
+    const int C = text ? m->cfg.text.enc.hidden_size : m->cfg.image.enc.hidden_size;
+    const flava_encoder_acts *a = text ? &m->txt.enc : &m->img.enc;
+    if (text ? !m->txt.ran : !m->img.ran)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "the batch has no %s", text ? "input_ids" :
+                           "pixel_values");
+    switch (f) {
+    case FLAVA_FEATURE_IMAGE_CLS:
+        gather_cls(out, a, C);
+        return FLAVA_OK;
+    case FLAVA_FEATURE_IMAGE_POOLED:
+        memcpy(out, m->img.pooled, sizeof(float) * (size_t)B * C);
+        return FLAVA_OK;
+    default:
+        break;
+    }
+    const char *wname = text ? "flava.text_projection.weight" : "flava.image_projection.weight";
+    const char *bname = text ? "flava.text_projection.bias" : "flava.image_projection.bias";
+    const float *w = flava_model_param(m, wname, NULL), *bias = flava_model_param(m, bname, NULL);
+    if (!w || !bias)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "the model has no %s", wname);
+    float *cls = scratch, *proj = scratch + (size_t)B * C, *norm = proj + (size_t)B * D;
+    gather_cls(cls, a, C);
+    FLAVA_TRY(linear_forward(ctx, proj, cls, w, bias, B, C, D));
+    return l2norm_forward(out, norm, proj, B, D);
+}
+
+static flava_loader_opts eval_opts(const flava_run *run, int batch_size, int image_size,
+                                   int max_text_len)
+{
+    return (flava_loader_opts){.batch_size = batch_size,
+                               .image_size = image_size,
+                               .max_text_len = max_text_len,
+                               .prefetch = 2,
+                               .threads = run->threads,
+                               .seed = run->seed};
+}
+
+flava_status flava_task_features(float **out, long *n, flava_run *run, flava_model *m,
+                                 const flava_loader_source *src, const flava_text_encoder *enc,
+                                 int max_text_len, int batch_size, flava_feature f)
+{
+    const int text = f == FLAVA_FEATURE_TEXT_EMBED;
+    const int dim = flava_task_feature_dim(m, f);
+    const size_t C = text ? m->cfg.text.enc.hidden_size : m->cfg.image.enc.hidden_size;
+    flava_loader_opts o = eval_opts(run, batch_size, text ? 0 : m->cfg.image.image_size,
+                                    text ? max_text_len : 0);
+    flava_loader *l;
+    FLAVA_TRY(flava_loader_open(&l, src, text ? enc : NULL, &o));
+    const long batches = flava_loader_batches_per_epoch(l);
+    float *scratch = NULL;
+    *out = NULL;
+    *n = 0;
+    flava_status s = flava_alloc((void **)&scratch,
+                                 sizeof(float) * (size_t)batch_size * (C + (size_t)dim + 1),
+                                 "feature scratch");
+    for (long g = 0; s == FLAVA_OK && g < batches; g++) {
+        const flava_batch *b;
+        long epoch, step;
+        s = flava_loader_next(l, &b, &epoch, &step);
+        if (s == FLAVA_OK && !*out) {
+            /* every batch but the last is full */
+            s = flava_alloc((void **)out, sizeof(float) * (size_t)batches * batch_size * dim,
+                            "features");
+        }
+        if (s == FLAVA_OK)
+            s = flava_task_batch_features(*out + (size_t)*n * dim, scratch, run->ctx, m, b, f);
+        if (s == FLAVA_OK)
+            *n += b->B;
+    }
+    flava_free(scratch);
+    flava_loader_close(l);
+    if (s != FLAVA_OK) {
+        flava_free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+/* ---- fine-tuning ---- */
+
+static flava_status ft_seek(void *self, int64_t step)
+{
+    flava_ft *ft = self;
+    flava_loader_close(ft->loader);
+    ft->loader = NULL;
+    flava_rng r;
+    flava_rng_init(&r, ft->run->seed + STREAM_FT_LOADER, 0);
+    flava_loader_opts o = eval_opts(ft->run, ft->batch_size, ft->image_size, ft->max_text_len);
+    o.shuffle = 1;
+    o.drop_last = 1;
+    o.seed = flava_rng_u64(&r);
+    o.first_batch = (long)(step * ft->grad_accum);
+    return flava_loader_open(&ft->loader, &ft->train, ft->max_text_len ? ft->enc : NULL, &o);
+}
+
+static flava_status ft_next(void *self, const flava_batch **b, int64_t step, int micro)
+{
+    (void)step, (void)micro; /* the loader is positioned by seek and runs in order */
+    flava_ft *ft = self;
+    long epoch, index;
+    return flava_loader_next(ft->loader, b, &epoch, &index);
+}
+
+flava_status flava_ft_evaluate(flava_ft *ft, const char **names, double *values, int *n)
+{
+    flava_loader_opts o = eval_opts(ft->run, ft->eval_batch_size, ft->image_size,
+                                    ft->max_text_len);
+    flava_loader *l;
+    FLAVA_TRY(flava_loader_open(&l, &ft->eval, ft->max_text_len ? ft->enc : NULL, &o));
+    const long batches = flava_loader_batches_per_epoch(l);
+    flava_status s = FLAVA_OK;
+    long first = 0;
+    for (long g = 0; s == FLAVA_OK && g < batches; g++) {
+        const flava_batch *b;
+        long epoch, step;
+        s = flava_loader_next(l, &b, &epoch, &step);
+        if (s == FLAVA_OK)
+            s = flava_model_forward(ft->run->ctx, ft->m, b, 0);
+        if (s == FLAVA_OK && !ft->m->head_ran[ft->head])
+            s = FLAVA_ERROR(FLAVA_ERR_ARG, "the %s head did not run on the evaluation batch",
+                            flava_heads[ft->head]->name);
+        if (s == FLAVA_OK) {
+            const flava_head_state *st = &ft->m->head[ft->head];
+            s = ft->score(ft->self, st->logits, st->ncols, first, b->B);
+        }
+        first += s == FLAVA_OK ? b->B : 0;
+    }
+    flava_loader_close(l);
+    FLAVA_TRY(s);
+    return ft->finish(ft->self, names, values, n);
+}
+
+static flava_status ft_evaluate(void *self, flava_model *m, int64_t step, const char **names,
+                                double *values, int *n)
+{
+    (void)step;
+    flava_ft *ft = self;
+    ft->m = m;
+    return flava_ft_evaluate(ft, names, values, n);
+}
+
+flava_train_task flava_ft_task(flava_ft *ft)
+{
+    return (flava_train_task){ft, ft_seek, ft_next, ft_evaluate};
+}
+
+void flava_ft_close(flava_ft *ft)
+{
+    flava_loader_close(ft->loader);
+    ft->loader = NULL;
+}
+
+flava_status flava_ft_model(flava_model **m, flava_run *run, const flava_config *mc,
+                            const char *checkpoint, flava_head_id head, int eval)
+{
+    if (eval && !checkpoint)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "evaluation needs a fine-tuned model: set "
+                           "model.checkpoint");
+    flava_head_set hs = {{0}, {0}};
+    if (eval) {
+        hs.enabled[head] = 1;
+        hs.weight[head] = 1;
+    } else {
+        FLAVA_TRY(flava_train_heads(&hs, run->cfg, &head, 1)); /* its [heads] weight */
+    }
+    flava_status s = flava_train_model_create(m, run, mc, &hs, checkpoint, !eval);
+    if (s != FLAVA_OK && eval)
+        flava_error_context("a checkpoint for `flava eval` must hold the fine-tuned %s head",
+                            flava_heads[head]->name);
+    return s;
+}
+
+flava_status flava_ft_finish(flava_ft *ft, int eval, const char *task, const char *dataset,
+                             const char *metric, double t0)
+{
+    flava_train_config tc;
+    FLAVA_TRY(flava_train_config_read(&tc, ft->run->cfg));
+    ft->batch_size = ft->eval_batch_size = tc.batch_size;
+    ft->grad_accum = tc.grad_accum;
+    const char *names[FLAVA_TRAIN_MAX_METRICS];
+    double values[FLAVA_TRAIN_MAX_METRICS];
+    int n = 0;
+    if (eval) {
+        FLAVA_TRY(flava_ft_evaluate(ft, names, values, &n));
+    } else {
+        flava_runlog_printf(&ft->run->log, "finetune %s: %zu parameters, %lld steps of %d x %d",
+                            task, ft->m->table.total, (long long)tc.steps, tc.grad_accum,
+                            tc.batch_size);
+        const flava_train_task tt = flava_ft_task(ft);
+        flava_train_result res;
+        FLAVA_TRY(flava_train(ft->run, ft->m, &tc, &tt, &res));
+        n = res.n_eval;
+        memcpy(names, res.eval_names, sizeof(*names) * (size_t)n);
+        memcpy(values, res.eval_values, sizeof(*values) * (size_t)n);
+    }
+    return flava_task_results(ft->run, eval ? "eval" : "finetune", task, dataset, metric, names,
+                              values, n, t0);
+}
+
+flava_status flava_task_results(flava_run *run, const char *command, const char *task,
+                                const char *dataset, const char *metric, const char **names,
+                                const double *values, int n, double t0)
+{
+    char list[512] = "";
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(names[i], metric))
+            return flava_results_write(run->run_dir, command, task, dataset, metric, names,
+                                       values, n, flava_now() - t0);
+        if (len < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "",
+                                    names[i]);
+    }
+    return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: metric '%s' is not one the task measures (%s)", task,
+                       metric, list);
+}

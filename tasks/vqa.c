@@ -1,0 +1,194 @@
+/* vqa.c - VQA: `flava finetune` trains the VQA head (an MLP on the
+ * multimodal pooled output, BCE on soft scores) from a pretrained
+ * checkpoint on VQAv2-format questions and annotations, with the answer
+ * vocabulary built from the training answers (written to
+ * RUN_DIR/answers.txt); `flava eval` scores a fine-tuned checkpoint. The
+ * metric is the official VQA accuracy of the arg-max answer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evalmath.h"
+#include "taskutil.h"
+#include "vqa.h"
+
+static const flava_cfg_key vqa_keys[] = {
+    {"vqa", "tokenizer", FLAVA_CFG_STRING, "", "WordPiece vocab.txt or SentencePiece .model"},
+    {"vqa", "train_questions", FLAVA_CFG_STRING, "", "VQAv2 questions JSON of the train split"},
+    {"vqa", "train_annotations", FLAVA_CFG_STRING, "", "VQAv2 annotations JSON of the train split"},
+    {"vqa", "train_images", FLAVA_CFG_STRING, "", "image folder of the train split"},
+    {"vqa", "questions", FLAVA_CFG_STRING, NULL, "VQAv2 questions JSON of the evaluated split"},
+    {"vqa", "annotations", FLAVA_CFG_STRING, NULL, "VQAv2 annotations JSON of the evaluated split"},
+    {"vqa", "images", FLAVA_CFG_STRING, NULL, "image folder of the evaluated split"},
+    {"vqa", "image_names", FLAVA_CFG_STRING, "png",
+     "image file names: png (<image_id>.png, the scenes) or coco (COCO_<subtype>_<id>.jpg)"},
+    {"vqa", "answers", FLAVA_CFG_STRING, "",
+     "answer vocabulary, one a line (eval: required; finetune: built when empty)"},
+    {"vqa", "answers_top_k", FLAVA_CFG_INT, "3129",
+     "finetune: the K most frequent training answers form the vocabulary"},
+    {"vqa", "max_text_len", FLAVA_CFG_INT, "32", "text positions per question"},
+    {"vqa", "limit", FLAVA_CFG_INT, "0", "first N evaluated questions only (0: all)"},
+    {"vqa", "dataset", FLAVA_CFG_STRING, "scenes", "data set name in results.json"},
+};
+
+typedef struct vqa_task {
+    flava_ft ft;
+    flava_model *m;
+    flava_tokenizer *tok;
+    flava_text_encoder enc;
+    flava_vqa_set train, test;
+    flava_vqa_vocab vocab;
+    double sum; /* VQA accuracy summed over the evaluated questions */
+    long count;
+} vqa_task;
+
+static flava_status vqa_score(void *self, const float *logits, int ncols, long first, int B)
+{
+    vqa_task *v = self;
+    if (ncols != v->vocab.n)
+        return FLAVA_ERROR(FLAVA_ERR_SHAPE, "VQA logits have %d answers, the vocabulary %d",
+                           ncols, v->vocab.n);
+    if (first == 0)
+        v->sum = 0, v->count = 0;
+    for (int i = 0; i < B; i++) {
+        const float *l = logits + (size_t)i * ncols;
+        const int best = flava_argmax_f32(l, ncols);
+        double acc;
+        FLAVA_TRY(flava_vqa_accuracy(&acc, &v->test.q[first + i], v->vocab.answers[best]));
+        v->sum += acc;
+        v->count++;
+    }
+    return FLAVA_OK;
+}
+
+static flava_status vqa_finish(void *self, const char **names, double *values, int *n)
+{
+    vqa_task *v = self;
+    names[0] = "vqa_accuracy";
+    values[0] = v->count ? v->sum / (double)v->count : 0;
+    names[1] = "questions";
+    values[1] = (double)v->count;
+    *n = 2;
+    return FLAVA_OK;
+}
+
+static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
+{
+    flava_cfg *cfg = run->cfg;
+    const char *tok, *tq, *ta, *ti, *q, *a, *im, *naming_s, *answers, *dataset;
+    int64_t top_k, max_len, limit;
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "tokenizer", &tok));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "train_questions", &tq));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "train_annotations", &ta));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "train_images", &ti));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "questions", &q));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "annotations", &a));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "images", &im));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "image_names", &naming_s));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "answers", &answers));
+    FLAVA_TRY(flava_cfg_get_int(cfg, "vqa", "answers_top_k", &top_k));
+    FLAVA_TRY(flava_cfg_get_int(cfg, "vqa", "max_text_len", &max_len));
+    FLAVA_TRY(flava_cfg_get_int(cfg, "vqa", "limit", &limit));
+    FLAVA_TRY(flava_cfg_get_string(cfg, "vqa", "dataset", &dataset));
+    flava_vqa_naming naming;
+    if (!strcmp(naming_s, "png"))
+        naming = FLAVA_VQA_PNG;
+    else if (!strcmp(naming_s, "coco"))
+        naming = FLAVA_VQA_COCO;
+    else
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: vqa.image_names = '%s': expected png or coco",
+                           flava_cfg_where(cfg, "vqa", "image_names"), naming_s);
+    if (top_k < 1 || max_len < 2 || limit < 0)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa: answers_top_k %lld >= 1, max_text_len %lld "
+                           ">= 2, limit %lld >= 0 expected", (long long)top_k, (long long)max_len,
+                           (long long)limit);
+    if (eval && !*answers)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa eval: set vqa.answers to the fine-tuning run's "
+                           "answers.txt");
+    if (!eval && (!*tq || !*ta || !*ti))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa finetune: set vqa.train_questions, "
+                           "train_annotations and train_images");
+    FLAVA_TRY(flava_vqa_load(&v->test, q, a, im, naming));
+    if (!eval) {
+        FLAVA_TRY(flava_vqa_load(&v->train, tq, ta, ti, naming));
+        if (*answers) {
+            FLAVA_TRY(flava_vqa_vocab_read(&v->vocab, answers));
+        } else {
+            char path[4200];
+            FLAVA_TRY(flava_vqa_vocab_build(&v->vocab, &v->train, (int)top_k));
+            FLAVA_TRY(flava_mkdirs(run->run_dir));
+            snprintf(path, sizeof path, "%s/answers.txt", run->run_dir);
+            FLAVA_TRY(flava_vqa_vocab_write(&v->vocab, path));
+        }
+    } else {
+        FLAVA_TRY(flava_vqa_vocab_read(&v->vocab, answers));
+    }
+    flava_config mc;
+    const char *ck;
+    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
+    if (eval && mc.vqa_num_answers != v->vocab.n)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s has %d answers but the checkpoint %s has %s%d: "
+                           "evaluate a checkpoint of `flava finetune` (task vqa) with its "
+                           "answers.txt", answers, v->vocab.n, ck ? ck : "(none)",
+                           mc.vqa_num_answers ? "a VQA head of " : "no VQA head, vqa_num_answers ",
+                           mc.vqa_num_answers);
+    mc.vqa_num_answers = v->vocab.n;
+    FLAVA_TRY(flava_ft_model(&v->m, run, &mc, ck, FLAVA_HEAD_VQA, eval));
+    if (max_len > mc.text.max_position_embeddings)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa.max_text_len %lld exceeds the model's "
+                           "max_position_embeddings %d", (long long)max_len,
+                           mc.text.max_position_embeddings);
+    FLAVA_TRY(flava_task_tokenizer(&v->tok, &v->enc, tok, v->m));
+    flava_runlog_printf(&run->log, "vqa: %ld train, %ld evaluated questions, %d answers",
+                        v->train.n, v->test.n, v->vocab.n);
+    v->ft = (flava_ft){.run = run,
+                       .m = v->m,
+                       .head = FLAVA_HEAD_VQA,
+                       .image_size = mc.image.image_size,
+                       .max_text_len = (int)max_len,
+                       .enc = &v->enc,
+                       .train = {.vqa = &v->train, .answers = &v->vocab},
+                       .eval = {.n = limit && limit < v->test.n ? (long)limit : 0,
+                                .vqa = &v->test},
+                       .self = v,
+                       .score = vqa_score,
+                       .finish = vqa_finish};
+    return flava_ft_finish(&v->ft, eval, "vqa", dataset, "vqa_accuracy", t0);
+}
+
+static flava_status vqa_run(flava_run *run, int eval)
+{
+    vqa_task v = {0};
+    flava_status s = vqa_inner(&v, run, eval, flava_now());
+    flava_ft_close(&v.ft);
+    flava_model_destroy(v.m);
+    flava_tokenizer_free(v.tok);
+    flava_vqa_free(&v.train);
+    flava_vqa_free(&v.test);
+    flava_vqa_vocab_free(&v.vocab);
+    return s;
+}
+
+static flava_status vqa_finetune(flava_run *run) { return vqa_run(run, 0); }
+static flava_status vqa_eval(flava_run *run) { return vqa_run(run, 1); }
+
+static flava_status vqa_register_keys(flava_cfg *cfg)
+{
+    return flava_cfg_register_shared(cfg, vqa_keys, (int)(sizeof vqa_keys / sizeof *vqa_keys));
+}
+
+const flava_task_ops flava_task_vqa_finetune = {
+    .name = "vqa",
+    .command = "finetune",
+    .summary = "VQA head on VQAv2-format data (answer vocabulary from the training answers)",
+    .register_keys = vqa_register_keys,
+    .run = vqa_finetune,
+};
+
+const flava_task_ops flava_task_vqa_eval = {
+    .name = "vqa",
+    .command = "eval",
+    .summary = "VQA accuracy of a fine-tuned checkpoint",
+    .register_keys = vqa_register_keys,
+    .run = vqa_eval,
+};

@@ -1,0 +1,67 @@
+#!/bin/sh
+# flava pretrain on tiny data: all five objectives over image-text, image
+# and text sources; the loss falls over 30 steps; the run directory holds
+# what it should; help config and bench.
+set -eu
+. "${FLAVA_SRCDIR:-..}/tests/pretrain_data.sh"
+
+run pretrain a 2> "$dir/err" || { cat "$dir/err"; fail "pretrain failed"; }
+for f in config.ini log.txt metrics.jsonl results.json kmeans.safetensors \
+         checkpoints/step-30.safetensors checkpoints/step-30.optim.safetensors \
+         checkpoints/final.safetensors; do
+  [ -s "$dir/a/$f" ] || fail "missing $f"
+done
+[ "$(wc -l < "$dir/a/metrics.jsonl")" -eq 30 ] || fail "expected 30 metrics lines (log_every 1)"
+for k in loss lr grad_norm samples_per_s loss_info.mim loss_info.mlm loss_info.itm \
+         loss_info.global_contrastive loss_info.mmm_image loss_info.mmm_text; do
+  grep -q "\"$k\": " "$dir/a/metrics.jsonl" || fail "metrics.jsonl has no $k"
+done
+# Round robin over three sources: steps 1-6 and 25-30 each see every source
+# twice; the loss must fall by at least 5%.
+awk -F'"loss": ' '{ split($2, a, ","); l[NR] = a[1] }
+  END { for (i = 1; i <= 6; i++) { s += l[i]; e += l[24 + i] }
+        printf "first six steps %.3f, last six %.3f\n", s, e; exit !(e < 0.95 * s) }' \
+  "$dir/a/metrics.jsonl" || fail "the loss did not fall"
+grep -q '"metric":	"loss"' "$dir/a/results.json" || fail "results.json names no metric"
+grep -q '"dataset":	"scenes+fmnist+text"' "$dir/a/results.json" || fail "results.json dataset"
+grep -q 'k-means MIM codebook: 32 centroids' "$dir/a/log.txt" || fail "no k-means fit logged"
+
+# The resolved config.ini runs again as it is (a fresh directory).
+"$flava" pretrain -c "$dir/a/config.ini" -s run.dir="$dir/again" -s train.steps=2 2> "$dir/err" ||
+  { cat "$dir/err"; fail "config.ini does not load back"; }
+head -1 "$dir/again/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//' > "$dir/again1"
+head -1 "$dir/a/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//; s/"lr": [^,]*/"lr": 0/' > "$dir/a1"
+sed -i 's/"lr": [^,]*/"lr": 0/' "$dir/again1"
+cmp -s "$dir/a1" "$dir/again1" || fail "the same config gave another first step"
+
+# Starting from the trained weights ([model] checkpoint): the first step's
+# loss is the trained model's, below the fresh model's.
+run pretrain warm -s model.checkpoint="$dir/a/checkpoints/final.safetensors" -s train.steps=1 \
+  2> /dev/null || fail "pretraining from a checkpoint"
+awk -F'"loss": ' 'FNR == 1 { split($2, a, ","); l[++n] = a[1] }
+  END { printf "first step: fresh %.3f, from the checkpoint %.3f\n", l[1], l[2]; exit !(l[2] < l[1] - 0.5) }' "$dir/a/metrics.jsonl" "$dir/warm/metrics.jsonl" ||
+  fail "the checkpoint's weights were not loaded"
+
+# Only MLM on text alone: one head, one source.
+run pretrain mlm -s heads.mim=0 -s heads.itm=0 -s heads.global_contrastive=0 \
+  -s heads.mmm_image=0 -s heads.mmm_text=0 -s train.steps=3 2> /dev/null || fail "MLM-only run"
+grep -q 'loss_info.mim' "$dir/mlm/metrics.jsonl" && fail "a disabled head ran"
+grep -q 'loss_info.mlm' "$dir/mlm/metrics.jsonl" || fail "MLM did not run"
+
+# A text source read from a TSV column (the captions), mixed by size.
+run pretrain col -s data.text.path="$dir/scenes/train/captions.tsv" -s data.text.column=title \
+  -s pretrain.mix=size -s train.steps=2 2> /dev/null || fail "a text source from a TSV column"
+
+# help config lists every key, the templates included.
+"$flava" help config > "$dir/help"
+for k in '\[run\]' '\[model\]' '\[train\]' '\[heads\]' '\[pretrain\]' '\[data\.\*\]' \
+         'checkpoint =' 'grad_accum = 1' 'mix = size' 'kind = (required)' 'global_contrastive = 1' \
+         'stop_after = 0'; do
+  grep -q "$k" "$dir/help" || fail "help config lacks $k"
+done
+"$flava" help nothing 2> /dev/null && fail "help with an unknown topic succeeded"
+
+# bench: a timing line with samples/s and GFLOP/s.
+run bench x --steps 2 > "$dir/bench" 2> /dev/null || fail "bench failed"
+grep -Eq 'samples/s, [0-9.]+ GFLOP/s' "$dir/bench" || fail "bench printed no rate"
+exit 0
