@@ -2,10 +2,13 @@
 # quickstart.sh - from a fresh Debian to a pretrained small FLAVA: installs
 # the packages, builds, generates the scenes, fetches and converts the
 # SpamAssassin corpus, trains a SentencePiece tokenizer on the captions and
-# the mails, and pretrains configs/quickstart-pretrain.cfg (all five
-# objectives over scenes, Fashion-MNIST and spam text; 1500 steps took 9 min on
-# two shared cores). Everything goes to work/ (or $FLAVA_WORK); a step whose output
-# is there already is skipped, and an interrupted pretraining resumes.
+# the mails, pretrains configs/quickstart-pretrain.cfg (all five objectives
+# over scenes, Fashion-MNIST and spam text), then evaluates it with
+# configs/quickstart-sweep.cfg (zero-shot and linear probe on Fashion-MNIST,
+# retrieval and VQA on the scenes, spam classification) and prints the table.
+# Everything goes to work/ (or $FLAVA_WORK); a step whose output is there
+# already is skipped, an interrupted pretraining resumes, and the sweep skips
+# the runs it has completed.
 #
 # usage: scripts/quickstart.sh      (as root on Debian, or with sudo)
 set -euo pipefail
@@ -46,10 +49,8 @@ fi
 "$flava" report "$run"
 stage "pretrained: $work/$run (report.svg, report.md, checkpoints/final.safetensors)"
 
-# ---------------------------------------------------------------------------
-# EVALUATION SWEEP: the evaluations of the pretrained model (zero-shot and
-# linear probe on Fashion-MNIST, retrieval and VQA on the scenes, spam
-# classification) go here, as `flava sweep -c configs/quickstart-sweep.cfg`.
-# ---------------------------------------------------------------------------
-
-stage "done"
+stage "evaluation sweep (flava sweep -c configs/quickstart-sweep.cfg)"
+# The run configs name configs/... relative to the work directory.
+ln -sfn "$root/configs" configs
+"$flava" sweep -c "$root/configs/quickstart-sweep.cfg" -s sweep.out=runs/quickstart-sweep
+stage "done: results in $work/runs/quickstart-sweep/results.md"

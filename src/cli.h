@@ -15,6 +15,7 @@ flava_status flava_cmd_data(int argc, char **argv); /* data VERB: generators, co
 flava_status flava_cmd_forward(int argc, char **argv);
 flava_status flava_cmd_info(int argc, char **argv);
 flava_status flava_cmd_report(int argc, char **argv);
+flava_status flava_cmd_data(int argc, char **argv); /* data VERB: generators */
 flava_status flava_cmd_tokenizer(int argc, char **argv);
 flava_status flava_cmd_data_spam(int argc, char **argv); /* `flava data spam`, wired by cmd_data.c */
 flava_status flava_cmd_sweep(int argc, char **argv);

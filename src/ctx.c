@@ -21,7 +21,15 @@ struct flava_ctx {
     struct cache_slot *slots; /* open addressing, power-of-two size */
     size_t nslots, used;
     double dnnl_seconds;
+    /* bf16 shadow of the declared parameter block (flava_ctx_set_weights):
+     * chunk i is current when chunk_version[i] == version. */
+    const float *weights; /* NULL: none declared */
+    int64_t nweights, capacity;
+    uint16_t *weights16;
+    uint32_t *chunk_version, version;
 };
+
+enum { WEIGHT_CHUNK = 16384 }; /* floats converted together */
 
 double flava_now(void)
 {
@@ -86,6 +94,8 @@ void flava_ctx_destroy(flava_ctx *ctx)
         if (ctx->slots[i].entry && ctx->slots[i].destroy)
             ctx->slots[i].destroy(ctx->slots[i].entry);
     free(ctx->slots);
+    free(ctx->weights16);
+    free(ctx->chunk_version);
     if (ctx->stream)
         dnnl_stream_destroy(ctx->stream);
     if (ctx->engine)
@@ -143,6 +153,77 @@ flava_status flava_ctx_insert(flava_ctx *ctx, const flava_op_key *key, void *ent
     slot_place(ctx->slots, ctx->nslots, &slot);
     ctx->used++;
     return FLAVA_OK;
+}
+
+flava_status flava_ctx_set_weights(flava_ctx *ctx, const float *base, int64_t n)
+{
+    if (n < 0 || (n > 0 && !base))
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "flava_ctx_set_weights: %lld weights at %p",
+                           (long long)n, (const void *)base);
+    ctx->weights = NULL;
+    ctx->nweights = 0;
+    if (n > ctx->capacity) { /* the copy only ever grows: no allocation per step */
+        free(ctx->weights16);
+        free(ctx->chunk_version);
+        ctx->capacity = 0;
+        ctx->weights16 = malloc((size_t)n * sizeof *ctx->weights16);
+        ctx->chunk_version = calloc((size_t)((n + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK),
+                                    sizeof *ctx->chunk_version);
+        if (!ctx->weights16 || !ctx->chunk_version)
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot allocate a bf16 copy of %lld weights",
+                               (long long)n);
+        ctx->capacity = n;
+    }
+    /* A new version makes every chunk stale; version 0 marks chunks never
+     * converted, so on wrap-around start afresh. */
+    if (++ctx->version == 0) {
+        if (ctx->chunk_version)
+            memset(ctx->chunk_version, 0,
+                   (size_t)((ctx->capacity + WEIGHT_CHUNK - 1) / WEIGHT_CHUNK) *
+                       sizeof *ctx->chunk_version);
+        ctx->version = 1;
+    }
+    if (n > 0) {
+        ctx->weights = base;
+        ctx->nweights = n;
+    }
+    return FLAVA_OK;
+}
+
+/* f32 to bf16, rounding to nearest even; NaNs stay (quiet) NaNs. */
+static void to_bf16(uint16_t *dst, const float *src, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], sizeof u);
+        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
+    }
+}
+
+const uint16_t *flava_ctx_bf16_weights(flava_ctx *ctx, const float *w, int64_t n)
+{
+    /* addresses compared as integers: w may point anywhere */
+    uintptr_t a = (uintptr_t)w, base_a = (uintptr_t)ctx->weights;
+    if (!ctx->weights || n < 1 || a < base_a || (a - base_a) % sizeof(float) != 0 ||
+        (int64_t)((a - base_a) / sizeof(float)) > ctx->nweights - n)
+        return NULL;
+    const int64_t off = (int64_t)((a - base_a) / sizeof(float));
+    const int64_t first = off / WEIGHT_CHUNK, last = (off + n - 1) / WEIGHT_CHUNK;
+    const float *base = ctx->weights;
+    uint16_t *base16 = ctx->weights16;
+    uint32_t *cv = ctx->chunk_version, version = ctx->version;
+    const int64_t total = ctx->nweights;
+#pragma omp parallel for schedule(static) if (last - first >= 4)
+    for (int64_t i = first; i <= last; i++) {
+        if (cv[i] == version)
+            continue;
+        int64_t lo = i * WEIGHT_CHUNK, len = total - lo < WEIGHT_CHUNK ? total - lo : WEIGHT_CHUNK;
+        to_bf16(base16 + lo, base + lo, len);
+        cv[i] = version;
+    }
+    return base16 + off;
 }
 
 flava_status flava_dnnl_exec(flava_ctx *ctx, dnnl_primitive_t prim, int nargs,

@@ -47,6 +47,20 @@ void *flava_ctx_lookup(flava_ctx *ctx, const flava_op_key *key);
 flava_status flava_ctx_insert(flava_ctx *ctx, const flava_op_key *key, void *entry,
                               flava_op_entry_destroy destroy);
 
+/* bf16 copies of the parameters, made once per weight version instead of
+ * at every matmul call. flava_ctx_set_weights declares that the n floats at
+ * `base` (the model's parameter block) stay allocated and unchanged until
+ * the next call of it; flava_ctx_set_weights(ctx, NULL, 0) ends the
+ * declaration (the model does so at the end of its backward, or of an
+ * inference forward, so that freed memory is never served). While declared,
+ * flava_ctx_bf16_weights returns the bf16 copy of w[0..n) when that lies
+ * inside the block, converting (round to nearest even) only the parts not
+ * yet converted since the declaration; otherwise NULL, and the caller
+ * converts w itself. The copy's memory grows with the largest block
+ * declared and is kept, so a training loop allocates nothing per step. */
+flava_status flava_ctx_set_weights(flava_ctx *ctx, const float *base, int64_t n);
+const uint16_t *flava_ctx_bf16_weights(flava_ctx *ctx, const float *w, int64_t n);
+
 /* Time spent inside oneDNN primitives (executions through flava_dnnl_exec),
  * for the benchmark's "share of the step in oneDNN". */
 double flava_ctx_dnnl_seconds(const flava_ctx *ctx);

@@ -8,17 +8,17 @@
 #include "cli.h"
 
 static const flava_command commands[] = {
-    {"bench", "samples/s and GFLOP/s of training steps (-c run.cfg)", flava_cmd_bench},
     {"data", "generate or convert data sets (scenes, spam)", flava_cmd_data},
-    {"eval", "evaluate a model (-c run.cfg)", flava_cmd_eval},
-    {"finetune", "fine-tune a model on a task (-c run.cfg)", flava_cmd_finetune},
     {"forward", "run the model on named HF inputs, write HF-named outputs", flava_cmd_forward},
-    {"help", "help config: every key of a run configuration", flava_cmd_help},
     {"info", "list the tensors and metadata of a safetensors file", flava_cmd_info},
-    {"pretrain", "pretrain a model (-c run.cfg)", flava_cmd_pretrain},
     {"report", "write an SVG of a run's curves and a Markdown summary", flava_cmd_report},
     {"sweep", "many pretrain/finetune/eval runs into one results table", flava_cmd_sweep},
     {"tokenizer", "train, encode, decode with SentencePiece or WordPiece", flava_cmd_tokenizer},
+    {"pretrain", "pretrain a model: FLAVA, CLIP or ALIGN (-c run.cfg)", flava_cmd_pretrain},
+    {"finetune", "fine-tune a model on a task (-c run.cfg)", flava_cmd_finetune},
+    {"eval", "evaluate a model (-c run.cfg)", flava_cmd_eval},
+    {"bench", "samples/s and GFLOP/s of training steps (-c run.cfg)", flava_cmd_bench},
+    {"help", "help config: every key of a run configuration", flava_cmd_help},
     {NULL, NULL, NULL},
 };
 

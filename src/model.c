@@ -720,6 +720,10 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;
     }
+    /* The parameters stay fixed until the backward is done (the inference
+     * forward, if no backward follows): bf16 matmuls convert each weight
+     * once per step, not at every use. */
+    FLAVA_TRY(flava_ctx_set_weights(ctx, m->params, (int64_t)m->table.total));
     if (run_img_u || run_img_m) {
         flava_conv2d_dims d = patch_dims(m, b->B);
         FLAVA_TRY(conv2d_forward(ctx, m->patches, b->pixel_values, PAR(m->image_embed.patch_w),
@@ -794,6 +798,8 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
             m->has_loss = 1;
         }
     }
+    if (!train)
+        FLAVA_TRY(flava_ctx_set_weights(ctx, NULL, 0));
     if (!isfinite(m->loss))
         return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "the loss is %g", (double)m->loss);
     return FLAVA_OK;
@@ -915,5 +921,5 @@ flava_status flava_model_backward(flava_ctx *ctx, flava_model *m, const flava_ba
                                   GRD(m->image_embed.patch_b), m->dpatches, b->pixel_values,
                                   PAR(m->image_embed.patch_w), &d));
     }
-    return FLAVA_OK;
+    return flava_ctx_set_weights(ctx, NULL, 0); /* the optimizer step comes next */
 }

@@ -519,6 +519,70 @@ START_TEST(test_bf16_matches_f32)
 }
 END_TEST
 
+/* The bf16 value nearest to x (ties to even), found by comparing the two
+ * truncation neighbours in double: independent of the bit trick in ctx.c. */
+static uint16_t ref_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+    float flo, fhi;
+    memcpy(&flo, &lo, sizeof flo);
+    memcpy(&fhi, &hi, sizeof fhi);
+    double dlo = fabs((double)x - flo), dhi = fabs((double)fhi - x);
+    if (dlo < dhi || (dlo == dhi && !((lo >> 16) & 1)))
+        return (uint16_t)(lo >> 16);
+    return (uint16_t)(hi >> 16);
+}
+
+/* flava_ctx_set_weights: parameters converted once per declared version
+ * give the same matmuls as converting at every call, a new version is seen,
+ * and pointers outside the block are converted per call as before. */
+START_TEST(test_bf16_weight_copies)
+{
+    if (!flava_ctx_has_bf16(ctx))
+        return;
+    enum { N = 40, C = 256, OC = 96, NW = 40000, OFF = 9001 }; /* w spans 3 chunks */
+    float *blk = frand(NW, 71, -0.3f, 0.3f), *inp = frand(N * C, 72, -1, 1);
+    float *dout = frand(N * OC, 73, -1, 1), *w = blk + OFF;
+    float *ref = fzeros(N * OC), *got = fzeros(N * OC), *dref = fzeros(N * C), *dgot = fzeros(N * C);
+    flava_ctx_set_precision(ctx, FLAVA_PRECISION_BF16);
+    for (int version = 0; version < 2; version++) {
+        OK(flava_ctx_set_weights(ctx, NULL, 0)); /* per-call conversion */
+        ck_assert_ptr_null(flava_ctx_bf16_weights(ctx, w, OC * C));
+        memset(dref, 0, N * C * sizeof *dref);
+        memset(dgot, 0, N * C * sizeof *dgot);
+        OK(linear_forward(ctx, ref, inp, w, NULL, N, C, OC));
+        OK(linear_backward(ctx, dref, NULL, NULL, dout, inp, w, N, C, OC));
+        OK(flava_ctx_set_weights(ctx, blk, NW));
+        OK(linear_forward(ctx, got, inp, w, NULL, N, C, OC));
+        OK(linear_backward(ctx, dgot, NULL, NULL, dout, inp, w, N, C, OC));
+        ck_assert_mem_eq(got, ref, N * OC * sizeof *got);
+        ck_assert_mem_eq(dgot, dref, N * C * sizeof *dgot);
+        const uint16_t *w16 = flava_ctx_bf16_weights(ctx, w, OC * C);
+        ck_assert_ptr_nonnull(w16);
+        for (int i = 0; i < OC * C; i++)
+            ck_assert_msg(w16[i] == ref_bf16(w[i]), "weight %d: bf16 %04x, expected %04x", i,
+                          w16[i], ref_bf16(w[i]));
+        for (int i = 0; i < NW; i++) /* the next version: every weight changes */
+            blk[i] = -2.5f * blk[i] + 0.01f;
+    }
+    /* rounding ties go to even; NaN stays NaN */
+    blk[0] = 1.0f + 0x1p-8f, blk[1] = 1.0f + 3 * 0x1p-8f, blk[2] = NAN;
+    OK(flava_ctx_set_weights(ctx, blk, NW));
+    const uint16_t *t = flava_ctx_bf16_weights(ctx, blk, 3);
+    ck_assert_uint_eq(t[0], 0x3f80);
+    ck_assert_uint_eq(t[1], 0x3f82);
+    ck_assert_uint_eq(t[2] & 0x7f80, 0x7f80);
+    ck_assert_uint_ne(t[2] & 0x7f, 0);
+    /* outside the block, or running past its end: not served */
+    ck_assert_ptr_null(flava_ctx_bf16_weights(ctx, inp, 10));
+    ck_assert_ptr_null(flava_ctx_bf16_weights(ctx, blk + NW - 5, 10));
+    ck_assert_int_eq(flava_ctx_set_weights(ctx, NULL, 5), FLAVA_ERR_ARG);
+    free(blk), free(inp), free(dout), free(ref), free(got), free(dref), free(dgot);
+}
+END_TEST
+
 /* ---- against PyTorch (tests/reference/ops_dense_fixtures.py) ---- */
 
 static float *fixture(const flava_st *st, const char *name, int64_t n)
@@ -784,6 +848,7 @@ Suite *make_ops_dense_suite(void)
     tcase_add_test(tc, test_layernorm);
     tcase_add_test(tc, test_activations);
     tcase_add_test(tc, test_bf16_matches_f32);
+    tcase_add_test(tc, test_bf16_weight_copies);
     tcase_add_test(tc, test_matches_pytorch);
     tcase_add_test(tc, test_tiny_transformer_learns);
     tcase_add_test(tc, test_bad_sizes_are_errors);

@@ -1,19 +1,20 @@
 /* attention.c - multi-head attention core on the fused projection
  * qkv[B,T,3C] as batched oneDNN matmuls over [B,NH,...] 4-D views.
  *
- * In f32 no head is ever copied out: q, k, v (and kᵀ, vᵀ) are strided
- * descriptors into qkv, the output is a strided descriptor into out[B,T,C],
- * and the gradients land in the dq, dk, dv regions of dqkv the same way.
- * In bf16 the inputs are converted anyway; that copy also makes them
- * head-major, which lets oneDNN 2.6 use its AMX kernels (its strided-source
- * fallback, gemm:jit, is much slower in bf16).
+ * q, k, v and dout are copied head-major ([B,NH,T,hs] each, in the matmul
+ * type: the bf16 conversion and the copy are one reorder), and dq, dk, dv
+ * are computed into head-major f32 scratch that one reorder then adds into
+ * dqkv: oneDNN 2.6 runs its brgemm (AVX512 / AMX) kernels only on dense
+ * sources and non-accumulating destinations; on strided views of the fused
+ * tensor it falls back to gemm:jit, measured 3-4x slower here in f32 and
+ * bf16. The output is written in place, a strided view into out[B,T,C].
  *   forward:  att = softmax(scale · q·kᵀ + mask)   (scale: output scale,
  *             mask: a binary-add post-op, [B,1,1,T] for the key mask alone,
  *             [B,1,T,T] once causal: oneDNN 2.6 has fast kernels for
  *             those broadcasts but falls back to its reference matmul
  *             for [1,1,T,T]), out = att·v
- *   backward: datt = dout·vᵀ;  dv += attᵀ·dout;  ds = softmax_bwd(datt)
- *             dq += scale · ds·k;  dk += scale · dsᵀ·q   (sum post-ops)
+ *   backward: datt = dout·vᵀ;  dv = attᵀ·dout;  ds = softmax_bwd(datt)
+ *             dq = scale · ds·k;  dk = scale · dsᵀ·q;  dqkv += [dq | dk | dv]
  * Masked keys get a large finite negative score, so their probability is
  * exactly 0 while a fully masked row stays finite. */
 #include <math.h>
@@ -36,16 +37,25 @@ static flava_status head_view(dnnl_memory_desc_t *md, int64_t B, int64_t T, int6
     return flava_dnnl_md(md, 4, dims, strides, dt);
 }
 
-/* The bf16 copy of x[B,T,parts*C] (parts 3 for qkv, 1 for dout) as
- * head-major [parts,B,NH,T,hs]: q, k and v each become dense. */
-static flava_status head_major_copy(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t parts,
-                                    int64_t B, int64_t T, int64_t NH, int64_t hs)
+/* x[B,T,parts*C] (parts 3 for qkv, 1 for dout) as the 5-D view
+ * [parts,B,NH,T,hs] in f32 (token_major) or dense head-major in `dt`. */
+static flava_status parts_view(dnnl_memory_desc_t *md, int64_t parts, int64_t B, int64_t T,
+                               int64_t NH, int64_t hs, int token_major, dnnl_data_type_t dt)
 {
     int64_t C = NH * hs, dims[5] = {parts, B, NH, T, hs};
     int64_t strides[5] = {C, T * parts * C, hs, parts * C, 1};
+    return flava_dnnl_md(md, 5, dims, token_major ? strides : NULL, dt);
+}
+
+/* The head-major copy of x[B,T,parts*C] in `dt`: q, k and v (or the heads
+ * of dout) each become dense. (A flava_dnnl_bf16_copy also serves for f32.) */
+static flava_status head_major_copy(flava_dnnl_bf16_copy *c, flava_ctx *ctx, int64_t parts,
+                                    int64_t B, int64_t T, int64_t NH, int64_t hs,
+                                    dnnl_data_type_t dt)
+{
     dnnl_memory_desc_t src, dst;
-    FLAVA_TRY(flava_dnnl_md(&src, 5, dims, strides, dnnl_f32));
-    FLAVA_TRY(flava_dnnl_md(&dst, 5, dims, NULL, dnnl_bf16));
+    FLAVA_TRY(parts_view(&src, parts, B, T, NH, hs, 1, dnnl_f32));
+    FLAVA_TRY(parts_view(&dst, parts, B, T, NH, hs, 0, dt));
     return flava_dnnl_bf16_copy_init_md(c, ctx, &src, &dst);
 }
 
@@ -96,7 +106,8 @@ struct attention_fwd {
     dnnl_primitive_t prim[AF_NPRIM];
     dnnl_memory_t mem[AF_NMEM];
     float *mask; /* additive, [B,T] or causal [B,T,T]; filled per call with a key mask */
-    flava_dnnl_bf16_copy qkv16, att16; /* bf16 mode only */
+    flava_dnnl_bf16_copy qkv_hm; /* head-major q, k, v in the matmul type */
+    flava_dnnl_bf16_copy att16;  /* bf16 mode only */
 };
 
 static void attention_fwd_destroy(void *p)
@@ -104,7 +115,7 @@ static void attention_fwd_destroy(void *p)
     struct attention_fwd *e = p;
     flava_dnnl_release(e->prim, AF_NPRIM, e->mem, AF_NMEM);
     flava_free(e->mask);
-    flava_dnnl_bf16_copy_release(&e->qkv16);
+    flava_dnnl_bf16_copy_release(&e->qkv_hm);
     flava_dnnl_bf16_copy_release(&e->att16);
     flava_free(e);
 }
@@ -117,9 +128,7 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AF_NMEM];
-    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
-    const int64_t head[3] = {NH * T * hs, T * hs, hs};
-    const int64_t *in = bf16 ? head : qkv_tok;
+    const int64_t out_tok[3] = {T * C, hs, C}, in[3] = {NH * T * hs, T * hs, hs};
     FLAVA_TRY(head_view(&md[AF_Q], B, T, NH, hs, in, 0, dt));
     FLAVA_TRY(head_view(&md[AF_KT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AF_ATT], B, T, NH, 0, dnnl_f32));
@@ -150,8 +159,8 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
         if (!has_mask)
             fill_mask(e->mask, NULL, 1, B, T);
     }
+    FLAVA_TRY(head_major_copy(&e->qkv_hm, ctx, 3, B, T, NH, hs, dt));
     if (bf16) {
-        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->att16.buf));
     }
@@ -168,13 +177,9 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_fwd_build,
                                attention_fwd_destroy));
     dnnl_memory_t *m = e->mem;
-    const void *in = qkv;
-    int64_t part = C; /* where k starts, relative to q */
-    if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
-        in = e->qkv16.buf;
-        part = (int64_t)B * T * C;
-    }
+    FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv_hm, ctx, qkv));
+    const void *in = e->qkv_hm.buf;
+    const int64_t part = (int64_t)B * T * C; /* where k starts, relative to q */
     FLAVA_TRY(bind_at(m[AF_Q], in, 0, bf16));
     FLAVA_TRY(bind_at(m[AF_KT], in, part, bf16));
     FLAVA_TRY(bind_at(m[AF_V], in, 2 * part, bf16));
@@ -198,20 +203,23 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
 }
 
 /* ---- backward: key dims {B, T, C, NH, bf16} ---- */
-enum { AB_DATT, AB_DV, AB_SOFTMAX, AB_DQ, AB_DK, AB_NPRIM };
+enum { AB_DATT, AB_DV, AB_SOFTMAX, AB_DQ, AB_DK, AB_ADD, AB_NPRIM };
 enum {
     AB_DOUT, AB_VT, AB_DATTM,   /* datt = dout·vᵀ */
-    AB_ATT_T, AB_GV,            /* dv += attᵀ·dout */
+    AB_ATT_T, AB_GV,            /* dv = attᵀ·dout */
     AB_ATT,                     /* softmax backward: ds = f(datt, att), in place in datt */
-    AB_DS, AB_K, AB_GQ,         /* dq += scale · ds·k */
-    AB_DS_T, AB_Q, AB_GK,       /* dk += scale · dsᵀ·q */
+    AB_DS, AB_K, AB_GQ,         /* dq = scale · ds·k */
+    AB_DS_T, AB_Q, AB_GK,       /* dk = scale · dsᵀ·q */
+    AB_GRAD_HM, AB_DQKV,        /* dqkv += [dq | dk | dv] (head-major scratch) */
     AB_NMEM
 };
 struct attention_bwd {
     dnnl_primitive_t prim[AB_NPRIM];
     dnnl_memory_t mem[AB_NMEM];
-    float *datt; /* [B,NH,T,T] scratch: datt, then ds in place */
-    flava_dnnl_bf16_copy qkv16, dout16, att16, ds16; /* bf16 mode only */
+    float *datt;    /* [B,NH,T,T] scratch: datt, then ds in place */
+    float *grad_hm; /* [3,B,NH,T,hs] scratch: dq, dk, dv head-major */
+    flava_dnnl_bf16_copy qkv_hm, dout_hm; /* head-major, in the matmul type */
+    flava_dnnl_bf16_copy att16, ds16;     /* bf16 mode only */
 };
 
 static void attention_bwd_destroy(void *p)
@@ -219,8 +227,9 @@ static void attention_bwd_destroy(void *p)
     struct attention_bwd *e = p;
     flava_dnnl_release(e->prim, AB_NPRIM, e->mem, AB_NMEM);
     flava_free(e->datt);
-    flava_dnnl_bf16_copy_release(&e->qkv16);
-    flava_dnnl_bf16_copy_release(&e->dout16);
+    flava_free(e->grad_hm);
+    flava_dnnl_bf16_copy_release(&e->qkv_hm);
+    flava_dnnl_bf16_copy_release(&e->dout_hm);
     flava_dnnl_bf16_copy_release(&e->att16);
     flava_dnnl_bf16_copy_release(&e->ds16);
     flava_free(e);
@@ -234,23 +243,24 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AB_NMEM];
-    const int64_t qkv_tok[3] = {T * 3 * C, hs, 3 * C}, out_tok[3] = {T * C, hs, C};
-    const int64_t head[3] = {NH * T * hs, T * hs, hs};
-    const int64_t *in = bf16 ? head : qkv_tok, *dout = bf16 ? head : out_tok;
+    const int64_t in[3] = {NH * T * hs, T * hs, hs}, *dout = in;
     FLAVA_TRY(head_view(&md[AB_DOUT], B, T, NH, hs, dout, 0, dt));
     FLAVA_TRY(head_view(&md[AB_VT], B, T, NH, hs, in, 1, dt));
     FLAVA_TRY(score_view(&md[AB_DATTM], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT_T], B, T, NH, 1, dt));
-    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_GV], B, T, NH, hs, in, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_ATT], B, T, NH, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS], B, T, NH, 0, dt));
     FLAVA_TRY(head_view(&md[AB_K], B, T, NH, hs, in, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_GQ], B, T, NH, hs, in, 0, dnnl_f32));
     FLAVA_TRY(score_view(&md[AB_DS_T], B, T, NH, 1, dt));
     FLAVA_TRY(head_view(&md[AB_Q], B, T, NH, hs, in, 0, dt));
-    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, qkv_tok, 0, dnnl_f32));
+    FLAVA_TRY(head_view(&md[AB_GK], B, T, NH, hs, in, 0, dnnl_f32));
+    FLAVA_TRY(parts_view(&md[AB_GRAD_HM], 3, B, T, NH, hs, 0, dnnl_f32));
+    FLAVA_TRY(parts_view(&md[AB_DQKV], 3, B, T, NH, hs, 1, dnnl_f32));
 
-    /* matmul i: src, weights, dst, output scale */
+    /* matmul i: src, weights, dst (all overwritten; dq, dk, dv are added
+     * to dqkv afterwards) */
     const int mm[4][3] = {{AB_DOUT, AB_VT, AB_DATTM},
                           {AB_ATT_T, AB_DOUT, AB_GV},
                           {AB_DS, AB_K, AB_GQ},
@@ -260,25 +270,32 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
     for (int i = 0; i < 4; i++) {
         dnnl_matmul_desc_t d;
         FLAVA_DNNL(dnnl_matmul_desc_init(&d, &md[mm[i][0]], &md[mm[i][1]], NULL, &md[mm[i][2]]));
-        flava_dnnl_attrs attrs = {.scale = i >= 2 ? scale : 0.0f, .accumulate = i >= 1};
+        flava_dnnl_attrs attrs = {.scale = i >= 2 ? scale : 0.0f};
         FLAVA_TRY(flava_dnnl_primitive(&e->prim[prim[i]], NULL, ctx, &d, &attrs, NULL));
     }
     dnnl_softmax_desc_t fd, bd;
     FLAVA_DNNL(dnnl_softmax_forward_desc_init(&fd, dnnl_forward_training, &md[AB_ATT], 3));
     FLAVA_DNNL(dnnl_softmax_backward_desc_init(&bd, &md[AB_ATT], &md[AB_ATT], 3));
     FLAVA_TRY(flava_dnnl_backward_primitive(&e->prim[AB_SOFTMAX], ctx, &fd, &bd));
+    FLAVA_TRY(flava_dnnl_reorder_add(&e->prim[AB_ADD], ctx, &md[AB_GRAD_HM], &md[AB_DQKV]));
     for (int i = 0; i < AB_NMEM; i++)
         FLAVA_TRY(flava_dnnl_memory(&e->mem[i], ctx, &md[i]));
 
     FLAVA_TRY(flava_alloc((void **)&e->datt, (size_t)(B * NH * T * T) * sizeof(float),
                           "attention datt"));
     FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DATTM], e->datt));
+    FLAVA_TRY(flava_alloc((void **)&e->grad_hm, (size_t)(3 * B * T * C) * sizeof(float),
+                          "attention dq, dk, dv"));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[AB_GRAD_HM], e->grad_hm));
+    FLAVA_TRY(bind_at(e->mem[AB_GQ], e->grad_hm, 0, 0));
+    FLAVA_TRY(bind_at(e->mem[AB_GK], e->grad_hm, B * T * C, 0));
+    FLAVA_TRY(bind_at(e->mem[AB_GV], e->grad_hm, 2 * B * T * C, 0));
+    FLAVA_TRY(head_major_copy(&e->qkv_hm, ctx, 3, B, T, NH, hs, dt));
+    FLAVA_TRY(head_major_copy(&e->dout_hm, ctx, 1, B, T, NH, hs, dt));
+    FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout_hm.buf));
     if (bf16) {
-        FLAVA_TRY(head_major_copy(&e->qkv16, ctx, 3, B, T, NH, hs));
-        FLAVA_TRY(head_major_copy(&e->dout16, ctx, 1, B, T, NH, hs));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->ds16, ctx, B * NH * T * T));
-        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout16.buf));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AB_ATT_T], e->att16.buf));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS], e->ds16.buf));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DS_T], e->ds16.buf));
@@ -301,25 +318,19 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_bwd_build,
                                attention_bwd_destroy));
     dnnl_memory_t *m = e->mem;
-    const void *in = qkv;
-    int64_t part = C; /* where k starts, relative to q */
-    if (bf16) {
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv16, ctx, qkv));
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout16, ctx, dout));
+    FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->qkv_hm, ctx, qkv));
+    FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout_hm, ctx, dout));
+    const void *in = e->qkv_hm.buf;
+    const int64_t part = (int64_t)B * T * C; /* where k starts, relative to q */
+    if (bf16)
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
-        in = e->qkv16.buf;
-        part = (int64_t)B * T * C;
-    } else {
-        FLAVA_TRY(flava_dnnl_bind(m[AB_DOUT], dout));
+    else
         FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
-    }
     FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
     FLAVA_TRY(bind_at(m[AB_K], in, part, bf16));
     FLAVA_TRY(bind_at(m[AB_VT], in, 2 * part, bf16));
     FLAVA_TRY(flava_dnnl_bind(m[AB_ATT], att));
-    FLAVA_TRY(bind_at(m[AB_GQ], dqkv, 0, 0));
-    FLAVA_TRY(bind_at(m[AB_GK], dqkv, C, 0));
-    FLAVA_TRY(bind_at(m[AB_GV], dqkv, 2 * (int64_t)C, 0));
+    FLAVA_TRY(flava_dnnl_bind(m[AB_DQKV], dqkv));
 
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DATT], m[AB_DOUT], m[AB_VT], m[AB_DATTM]));
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DV], m[AB_ATT_T], m[AB_DOUT], m[AB_GV]));
@@ -330,5 +341,6 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
     if (bf16)
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->ds16, ctx, e->datt));
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DQ], m[AB_DS], m[AB_K], m[AB_GQ]));
-    return flava_dnnl_run_matmul(ctx, e->prim[AB_DK], m[AB_DS_T], m[AB_Q], m[AB_GK]);
+    FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DK], m[AB_DS_T], m[AB_Q], m[AB_GK]));
+    return flava_dnnl_run_reorder(ctx, e->prim[AB_ADD], m[AB_GRAD_HM], m[AB_DQKV]);
 }

@@ -88,17 +88,37 @@ flava_status flava_dnnl_backward_primitive(dnnl_primitive_t *prim, flava_ctx *ct
     return s;
 }
 
-flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
-                                const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst)
+static flava_status reorder_with(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                                 const_dnnl_primitive_attr_t attr)
 {
     *prim = NULL;
     dnnl_primitive_desc_t p;
     dnnl_engine_t eng = flava_ctx_engine(ctx);
-    FLAVA_DNNL(dnnl_reorder_primitive_desc_create(&p, src, eng, dst, eng, NULL));
+    FLAVA_DNNL(dnnl_reorder_primitive_desc_create(&p, src, eng, dst, eng, attr));
     dnnl_status_t s = dnnl_primitive_create(prim, p);
     dnnl_primitive_desc_destroy(p);
     FLAVA_DNNL(s);
     return FLAVA_OK;
+}
+
+flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst)
+{
+    return reorder_with(prim, ctx, src, dst, NULL);
+}
+
+flava_status flava_dnnl_reorder_add(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                    const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst)
+{
+    *prim = NULL;
+    dnnl_primitive_attr_t attr;
+    FLAVA_DNNL(dnnl_primitive_attr_create(&attr));
+    flava_status s = make_attr(attr, &(flava_dnnl_attrs){.accumulate = 1});
+    if (s == FLAVA_OK)
+        s = reorder_with(prim, ctx, src, dst, attr);
+    dnnl_primitive_attr_destroy(attr);
+    return s;
 }
 
 flava_status flava_dnnl_memory(dnnl_memory_t *mem, flava_ctx *ctx, const dnnl_memory_desc_t *md)

@@ -54,6 +54,11 @@ flava_status flava_dnnl_backward_primitive(dnnl_primitive_t *prim, flava_ctx *ct
 flava_status flava_dnnl_reorder(dnnl_primitive_t *prim, flava_ctx *ctx,
                                 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst);
 
+/* A reorder from src that adds into dst (a sum post-op): dst += src in
+ * dst's layout. */
+flava_status flava_dnnl_reorder_add(dnnl_primitive_t *prim, flava_ctx *ctx,
+                                    const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst);
+
 /* A memory object with no data; flava_dnnl_bind gives it its data per call. */
 flava_status flava_dnnl_memory(dnnl_memory_t *mem, flava_ctx *ctx, const dnnl_memory_desc_t *md);
 /* Points `mem` at `data`; oneDNN takes non-const handles even for inputs. */

@@ -51,9 +51,21 @@ static flava_status linear_fwd_build(void *p, flava_ctx *ctx, const flava_op_key
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->inp16, ctx, N * C));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->w16, ctx, OC * C));
         FLAVA_TRY(flava_dnnl_bind(e->mem[LF_INP], e->inp16.buf));
-        FLAVA_TRY(flava_dnnl_bind(e->mem[LF_W], e->w16.buf));
     }
     return FLAVA_OK;
+}
+
+/* Binds `mem` to the bf16 copy of w: the context's per-step copy of the
+ * parameters (flava_ctx_bf16_weights), or else one made now in `own`. */
+static flava_status bind_weights16(flava_ctx *ctx, dnnl_memory_t mem, flava_dnnl_bf16_copy *own,
+                                   const float *w, int64_t n)
+{
+    const uint16_t *w16 = flava_ctx_bf16_weights(ctx, w, n);
+    if (!w16) {
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(own, ctx, w));
+        w16 = own->buf;
+    }
+    return flava_dnnl_bind(mem, w16);
 }
 
 static flava_status check_sizes(const char *op, int N, int C, int OC)
@@ -76,7 +88,7 @@ static flava_status linear_run(flava_ctx *ctx, float *out, const float *inp, con
                                linear_fwd_destroy));
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->inp16, ctx, inp));
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->w16, ctx, w));
+        FLAVA_TRY(bind_weights16(ctx, e->mem[LF_W], &e->w16, w, (int64_t)OC * C));
     } else {
         FLAVA_TRY(flava_dnnl_bind(e->mem[LF_INP], inp));
         FLAVA_TRY(flava_dnnl_bind(e->mem[LF_W], w));
@@ -169,7 +181,6 @@ static flava_status linear_bwd_build(void *p, flava_ctx *ctx, const flava_op_key
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->inp16, ctx, N * C));
         FLAVA_TRY(flava_dnnl_bind(e->mem[LB_DOUT16], e->dout16.buf));
         FLAVA_TRY(flava_dnnl_bind(e->mem[LB_DOUT_T], e->dout16.buf));
-        FLAVA_TRY(flava_dnnl_bind(e->mem[LB_W], e->w16.buf));
         FLAVA_TRY(flava_dnnl_bind(e->mem[LB_INP], e->inp16.buf));
     }
     return FLAVA_OK;
@@ -197,7 +208,7 @@ flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
     }
     if (dinp) {
         if (bf16)
-            FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->w16, ctx, w));
+            FLAVA_TRY(bind_weights16(ctx, m[LB_W], &e->w16, w, (int64_t)OC * C));
         FLAVA_TRY(flava_dnnl_bind(m[LB_GINP], dinp));
         FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[LB_DINP], m[LB_DOUT16], m[LB_W], m[LB_GINP]));
     }
