@@ -1,9 +1,9 @@
 #!/bin/sh
 # CLIP and ALIGN beside FLAVA: a tiny CLIP and a tiny ALIGN pretrain
 # contrastively on generated scenes through `flava pretrain` (the loss
-# falls), are evaluated zero-shot on Fashion-MNIST items by the same
-# `flava eval` config as FLAVA's, resume, and `flava forward` reproduces the
-# PyTorch fixtures of both families.
+# falls), are evaluated zero-shot, by retrieval and by a linear probe with
+# the same `flava eval` configs as FLAVA's, resume, and `flava forward`
+# reproduces the PyTorch fixtures of both families.
 . "${FLAVA_SRCDIR:-..}/tests/families_data.sh"
 
 # mean loss of the first and the last five steps of RUN; the second must be
@@ -40,6 +40,51 @@ done
 # CLIP learns the class words from the scenes: above chance (0.1)
 awk -v a="$(grep -o '"accuracy":[[:space:]]*[0-9.e-]*' "$dir/zs-clip/results.json" |
   sed 's/.*:[[:space:]]*//')" 'BEGIN { exit !(a > 0.12) }' || fail "CLIP zero-shot at chance"
+
+# retrieval on the training scenes and a linear probe on Fashion-MNIST
+# items, each family's checkpoint by the same two configs
+cat > "$dir/rt.cfg" <<CFG
+[run]
+task = retrieval
+threads = 2
+[retrieval]
+captions = $dir/scenes/train/captions.tsv
+max_text_len = 32
+batch_size = 16
+CFG
+cat > "$dir/lp.cfg" <<CFG
+[run]
+task = linprobe
+threads = 2
+[linprobe]
+images = $fm/t10k-images-idx3-ubyte.gz
+labels = $fm/t10k-labels-idx1-ubyte.gz
+test_images = $fm/train-images-idx3-ubyte.gz
+test_labels = $fm/train-labels-idx1-ubyte.gz
+train_limit = 128
+test_limit = 128
+feature = pooled
+c_min = 0.1
+c_max = 1
+c_steps = 2
+batch_size = 64
+CFG
+for fam in clip align; do
+  tok="$bpe"
+  [ $fam = align ] && tok="$dir/vocab.txt"
+  ck="$dir/$fam/checkpoints/final.safetensors"
+  "$flava" eval -c "$dir/rt.cfg" -s run.dir="$dir/rt-$fam" -s model.checkpoint="$ck" \
+    -s retrieval.tokenizer="$tok" 2> "$dir/err" || { cat "$dir/err"; fail "$fam retrieval"; }
+  grep -o '"i2t_r5":[[:space:]]*[0-9.e-]*' "$dir/rt-$fam/results.json" | sed "s/^/$fam retrieval /"
+  "$flava" eval -c "$dir/lp.cfg" -s run.dir="$dir/lp-$fam" -s model.checkpoint="$ck" \
+    2> "$dir/err" || { cat "$dir/err"; fail "$fam linear probe"; }
+  grep -o '"accuracy":[[:space:]]*[0-9.e-]*' "$dir/lp-$fam/results.json" | sed "s/^/$fam linear probe /"
+done
+# ALIGN's EfficientNet has no CLS state to probe
+if "$flava" eval -c "$dir/lp.cfg" -s run.dir="$dir/lp-x" -s linprobe.feature=cls \
+   -s model.checkpoint="$dir/align/checkpoints/final.safetensors" 2> "$dir/err"; then
+  fail "an ALIGN CLS probe ran"; fi
+grep -q "no CLS state" "$dir/err" || fail "ALIGN CLS message: $(cat "$dir/err")"
 
 # resume: a CLIP run stopped after step 12 and resumed ends where the
 # straight one did (the logit_scale clamp and the optimizer state included)
