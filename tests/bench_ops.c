@@ -86,6 +86,19 @@ static flava_status big_matmul(flava_ctx *ctx, bufs *s, int n)
 {
     return linear_forward(ctx, s->y, s->x, s->w, NULL, n, n, n);
 }
+/* the patch embedding: 16x3x224x224, 16x16 patches -> [16, 196, 384] */
+static const flava_conv2d_dims patch = {.N = B, .C = 3, .H = 224, .W = 224, .OC = C, .KH = 16,
+                                        .KW = 16, .stride = 16, .groups = 1, .dst_nhwc = 1};
+static flava_status patch_fwd(flava_ctx *ctx, bufs *s, int unused)
+{
+    (void)unused;
+    return conv2d_forward(ctx, s->y, s->x, s->w, s->b, &patch);
+}
+/* weights and bias only (pixels need no gradient), or with the input's */
+static flava_status patch_bwd(flava_ctx *ctx, bufs *s, int with_dinp)
+{
+    return conv2d_backward(ctx, with_dinp ? s->dx : NULL, s->dw, s->db, s->dy, s->x, s->w, &patch);
+}
 
 typedef struct row {
     const char *name, *shape;
@@ -188,6 +201,7 @@ int main(int argc, char **argv)
         s.mask[i] = i % T < 180;
 
     const double attn_flops = 4.0 * B * T * T * C; /* q·kᵀ and att·v */
+    const double conv_patch = 2.0 * B * (T - 1) * C * 3 * 16 * 16;
     const double lin_qkv = 2.0 * N * C * 3 * C, lin_o = 2.0 * N * C * C, lin_m = 2.0 * N * C * M;
     const row rows[] = {
         {"oneDNN matmul limit", "2048^3", big_matmul, BIG, 2.0 * BIG * BIG * BIG, 1},
@@ -203,6 +217,9 @@ int main(int argc, char **argv)
         {"attention fwd", "16x197, 6x64", attn_fwd, 0, attn_flops, 1},
         {"attention fwd masked", "16x197, 6x64", attn_fwd, 1, attn_flops, 1},
         {"attention bwd", "16x197, 6x64", attn_bwd, 0, 2 * attn_flops, 1},
+        {"conv patch fwd", "16x3x224^2/16->384", patch_fwd, 0, conv_patch, 1},
+        {"conv patch bwd w+b", "16x3x224^2/16->384", patch_bwd, 0, conv_patch, 0},
+        {"conv patch bwd all", "16x3x224^2/16->384", patch_bwd, 1, 2 * conv_patch, 0},
         {"layernorm fwd (8/el)", "3152x384", ln_fwd, 0, 8.0 * N * C, 0},
         {"layernorm bwd (12/el)", "3152x384", ln_bwd, 0, 12.0 * N * C, 0},
         {"softmax fwd (4/el)", "18912x197", sm_fwd, 0, 4.0 * att, 0},
