@@ -59,30 +59,49 @@ static struct layout carve(float *p, int B, int C, int K)
     return l;
 }
 
-enum { DENSE_W, DENSE_B, LN_W, LN_B, DEC_W, DEC_B, NPARAMS };
-static const char *const param_suffix[NPARAMS] = {".dense.weight",     ".dense.bias",
-                                                  ".LayerNorm.weight", ".LayerNorm.bias",
-                                                  ".decoder.weight",   ".decoder.bias"};
+enum { DENSE_W, DENSE_B, LN_W, LN_B, DEC_W, DEC_B };
+static const char *const param_suffix[MLP_NPARAMS] = {".dense.weight",     ".dense.bias",
+                                                      ".LayerNorm.weight", ".LayerNorm.bias",
+                                                      ".decoder.weight",   ".decoder.bias"};
+
+void mlp_params_find(mlp_params *mp, const flava_param_table *t, float *params, float *grads,
+                     const char *prefix)
+{
+    for (int i = 0; i < MLP_NPARAMS; i++) {
+        char name[FLAVA_PARAM_NAME_MAX];
+        snprintf(name, sizeof name, "%s%s", prefix, param_suffix[i]);
+        const flava_param *p = flava_params_find(t, name);
+        mp->p[i] = p ? params + p->offset : NULL;
+        mp->g[i] = p && grads ? grads + p->offset : NULL;
+    }
+}
 
 flava_status mlp_forward(flava_head_state *st, const flava_head_io *io, const char *prefix,
                          const float *pooled, int C, int K, mlp_loss loss)
 {
-    const flava_batch *b = io->batch;
+    mlp_params mp;
+    flava_head_params(io, prefix, param_suffix, MLP_NPARAMS, mp.p, mp.g);
+    return mlp_forward_params(st, io->ctx, io->batch, &mp, pooled, C, K, loss);
+}
+
+flava_status mlp_forward_params(flava_head_state *st, flava_ctx *ctx, const flava_batch *b,
+                                const mlp_params *mp, const float *pooled, int C, int K,
+                                mlp_loss loss)
+{
     const int B = b->B, H = 2 * C;
     struct layout l = carve(st->mem, B, C, K);
-    float *p[NPARAMS], *g[NPARAMS];
-    flava_head_params(io, prefix, param_suffix, NPARAMS, p, g);
+    float *const *p = mp->p;
     st->nrows = B;
     st->ncols = K;
     st->logits = l.logits;
     st->loss = 0;
     st->count = 0;
     st->correct = 0;
-    FLAVA_TRY(linear_forward(io->ctx, l.h1, pooled, p[DENSE_W], p[DENSE_B], B, C, H));
-    FLAVA_TRY(gelu_forward(io->ctx, l.g, l.h1, (int64_t)B * H));
-    FLAVA_TRY(layernorm_forward(io->ctx, l.t, l.mean, l.var, l.g, p[LN_W], p[LN_B], B, H,
+    FLAVA_TRY(linear_forward(ctx, l.h1, pooled, p[DENSE_W], p[DENSE_B], B, C, H));
+    FLAVA_TRY(gelu_forward(ctx, l.g, l.h1, (int64_t)B * H));
+    FLAVA_TRY(layernorm_forward(ctx, l.t, l.mean, l.var, l.g, p[LN_W], p[LN_B], B, H,
                                 LN_EPS));
-    FLAVA_TRY(linear_forward(io->ctx, l.logits, l.t, p[DEC_W], p[DEC_B], B, H, K));
+    FLAVA_TRY(linear_forward(ctx, l.logits, l.t, p[DEC_W], p[DEC_B], B, H, K));
     switch (loss) {
     case MLP_LOSS_BCE_SCALED:
         if (!b->vqa_targets)
@@ -125,11 +144,18 @@ flava_status mlp_backward(flava_head_state *st, const flava_head_io *io, const c
                           const float *pooled, float *dpooled, int C, int K, mlp_loss loss,
                           float dloss)
 {
-    const flava_batch *b = io->batch;
+    mlp_params mp;
+    flava_head_params(io, prefix, param_suffix, MLP_NPARAMS, mp.p, mp.g);
+    return mlp_backward_params(st, io->ctx, io->batch, &mp, pooled, dpooled, C, K, loss, dloss);
+}
+
+flava_status mlp_backward_params(flava_head_state *st, flava_ctx *ctx, const flava_batch *b,
+                                 const mlp_params *mp, const float *pooled, float *dpooled,
+                                 int C, int K, mlp_loss loss, float dloss)
+{
     const int B = b->B, H = 2 * C;
     struct layout l = carve(st->mem, B, C, K);
-    float *p[NPARAMS], *g[NPARAMS];
-    flava_head_params(io, prefix, param_suffix, NPARAMS, p, g);
+    float *const *p = mp->p, *const *g = mp->g;
     const size_t BH = (size_t)B * H;
     memset(l.dlogits, 0, (size_t)B * K * sizeof *l.dlogits);
     switch (loss) {
@@ -145,11 +171,11 @@ flava_status mlp_backward(flava_head_state *st, const flava_head_io *io, const c
         break;
     }
     memset(l.dA, 0, 3 * BH * sizeof *l.dA);
-    FLAVA_TRY(linear_backward(io->ctx, l.dA, g[DEC_W], g[DEC_B], l.dlogits, l.t, p[DEC_W], B, H,
+    FLAVA_TRY(linear_backward(ctx, l.dA, g[DEC_W], g[DEC_B], l.dlogits, l.t, p[DEC_W], B, H,
                               K));
-    FLAVA_TRY(layernorm_backward(io->ctx, l.dB, g[LN_W], g[LN_B], l.dA, l.g, p[LN_W], l.mean,
+    FLAVA_TRY(layernorm_backward(ctx, l.dB, g[LN_W], g[LN_B], l.dA, l.g, p[LN_W], l.mean,
                                  l.var, B, H, LN_EPS));
-    FLAVA_TRY(gelu_backward(io->ctx, l.dC, l.dB, l.h1, (int64_t)BH));
-    return linear_backward(io->ctx, dpooled, g[DENSE_W], g[DENSE_B], l.dC, pooled, p[DENSE_W], B,
+    FLAVA_TRY(gelu_backward(ctx, l.dC, l.dB, l.h1, (int64_t)BH));
+    return linear_backward(ctx, dpooled, g[DENSE_W], g[DENSE_B], l.dC, pooled, p[DENSE_W], B,
                            C, H);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mlp.h"
 #include "ops.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -43,6 +44,7 @@ void flava_align_config_default(flava_align_config *c)
     c->projection_dim = 640;
     c->temperature_init_value = 1.0;
     c->initializer_range = 0.02;
+    snprintf(c->classifier_input, sizeof c->classifier_input, "image");
 }
 
 typedef enum { F_INT, F_DOUBLE, F_STR, F_LIST } field_type;
@@ -88,6 +90,9 @@ static const field top_fields[] = {
     {"temperature_init_value", F_DOUBLE, offsetof(flava_align_config, temperature_init_value), 0,
      0},
     {"initializer_range", F_DOUBLE, offsetof(flava_align_config, initializer_range), 0, 0},
+    {"num_labels", F_INT, offsetof(flava_align_config, num_labels), 0, 0},
+    {"classifier_input", F_STR, offsetof(flava_align_config, classifier_input),
+     sizeof(((flava_align_config *)0)->classifier_input), 0},
 };
 
 typedef struct section {
@@ -265,6 +270,10 @@ flava_status flava_align_config_validate(const flava_align_config *c)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "text_config: vocab_size, max_position_embeddings, "
                                              "type_vocab_size and layer_norm_eps must be "
                                              "positive, num_hidden_layers not negative");
+    if (c->num_labels < 0 ||
+        (strcmp(c->classifier_input, "image") && strcmp(c->classifier_input, "text")))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "num_labels %d >= 0 and classifier_input '%s' "
+                           "image or text expected", c->num_labels, c->classifier_input);
     FLAVA_TRY(flava_effnet_config_validate(&c->vision));
     const flava_effnet_config *v = &c->vision;
     int last = flava_effnet_round_filters(v, v->out_channels[v->nstages - 1]);
@@ -339,7 +348,12 @@ static flava_status declare_all(flava_align *m)
     FLAVA_TRY(flava_params_add2(tb, &m->proj_w, "text_projection.weight", 0, c->projection_dim,
                                 C));
     FLAVA_TRY(flava_params_add1(tb, &m->proj_b, "text_projection.bias", 1, c->projection_dim));
-    return flava_params_add(tb, &m->temperature, "temperature", 1, 0, NULL);
+    FLAVA_TRY(flava_params_add(tb, &m->temperature, "temperature", 1, 0, NULL));
+    if (!c->num_labels)
+        return FLAVA_OK;
+    return mlp_declare(tb, "classifier", strcmp(c->classifier_input, "text") ? c->projection_dim
+                                                                              : C,
+                       c->num_labels);
 }
 
 flava_status flava_align_create(flava_align **out, const flava_align_config *c)
@@ -413,11 +427,11 @@ void flava_align_init_weights(flava_align *m, uint64_t seed)
     flava_effnet_init(&m->vision, m->params, m->buf, m->counters, seed);
     const double std = m->cfg.text.initializer_range;
     flava_rng r;
-    /* the text tower: one stream per tensor, so a tensor's values do not
-     * depend on the others' sizes */
+    /* the text tower and the classifier: one stream per tensor, so a
+     * tensor's values do not depend on the others' sizes */
     for (int i = 0; i < m->table.n; i++) {
         const flava_param *p = &m->table.p[i];
-        if (strncmp(p->name, "text_model.", 11))
+        if (strncmp(p->name, "text_model.", 11) && strncmp(p->name, "classifier.", 11))
             continue;
         float *w = m->params + p->offset;
         flava_rng_init(&r, seed, 0x7e47000ull + (uint64_t)i);
@@ -559,15 +573,13 @@ static flava_status text_forward(flava_ctx *ctx, flava_align *m, const int32_t *
                           m->cfg.projection_dim);
 }
 
-static flava_status text_backward(flava_ctx *ctx, flava_align *m)
+/* The text tower's backward from a->dcls. */
+static flava_status cls_backward(flava_ctx *ctx, flava_align *m)
 {
     flava_align_text_acts *a = m->tacts;
     const flava_align_text_config *tc = &m->cfg.text;
     const int B = a->B, T = a->T, C = tc->hidden_size, N = B * T;
     const size_t NC = (size_t)N * C;
-    memset(a->dcls, 0, (size_t)B * C * sizeof(float));
-    FLAVA_TRY(linear_backward(ctx, a->dcls, GRD(m->proj_w), GRD(m->proj_b), a->dproj, a->cls,
-                              PAR(m->proj_w), B, C, m->cfg.projection_dim));
     memset(a->dout, 0, NC * sizeof(float));
     for (int i = 0; i < B; i++)
         memcpy(a->dout + (size_t)i * T * C, a->dcls + (size_t)i * C, (size_t)C * sizeof(float));
@@ -591,6 +603,16 @@ static flava_status text_backward(flava_ctx *ctx, flava_align *m)
             for (int c = 0; c < C; c++)
                 gpos[(size_t)t * C + c] += de[((size_t)i * T + t) * C + c];
     return FLAVA_OK;
+}
+
+static flava_status text_backward(flava_ctx *ctx, flava_align *m)
+{
+    flava_align_text_acts *a = m->tacts;
+    const int C = m->cfg.text.hidden_size;
+    memset(a->dcls, 0, (size_t)a->B * C * sizeof(float));
+    FLAVA_TRY(linear_backward(ctx, a->dcls, GRD(m->proj_w), GRD(m->proj_b), a->dproj, a->cls,
+                              PAR(m->proj_w), a->B, C, m->cfg.projection_dim));
+    return cls_backward(ctx, m);
 }
 
 /* ---- the contrastive head ---- */
@@ -698,21 +720,63 @@ flava_status flava_align_backward(flava_ctx *ctx, flava_align *m)
 flava_status flava_align_encode_images(flava_ctx *ctx, flava_align *m, float *features,
                                        const float *pixel_values, int B, int H, int W)
 {
+    return flava_align_image_forward(ctx, m, features, pixel_values, B, H, W, 0, 0);
+}
+
+flava_status flava_align_image_forward(flava_ctx *ctx, flava_align *m, float *features,
+                                       const float *pixel_values, int B, int H, int W, int train,
+                                       uint64_t dropout_seed)
+{
     return flava_effnet_forward(ctx, &m->vision, features, m->params, m->buf, m->counters,
-                                pixel_values, B, H, W, 0, 0);
+                                pixel_values, B, H, W, train, dropout_seed);
+}
+
+flava_status flava_align_image_backward(flava_ctx *ctx, flava_align *m, const float *dfeatures)
+{
+    if (!m->grads)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN image backward needs gradients "
+                                          "(flava_align_alloc_grads)");
+    return flava_effnet_backward(ctx, m->grads, &m->vision, m->params, m->buf, dfeatures);
+}
+
+/* The text tower alone on B texts (m->tacts keeps the pass). */
+static flava_status text_pass(flava_ctx *ctx, flava_align *m, const int32_t *input_ids,
+                              const float *attention_mask, const int32_t *token_type_ids, int B,
+                              int T)
+{
+    if (B < 1 || T < 1 || !input_ids)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text features need input_ids for B >= 1 texts "
+                                          "of T >= 1 tokens (B %d, T %d)", B, T);
+    FLAVA_TRY(bind(m, B, T));
+    return text_forward(ctx, m, input_ids, attention_mask, token_type_ids);
 }
 
 flava_status flava_align_encode_texts(flava_ctx *ctx, flava_align *m, float *features,
                                       const int32_t *input_ids, const float *attention_mask,
                                       const int32_t *token_type_ids, int B, int T)
 {
-    if (B < 1 || T < 1 || !input_ids)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text features need input_ids for B >= 1 texts "
-                                          "of T >= 1 tokens (B %d, T %d)", B, T);
-    FLAVA_TRY(bind(m, B, T));
-    FLAVA_TRY(text_forward(ctx, m, input_ids, attention_mask, token_type_ids));
+    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T));
     memcpy(features, m->tacts->proj, (size_t)B * m->cfg.projection_dim * sizeof(float));
     return FLAVA_OK;
+}
+
+flava_status flava_align_text_cls(flava_ctx *ctx, flava_align *m, float *cls,
+                                  const int32_t *input_ids, const float *attention_mask,
+                                  const int32_t *token_type_ids, int B, int T)
+{
+    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T));
+    memcpy(cls, m->tacts->cls, (size_t)B * m->cfg.text.hidden_size * sizeof(float));
+    return FLAVA_OK;
+}
+
+flava_status flava_align_text_cls_backward(flava_ctx *ctx, flava_align *m, const float *dcls)
+{
+    flava_align_text_acts *a = m->tacts;
+    if (!a || !m->grads)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text backward needs a text pass and gradients "
+                                          "(flava_align_alloc_grads)");
+    memcpy(a->dcls, dcls, (size_t)a->B * m->cfg.text.hidden_size * sizeof(float));
+    return cls_backward(ctx, m);
 }
 
 /* ================================================================ files */

@@ -39,6 +39,12 @@ typedef struct flava_align_config {
     flava_effnet_config vision;
     int projection_dim;
     double temperature_init_value, initializer_range;
+    /* fine-tuning: num_labels > 0 adds the classifier MLP (heads/mlp.h,
+     * `classifier.*`) on classifier_input's features: "image" the pooled
+     * image features (image_embeds before normalisation), "text" the
+     * [CLS] state of the text tower (last_hidden_state[:, 0]) */
+    int num_labels;
+    char classifier_input[16];
 } flava_align_config;
 
 /* HF defaults (kakaobrain/align-base but for its image_size 289). */
@@ -112,6 +118,20 @@ flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_ali
                                  int train, uint64_t dropout_seed);
 /* Accumulates d loss / d parameter into m->grads for the last forward. */
 flava_status flava_align_backward(flava_ctx *ctx, flava_align *m);
+
+/* The towers one at a time, for a loss on their features (the
+ * classifier's): the pooled image features [B, projection_dim] (train as
+ * in flava_align_forward), and the text tower's [CLS] states [B,
+ * hidden_size]; the passes are kept for the backward functions, which
+ * accumulate the tower's gradients from the gradient of those features. */
+flava_status flava_align_image_forward(flava_ctx *ctx, flava_align *m, float *features,
+                                       const float *pixel_values, int B, int H, int W, int train,
+                                       uint64_t dropout_seed);
+flava_status flava_align_image_backward(flava_ctx *ctx, flava_align *m, const float *dfeatures);
+flava_status flava_align_text_cls(flava_ctx *ctx, flava_align *m, float *cls,
+                                  const int32_t *input_ids, const float *attention_mask,
+                                  const int32_t *token_type_ids, int B, int T);
+flava_status flava_align_text_cls_backward(flava_ctx *ctx, flava_align *m, const float *dcls);
 
 /* The config of a checkpoint file or HF folder, over the HF defaults. */
 flava_status flava_align_read_config(flava_align_config *c, const char *path);

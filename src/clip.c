@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "mlp.h"
 #include "ops.h"
 
 /* ---- config: HF CLIPConfig fields, one table drives defaults, JSON in
@@ -60,6 +61,8 @@ static const cfield top_fields[] = {
      2.6592, NULL},
     {"initializer_factor", C_DOUBLE, offsetof(flava_clip_config, initializer_factor), 1.0,
      NULL},
+    {"num_labels", C_INT, offsetof(flava_clip_config, num_labels), 0, NULL},
+    {"classifier_input", C_STR, offsetof(flava_clip_config, classifier_input), 0, "image"},
 };
 
 typedef struct csection {
@@ -158,6 +161,11 @@ static flava_status validate(const flava_clip_config *c, const char *what)
                            "expected positive sizes, image_size >= patch_size",
                            what, c->vision.image_size, c->vision.patch_size,
                            c->vision.num_channels);
+    if (c->num_labels < 0 ||
+        (strcmp(c->classifier_input, "image") && strcmp(c->classifier_input, "text")))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: num_labels %d >= 0 and classifier_input "
+                           "'%s' image or text expected", what, c->num_labels,
+                           c->classifier_input);
     return FLAVA_OK;
 }
 
@@ -283,7 +291,11 @@ static flava_status declare(flava_clip *m)
 
     FLAVA_TRY(flava_params_add2(t, &o->visual_projection, "visual_projection.weight", 0, D, Cv));
     FLAVA_TRY(flava_params_add2(t, &o->text_projection, "text_projection.weight", 0, D, Ct));
-    return flava_params_add(t, &o->logit_scale, "logit_scale", 1, 0, NULL);
+    FLAVA_TRY(flava_params_add(t, &o->logit_scale, "logit_scale", 1, 0, NULL));
+    if (!c->num_labels)
+        return FLAVA_OK;
+    return mlp_declare(t, "classifier", strcmp(c->classifier_input, "text") ? Cv : Ct,
+                       c->num_labels);
 }
 
 flava_status flava_clip_create(flava_clip **out, const flava_clip_config *c)
@@ -360,10 +372,13 @@ static double init_std(const flava_clip *m, const char *name, float *fill)
         *fill = 0;
         return -1;
     }
-    if (strstr(name, "layer_norm") || strstr(name, "layrnorm") || strstr(name, "layernorm")) {
+    if (strstr(name, "layer_norm") || strstr(name, "layrnorm") || strstr(name, "layernorm") ||
+        strstr(name, "LayerNorm")) {
         *fill = 1;
         return -1;
     }
+    if (!strncmp(name, "classifier.", 11)) /* as FLAVA's classifier: normal(initializer_range) */
+        return c->vision.enc.initializer_range * f;
     if (!strncmp(name, "text_model.embeddings.", 22)) /* token and position */
         return 0.02 * f;
     if (ends_with(name, "class_embedding"))
@@ -617,26 +632,56 @@ flava_status flava_clip_encode_text(flava_ctx *ctx, flava_clip *m, float *out,
     return FLAVA_OK;
 }
 
+/* The image arena's backward scratch after the forward activations. */
+typedef struct image_scratch {
+    float *scratch, *dx, *dlast, *dpatch, *dcls, *dpooled, *dproj;
+} image_scratch;
+
+static image_scratch image_scratch_of(flava_clip *m)
+{
+    const flava_clip_config *c = &m->cfg;
+    const int B = m->img.B, side = c->vision.image_size / c->vision.patch_size, P = side * side,
+              S = P + 1, C = c->vision.enc.hidden_size;
+    const size_t bsc = (size_t)B * S * C;
+    size_t fwd;
+    image_floats(m, B, &fwd);
+    image_scratch w;
+    w.scratch = m->img_mem + fwd;
+    w.dx = w.scratch + flava_encoder_scratch_floats(&m->vision_enc.spec, B, S);
+    w.dlast = w.dx + bsc;
+    w.dpatch = w.dlast + bsc;
+    w.dcls = w.dpatch + (size_t)B * P * C;
+    w.dpooled = w.dcls + (size_t)B * C;
+    w.dproj = w.dpooled + (size_t)B * C;
+    return w;
+}
+
 /* Accumulates the image tower's gradients from dembeds[B,D]. */
 static flava_status image_backward(flava_ctx *ctx, flava_clip *m, const float *dembeds)
+{
+    const flava_clip_offsets *o = &m->off;
+    flava_clip_image_pass *ip = &m->img;
+    const image_scratch w = image_scratch_of(m);
+    FLAVA_TRY(project_backward(ctx, w.dpooled, GRD(o->visual_projection), w.dproj, dembeds,
+                               ip->embeds, ip->norm, ip->pooled, PAR(o->visual_projection),
+                               ip->B, m->cfg.vision.enc.hidden_size, m->cfg.projection_dim));
+    return flava_clip_image_pooled_backward(ctx, m, w.dpooled);
+}
+
+flava_status flava_clip_image_pooled_backward(flava_ctx *ctx, flava_clip *m, const float *dpooled)
 {
     const flava_clip_config *c = &m->cfg;
     const flava_clip_offsets *o = &m->off;
     flava_clip_image_pass *ip = &m->img;
     const int B = ip->B, side = c->vision.image_size / c->vision.patch_size, P = side * side,
-              S = P + 1, C = c->vision.enc.hidden_size, D = c->projection_dim;
+              S = P + 1, C = c->vision.enc.hidden_size;
+    if (!m->grads || !B)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "CLIP image backward needs gradients and an image "
+                           "pass");
     const float eps = (float)c->vision.enc.layer_norm_eps;
     const size_t bsc = (size_t)B * S * C;
-    size_t fwd;
-    image_floats(m, B, &fwd);
-    float *scratch = m->img_mem + fwd;
-    float *dx = scratch + flava_encoder_scratch_floats(&m->vision_enc.spec, B, S);
-    float *dlast = dx + bsc, *dpatch = dlast + bsc, *dcls = dpatch + (size_t)B * P * C;
-    float *dpooled = dcls + (size_t)B * C, *dproj = dpooled + (size_t)B * C;
-
-    FLAVA_TRY(project_backward(ctx, dpooled, GRD(o->visual_projection), dproj, dembeds,
-                               ip->embeds, ip->norm, ip->pooled, PAR(o->visual_projection), B,
-                               C, D));
+    const image_scratch w = image_scratch_of(m);
+    float *scratch = w.scratch, *dx = w.dx, *dlast = w.dlast, *dpatch = w.dpatch, *dcls = w.dcls;
     memset(dcls, 0, (size_t)B * C * sizeof *dcls);
     FLAVA_TRY(layernorm_backward(ctx, dcls, GRD(o->post_ln_w), GRD(o->post_ln_b), dpooled,
                                  ip->cls, PAR(o->post_ln_w), ip->pooled_mean, ip->pooled_var, B,
@@ -669,24 +714,39 @@ static flava_status image_backward(flava_ctx *ctx, flava_clip *m, const float *d
                            PAR(o->patch_embedding), &d);
 }
 
+/* The text arena's backward scratch: encoder scratch, dout, dx, dpooled,
+ * dproj. */
+static float *text_scratch(flava_clip *m)
+{
+    size_t fwd;
+    text_floats(m, m->txt.B, m->txt.T, &fwd);
+    return m->txt_mem + fwd;
+}
+
 /* Accumulates the text tower's gradients from dembeds[B,D]. */
 static flava_status text_backward(flava_ctx *ctx, flava_clip *m, const float *dembeds)
 {
-    const flava_clip_config *c = &m->cfg;
     const flava_clip_offsets *o = &m->off;
     flava_clip_text_pass *tp = &m->txt;
-    const int B = tp->B, T = tp->T, C = c->text.enc.hidden_size, D = c->projection_dim,
-              N = B * T;
-    size_t fwd;
-    text_floats(m, B, T, &fwd);
-    float *scratch = m->txt_mem + fwd;
-    float *dout = scratch + flava_encoder_scratch_floats(&m->text_enc.spec, B, T);
-    float *dx = dout + (size_t)N * C, *dpooled = dx + (size_t)N * C,
-          *dproj = dpooled + (size_t)B * C;
+    const int B = tp->B, T = tp->T, C = m->cfg.text.enc.hidden_size, N = B * T;
+    float *dpooled = text_scratch(m) + flava_encoder_scratch_floats(&m->text_enc.spec, B, T) +
+                     2 * (size_t)N * C;
+    FLAVA_TRY(project_backward(ctx, dpooled, GRD(o->text_projection), dpooled + (size_t)B * C,
+                               dembeds, tp->embeds, tp->norm, tp->pooled,
+                               PAR(o->text_projection), B, C, m->cfg.projection_dim));
+    return flava_clip_text_pooled_backward(ctx, m, dpooled);
+}
 
-    FLAVA_TRY(project_backward(ctx, dpooled, GRD(o->text_projection), dproj, dembeds,
-                               tp->embeds, tp->norm, tp->pooled, PAR(o->text_projection), B, C,
-                               D));
+flava_status flava_clip_text_pooled_backward(flava_ctx *ctx, flava_clip *m, const float *dpooled)
+{
+    const flava_clip_offsets *o = &m->off;
+    flava_clip_text_pass *tp = &m->txt;
+    const int B = tp->B, T = tp->T, C = m->cfg.text.enc.hidden_size, N = B * T;
+    float *scratch = text_scratch(m);
+    float *dout = scratch + flava_encoder_scratch_floats(&m->text_enc.spec, B, T);
+    float *dx = dout + (size_t)N * C;
+    if (!m->grads || !B)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "CLIP text backward needs gradients and a text pass");
     memset(dout, 0, (size_t)N * C * sizeof *dout);
     for (int i = 0; i < B; i++)
         memcpy(dout + ((size_t)i * T + tp->eos[i]) * C, dpooled + (size_t)i * C,

@@ -46,6 +46,12 @@ typedef struct flava_clip_config {
     } vision;
     int projection_dim;
     double logit_scale_init_value, initializer_factor;
+    /* fine-tuning: num_labels > 0 adds the classifier MLP (heads/mlp.h,
+     * `classifier.*`) on classifier_input's pooled features: "image" the
+     * post_layernorm CLS state, "text" the final_layer_norm EOS state
+     * (the towers' pooler_output, before the projections) */
+    int num_labels;
+    char classifier_input[16];
 } flava_clip_config;
 
 /* HF CLIPConfig defaults (openai/clip-vit-base-patch32). */
@@ -130,6 +136,12 @@ flava_status flava_clip_encode_image(flava_ctx *ctx, flava_clip *m, float *out,
 flava_status flava_clip_encode_text(flava_ctx *ctx, flava_clip *m, float *out,
                                     const int32_t *input_ids, const float *attention_mask,
                                     int B, int T);
+
+/* Accumulates the image (text) tower's gradients from dpooled[B, C],
+ * the gradient of the last encode's m->img.pooled (m->txt.pooled): the
+ * backward of a loss on the pooled features, such as the classifier's. */
+flava_status flava_clip_image_pooled_backward(flava_ctx *ctx, flava_clip *m, const float *dpooled);
+flava_status flava_clip_text_pooled_backward(flava_ctx *ctx, flava_clip *m, const float *dpooled);
 
 /* Both towers on B image-text pairs, then the logits and the loss
  * (m->logits_per_image, m->logits_per_text, m->loss). */

@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "clip.h"
 #include "image.h"
+#include "mlp.h"
 #include "model.h"
 #include "ops.h"
 
@@ -247,6 +248,8 @@ static void flava_fill(flava_family_model *fm)
     fm->patch_size = m->cfg.image.patch_size;
     fm->max_text_len = m->cfg.text.max_position_embeddings;
     fm->vocab_size = m->cfg.text.vocab_size;
+    fm->num_labels = m->heads.enabled[FLAVA_HEAD_CLASSIFY] ? m->cfg.num_labels : 0;
+    fm->classifier_input = m->cfg.classifier_input;
 }
 
 const flava_head_set flava_family_contrastive_heads = {
@@ -385,6 +388,8 @@ static flava_status flava_fwd(flava_ctx *ctx, flava_family_model *fm, const flav
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
         fm->head_ran[h] = m->head_ran[h];
         fm->head_loss[h] = m->head[h].loss;
+        fm->head_logits[h] = m->head_ran[h] ? m->head[h].logits : NULL;
+        fm->head_cols[h] = m->head[h].ncols;
     }
     return st;
 }
@@ -427,6 +432,114 @@ static const flava_family_ops family_flava = {
     .after_step = NULL, /* the model clamps logit_scale in its training forward */
     .step_flops = flava_flops,
 };
+
+/* ---- the dual encoders' classifier ---- */
+
+struct flava_family_classifier {
+    int K, C, text;
+    mlp_loss loss;
+    flava_head_state st; /* st.mem: the MLP's working memory */
+    float *feat, *dfeat; /* [B, C] */
+    int cap;             /* batch size the buffers hold */
+};
+
+static void classifier_free(struct flava_family_classifier *cl)
+{
+    if (!cl)
+        return;
+    flava_free(cl->st.mem);
+    flava_free(cl->feat);
+    free(cl);
+}
+
+/* Gives fm the classifier its config declares (num_labels > 0) on
+ * features of width C_image or C_text. */
+static flava_status classifier_open(flava_family_model *fm, int num_labels, const char *input,
+                                    int C_image, int C_text)
+{
+    fm->num_labels = num_labels;
+    fm->classifier_input = input;
+    if (!num_labels)
+        return FLAVA_OK;
+    struct flava_family_classifier *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "the classifier");
+    cl->K = num_labels;
+    cl->text = !strcmp(input, "text");
+    cl->C = cl->text ? C_text : C_image;
+    cl->loss = num_labels == 1 ? MLP_LOSS_MSE : MLP_LOSS_CE;
+    fm->classifier = cl;
+    return FLAVA_OK;
+}
+
+static flava_status classifier_bind(struct flava_family_classifier *cl, int B)
+{
+    if (B <= cl->cap)
+        return FLAVA_OK;
+    flava_free(cl->st.mem);
+    flava_free(cl->feat);
+    cl->st.mem = cl->feat = NULL;
+    cl->cap = 0;
+    cl->st.mem_floats = mlp_mem_floats(B, cl->C, cl->K);
+    FLAVA_TRY(flava_alloc((void **)&cl->st.mem, cl->st.mem_floats * sizeof(float),
+                          "the classifier"));
+    FLAVA_TRY(flava_alloc((void **)&cl->feat, 2 * (size_t)B * cl->C * sizeof(float),
+                          "the classifier features"));
+    cl->dfeat = cl->feat + (size_t)B * cl->C;
+    cl->cap = B;
+    return FLAVA_OK;
+}
+
+/* The classifier on b's features: logits and, with labels, the loss. */
+static flava_status classifier_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
+                                   int train)
+{
+    struct flava_family_classifier *cl = fm->classifier;
+    if (cl->text ? !b->input_ids : !b->pixel_values)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "the %s classifier reads %s: the batch has none",
+                           fm->ops->name, cl->text ? "input_ids" : "pixel_values");
+    FLAVA_TRY(classifier_bind(cl, b->B));
+    FLAVA_TRY(fm->ops->features(ctx, fm, cl->feat, b, cl->text, train));
+    mlp_params mp;
+    mlp_params_find(&mp, fm->table, fm->params, fm->grads, "classifier");
+    FLAVA_TRY(mlp_forward_params(&cl->st, ctx, b, &mp, cl->feat, cl->C, cl->K, cl->loss));
+    memset(fm->head_ran, 0, sizeof fm->head_ran);
+    memset(fm->head_logits, 0, sizeof fm->head_logits);
+    fm->loss = fm->head_loss[FLAVA_HEAD_CLASSIFY] = cl->st.loss;
+    fm->head_ran[FLAVA_HEAD_CLASSIFY] = 1;
+    fm->head_logits[FLAVA_HEAD_CLASSIFY] = cl->st.logits;
+    fm->head_cols[FLAVA_HEAD_CLASSIFY] = cl->K;
+    return FLAVA_OK;
+}
+
+static flava_status classifier_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
+{
+    struct flava_family_classifier *cl = fm->classifier;
+    if (!cl->st.count)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "classifier backward without labels in the batch");
+    mlp_params mp;
+    mlp_params_find(&mp, fm->table, fm->params, fm->grads, "classifier");
+    memset(cl->dfeat, 0, (size_t)b->B * cl->C * sizeof *cl->dfeat);
+    FLAVA_TRY(mlp_backward_params(&cl->st, ctx, b, &mp, cl->feat, cl->dfeat, cl->C, cl->K,
+                                  cl->loss, 1.0f));
+    return fm->ops->features_backward(ctx, fm, cl->dfeat, cl->text);
+}
+
+/* The classifier's outputs: logits [B, K] and the loss. */
+static int classifier_outs(flava_family_model *fm, flava_output *out)
+{
+    const struct flava_family_classifier *cl = fm->classifier;
+    memset(out, 0, 2 * sizeof *out);
+    snprintf(out[0].name, sizeof out[0].name, "logits");
+    out[0].data = cl->st.logits;
+    out[0].ndim = 2;
+    out[0].shape[0] = cl->st.nrows;
+    out[0].shape[1] = cl->K;
+    snprintf(out[1].name, sizeof out[1].name, "loss");
+    out[1].data = &fm->loss;
+    out[1].value = fm->loss;
+    return 2;
+}
 
 /* ================================================================ CLIP */
 
@@ -490,6 +603,8 @@ static flava_status clip_create(flava_family_model *fm, const char *checkpoint,
     fm->impl = m;
     flava_clip_init_weights(m, seed);
     clip_fill(fm);
+    FLAVA_TRY(classifier_open(fm, m->cfg.num_labels, m->cfg.classifier_input,
+                              m->cfg.vision.enc.hidden_size, m->cfg.text.enc.hidden_size));
     return checkpoint ? clip_load(fm, checkpoint, partial) : FLAVA_OK;
 }
 
@@ -561,6 +676,8 @@ static double clip_flops(const flava_family_model *fm, const flava_batch *b)
 static flava_status clip_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                              int train)
 {
+    if (fm->classifier)
+        return classifier_fwd(ctx, fm, b, train);
     (void)train; /* CLIP has no dropout or batch norm */
     FLAVA_TRY(need_pairs(b, "CLIP"));
     flava_clip *m = fm->impl;
@@ -572,8 +689,32 @@ static flava_status clip_fwd(flava_ctx *ctx, flava_family_model *fm, const flava
 
 static flava_status clip_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
 {
-    (void)b; /* the pass kept what it needs */
-    return flava_clip_backward(ctx, fm->impl, 1.0f);
+    if (fm->classifier)
+        return classifier_bwd(ctx, fm, b);
+    return flava_clip_backward(ctx, fm->impl, 1.0f); /* the pass kept what it needs */
+}
+
+static flava_status clip_features(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                  const flava_batch *b, int text, int train)
+{
+    (void)train; /* no dropout or batch norm */
+    flava_clip *m = fm->impl;
+    if (text) {
+        FLAVA_TRY(flava_clip_encode_text(ctx, m, NULL, b->input_ids, b->attention_mask, b->B,
+                                         b->T));
+        memcpy(out, m->txt.pooled, sizeof(float) * (size_t)b->B * m->cfg.text.enc.hidden_size);
+        return FLAVA_OK;
+    }
+    FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, b->pixel_values, b->B));
+    memcpy(out, m->img.pooled, sizeof(float) * (size_t)b->B * m->cfg.vision.enc.hidden_size);
+    return FLAVA_OK;
+}
+
+static flava_status clip_features_backward(flava_ctx *ctx, flava_family_model *fm,
+                                           const float *dfeatures, int text)
+{
+    return text ? flava_clip_text_pooled_backward(ctx, fm->impl, dfeatures)
+                : flava_clip_image_pooled_backward(ctx, fm->impl, dfeatures);
 }
 
 static void clip_after_step(flava_family_model *fm)
@@ -608,6 +749,8 @@ static int pair_outputs(flava_output *out, const float *text, const float *image
 
 static int clip_outs(flava_family_model *fm, flava_output *out)
 {
+    if (fm->classifier)
+        return classifier_outs(fm, out);
     flava_clip *m = fm->impl;
     return pair_outputs(out, m->txt.embeds, m->img.embeds, m->logits_per_image,
                         m->logits_per_text, &m->loss, m->B, m->cfg.projection_dim);
@@ -643,6 +786,8 @@ static const flava_family_ops family_clip = {
     .encode_images = clip_encode_images,
     .encode_texts = clip_encode_texts,
     .image_features = clip_image_features,
+    .features = clip_features,
+    .features_backward = clip_features_backward,
     .forward = clip_fwd,
     .backward = clip_bwd,
     .outputs = clip_outs,
@@ -715,6 +860,8 @@ static flava_status align_create(flava_family_model *fm, const char *checkpoint,
     fm->impl = m;
     flava_align_init_weights(m, seed);
     align_fill(fm);
+    FLAVA_TRY(classifier_open(fm, m->cfg.num_labels, m->cfg.classifier_input,
+                              m->cfg.projection_dim, m->cfg.text.hidden_size));
     return checkpoint ? align_load(fm, checkpoint, partial) : FLAVA_OK;
 }
 
@@ -759,29 +906,58 @@ static flava_status align_encode_texts(flava_ctx *ctx, flava_family_model *fm, f
     return FLAVA_OK;
 }
 
+/* A training forward's dropout masks: from (seed, forward count). */
+static uint64_t align_dropout_seed(flava_family_model *fm, int train)
+{
+    return train ? (fm->seed << 32) ^ ++fm->steps : 0;
+}
+
 static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                               int train)
 {
+    if (fm->classifier)
+        return classifier_fwd(ctx, fm, b, train);
     FLAVA_TRY(need_pairs(b, "ALIGN"));
     flava_align *m = fm->impl;
     const flava_align_inputs in = {.B = b->B, .T = b->T, .H = b->image_size,
                                    .W = b->image_size, .pixel_values = b->pixel_values,
                                    .input_ids = b->input_ids, .attention_mask = b->attention_mask,
                                    .token_type_ids = b->token_type_ids};
-    const uint64_t dropout_seed = train ? (fm->seed << 32) ^ ++fm->steps : 0;
-    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, dropout_seed));
+    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, align_dropout_seed(fm, train)));
     contrastive_only(fm, m->loss);
     return FLAVA_OK;
 }
 
 static flava_status align_bwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b)
 {
-    (void)b;
+    if (fm->classifier)
+        return classifier_bwd(ctx, fm, b);
     return flava_align_backward(ctx, fm->impl);
+}
+
+static flava_status align_features(flava_ctx *ctx, flava_family_model *fm, float *out,
+                                   const flava_batch *b, int text, int train)
+{
+    flava_align *m = fm->impl;
+    if (text)
+        return flava_align_text_cls(ctx, m, out, b->input_ids, b->attention_mask,
+                                    b->token_type_ids, b->B, b->T);
+    const int S = m->cfg.vision.image_size;
+    return flava_align_image_forward(ctx, m, out, b->pixel_values, b->B, S, S, train,
+                                     align_dropout_seed(fm, train));
+}
+
+static flava_status align_features_backward(flava_ctx *ctx, flava_family_model *fm,
+                                            const float *dfeatures, int text)
+{
+    return text ? flava_align_text_cls_backward(ctx, fm->impl, dfeatures)
+                : flava_align_image_backward(ctx, fm->impl, dfeatures);
 }
 
 static int align_outs(flava_family_model *fm, flava_output *out)
 {
+    if (fm->classifier)
+        return classifier_outs(fm, out);
     flava_align *m = fm->impl;
     return pair_outputs(out, m->text_embeds, m->image_embeds, m->logits_per_image,
                         m->logits_per_text, &m->loss, m->B, m->cfg.projection_dim);
@@ -809,6 +985,8 @@ static const flava_family_ops family_align = {
     .encode_images = align_encode_images,
     .encode_texts = align_encode_texts,
     .image_features = align_image_features,
+    .features = align_features,
+    .features_backward = align_features_backward,
     .forward = align_fwd,
     .backward = align_bwd,
     .outputs = align_outs,
@@ -877,6 +1055,7 @@ void flava_family_wrap(flava_family_model *fm, const flava_family_ops *ops, void
 
 void flava_family_destroy(flava_family_model *fm)
 {
+    classifier_free(fm->classifier);
     if (fm->impl)
         fm->ops->destroy(fm);
     memset(fm, 0, sizeof *fm);

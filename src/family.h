@@ -65,6 +65,18 @@ typedef struct flava_family_model {
      * dual encoders: the contrastive one) */
     float head_loss[FLAVA_NUM_HEADS];
     int head_ran[FLAVA_NUM_HEADS];
+    /* and its logits [B, head_cols] (NULL when it has none) */
+    const float *head_logits[FLAVA_NUM_HEADS];
+    int head_cols[FLAVA_NUM_HEADS];
+    /* Fine-tuning: the classifier's classes (0: the model has none; 1: a
+     * regression, MSE) and the features it reads, "image" or "text".
+     * FLAVA's is its classify head; the dual encoders' is the same MLP
+     * (heads/mlp.h, `classifier.*`) on the tower's features (see ops
+     * features), and then forward and backward run it instead of the
+     * contrastive loss. */
+    int num_labels;
+    const char *classifier_input;
+    struct flava_family_classifier *classifier; /* the dual encoders' working memory */
     /* ALIGN's dropout masks of a training forward come from (seed, steps):
      * create sets seed, each training forward counts steps, and the
      * training loop sets steps when it resumes */
@@ -117,6 +129,16 @@ struct flava_family_ops {
     flava_status (*forward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                             int train);
     flava_status (*backward)(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b);
+    /* The dual encoders' classifier input (NULL for FLAVA): features
+     * [B, width] of b's images (text 0: CLIP the post_layernorm CLS state,
+     * ALIGN the pooled features) or texts (text 1: CLIP the EOS state after
+     * final_layer_norm, ALIGN the [CLS] state), in training mode when
+     * train; the pass is kept for features_backward, which accumulates the
+     * tower's gradients from dfeatures[B, width]. */
+    flava_status (*features)(flava_ctx *ctx, flava_family_model *fm, float *out,
+                             const flava_batch *b, int text, int train);
+    flava_status (*features_backward)(flava_ctx *ctx, flava_family_model *fm,
+                                      const float *dfeatures, int text);
     /* The last forward's outputs under HF names (text_embeds,
      * image_embeds, logits_per_image, logits_per_text, loss; FLAVA: its
      * FlavaForPreTrainingOutput fields): fills out[FLAVA_MAX_OUTPUTS] and

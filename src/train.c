@@ -151,6 +151,14 @@ flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
                                        const flava_head_set *heads, int partial,
                                        int need_checkpoint)
 {
+    return flava_train_family_create_with(fm, run, heads, partial, need_checkpoint, NULL);
+}
+
+flava_status flava_train_family_create_with(flava_family_model *fm, flava_run *run,
+                                            const flava_head_set *heads, int partial,
+                                            int need_checkpoint,
+                                            const flava_family_overrides *extra)
+{
     const flava_family_ops *ops;
     const char *ck;
     FLAVA_TRY(flava_train_family(&ops, run));
@@ -160,8 +168,15 @@ flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
                            "model.checkpoint (a .safetensors file or an HF folder)");
     const char *keys[MAX_MODEL_KEYS], *values[MAX_MODEL_KEYS], *wheres[MAX_MODEL_KEYS];
     int n = flava_cfg_open_keys(run->cfg, "model", keys, values, wheres, MAX_MODEL_KEYS);
-    if (n > MAX_MODEL_KEYS)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[model]: %d keys, at most %d", n, MAX_MODEL_KEYS);
+    const int n_extra = extra ? extra->n : 0;
+    if (n + n_extra > MAX_MODEL_KEYS)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[model]: %d keys, at most %d", n,
+                           MAX_MODEL_KEYS - n_extra);
+    for (int i = 0; i < n_extra; i++, n++) {
+        keys[n] = extra->keys[i];
+        values[n] = extra->values[i];
+        wheres[n] = extra->wheres ? extra->wheres[i] : "the task";
+    }
     const flava_family_overrides ov = {keys, values, wheres, n};
     flava_status s = flava_family_create(fm, ops, *ck ? ck : NULL, &ov, heads, partial, run->seed);
     if (s != FLAVA_OK && *ck)

@@ -77,6 +77,12 @@ flava_status flava_train_family(const flava_family_ops **ops, flava_run *run);
 flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
                                        const flava_head_set *heads, int partial,
                                        int need_checkpoint);
+/* The same with a task's own config settings (extra, may be NULL) after
+ * the [model] keys: a fine-tune's num_labels and classifier_input. */
+flava_status flava_train_family_create_with(flava_family_model *fm, flava_run *run,
+                                            const flava_head_set *heads, int partial,
+                                            int need_checkpoint,
+                                            const flava_family_overrides *extra);
 
 /* What a task gives the loop. */
 typedef struct flava_train_task {

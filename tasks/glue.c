@@ -1,6 +1,7 @@
 /* glue.c - GLUE tasks (and corpora in a GLUE layout, such as the spam mails
  * in SST-2's): `flava finetune` trains the classifier head (MLP on the text
- * encoder's pooled CLS; cross-entropy, or MSE for STS-B) from a pretrained
+ * encoder's pooled CLS, or the CLIP and ALIGN text features, see
+ * flava_ft_classifier; cross-entropy, or MSE for STS-B) from a pretrained
  * checkpoint on DIR/train.tsv; both it and `flava eval` (of a fine-tuned
  * checkpoint) score DIR/<eval_split>.tsv with the task's official metrics,
  * plus accuracy and F1 for two-class tasks, so that a GLUE-layout corpus
@@ -31,7 +32,7 @@ static const flava_cfg_key glue_keys[] = {
 
 typedef struct glue_task {
     flava_ft ft;
-    flava_model *m;
+    flava_family_model m;
     flava_tokenizer *tok;
     flava_text_encoder enc;
     flava_glue_set train, test;
@@ -124,28 +125,21 @@ static flava_status glue_inner(glue_task *g, flava_run *run, int eval, double t0
     FLAVA_TRY(flava_alloc((void **)&g->pred, sizeof(int32_t) * (size_t)n_eval, "predictions"));
     FLAVA_TRY(flava_alloc((void **)&g->score, sizeof(float) * (size_t)n_eval, "predictions"));
 
-    flava_config mc;
-    const char *ck;
-    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
     const int num_labels = g->info->num_labels ? g->info->num_labels : 1;
-    if (eval && (mc.num_labels != num_labels || strcmp(mc.classifier_input, "text")))
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the checkpoint's classifier has %d labels on the "
-                           "%s encoder; %s needs %d on the text encoder", mc.num_labels,
-                           mc.classifier_input, g->info->name, num_labels);
-    mc.num_labels = num_labels;
-    snprintf(mc.classifier_input, sizeof mc.classifier_input, "text");
-    FLAVA_TRY(flava_ft_model(&g->m, run, &mc, ck, FLAVA_HEAD_CLASSIFY, eval));
-    if (max_len > mc.text.max_position_embeddings)
+    if (flava_ft_classifier(&g->m, run, "text", num_labels, eval) != FLAVA_OK) {
+        flava_error_context("glue task %s", g->info->name);
+        return FLAVA_ERR_CONFIG;
+    }
+    if (max_len > g->m.max_text_len)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "glue.max_text_len %lld exceeds the model's "
-                           "max_position_embeddings %d", (long long)max_len,
-                           mc.text.max_position_embeddings);
-    FLAVA_TRY(flava_task_tokenizer(&g->tok, &g->enc, tok, g->m->cfg.text.vocab_size));
+                           "max_position_embeddings %d", (long long)max_len, g->m.max_text_len);
+    FLAVA_TRY(flava_task_tokenizer(&g->tok, &g->enc, tok, g->m.vocab_size));
     if (!*metric)
         metric = g->info->metrics[0];
     flava_runlog_printf(&run->log, "glue %s: %ld train, %ld evaluated examples (%s)",
                         g->info->name, g->train.n, n_eval, eval_split);
     g->ft = (flava_ft){.run = run,
-                       .m = g->m,
+                       .fm = &g->m,
                        .head = FLAVA_HEAD_CLASSIFY,
                        .max_text_len = (int)max_len,
                        .enc = &g->enc,
@@ -163,7 +157,7 @@ static flava_status glue_run(flava_run *run, int eval)
     glue_task g = {0};
     flava_status s = glue_inner(&g, run, eval, flava_now());
     flava_ft_close(&g.ft);
-    flava_model_destroy(g.m);
+    flava_family_destroy(&g.m);
     flava_tokenizer_free(g.tok);
     flava_glue_free(&g.train);
     flava_glue_free(&g.test);

@@ -1,7 +1,9 @@
 /* image_cls.c - image classification: `flava finetune` trains the
- * classifier head (MLP on the image encoder's pooled CLS, cross-entropy)
+ * classifier head (MLP on the image encoder's pooled CLS, or the CLIP and
+ * ALIGN image features, see flava_ft_classifier; cross-entropy)
  * from a pretrained checkpoint on an IDX train set (Fashion-MNIST, 28 ->
- * 224 as the image pipeline does) and reports accuracy on the test set. */
+ * 224 as the image pipeline does) and reports accuracy on the test set;
+ * `flava eval` scores a fine-tuned checkpoint on the test set alone. */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,7 +23,7 @@ static const flava_cfg_key image_cls_keys[] = {
 
 typedef struct image_cls {
     flava_ft ft;
-    flava_model *m;
+    flava_family_model m;
     flava_idx_set train, test;
     long correct, count;
 } image_cls;
@@ -61,7 +63,7 @@ static flava_status check_labels(const flava_idx_set *s, const char *path, int64
     return FLAVA_OK;
 }
 
-static flava_status image_cls_inner(image_cls *c, flava_run *run, double t0)
+static flava_status image_cls_inner(image_cls *c, flava_run *run, int eval, double t0)
 {
     flava_cfg *cfg = run->cfg;
     const char *images, *labels, *timages, *tlabels, *dataset;
@@ -76,44 +78,44 @@ static flava_status image_cls_inner(image_cls *c, flava_run *run, double t0)
     if (K < 2 || K > 256 || limit < 0)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "image_cls: num_labels %lld in 2 .. 256 and limit "
                            "%lld >= 0 expected", (long long)K, (long long)limit);
-    FLAVA_TRY(flava_idx_load(&c->train, images, labels));
+    if (!eval) {
+        FLAVA_TRY(flava_idx_load(&c->train, images, labels));
+        FLAVA_TRY(check_labels(&c->train, labels, K));
+    }
     FLAVA_TRY(flava_idx_load(&c->test, timages, tlabels));
-    FLAVA_TRY(check_labels(&c->train, labels, K));
     FLAVA_TRY(check_labels(&c->test, tlabels, K));
-    flava_config mc;
-    const char *ck;
-    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
-    mc.num_labels = (int)K;
-    snprintf(mc.classifier_input, sizeof mc.classifier_input, "image");
-    FLAVA_TRY(flava_ft_model(&c->m, run, &mc, ck, FLAVA_HEAD_CLASSIFY, 0));
+    FLAVA_TRY(flava_ft_classifier(&c->m, run, "image", (int)K, eval));
     c->ft = (flava_ft){.run = run,
-                       .m = c->m,
+                       .fm = &c->m,
                        .head = FLAVA_HEAD_CLASSIFY,
-                       .image_size = mc.image.image_size,
+                       .image_size = c->m.image_size,
                        .train = {.idx = &c->train},
                        .eval = {.n = limit && limit < c->test.n ? (long)limit : 0,
                                 .idx = &c->test},
                        .self = c,
                        .score = cls_score,
                        .finish = cls_finish};
-    return flava_ft_finish(&c->ft, 0, "image_cls", dataset, "accuracy", t0);
+    return flava_ft_finish(&c->ft, eval, "image_cls", dataset, "accuracy", t0);
 }
 
-static flava_status image_cls_run(flava_run *run)
+static flava_status image_cls_run(flava_run *run, int eval)
 {
     image_cls c = {0};
-    flava_status s = image_cls_inner(&c, run, flava_now());
+    flava_status s = image_cls_inner(&c, run, eval, flava_now());
     flava_ft_close(&c.ft);
-    flava_model_destroy(c.m);
+    flava_family_destroy(&c.m);
     flava_idx_set_free(&c.train);
     flava_idx_set_free(&c.test);
     return s;
 }
 
+static flava_status image_cls_finetune(flava_run *run) { return image_cls_run(run, 0); }
+static flava_status image_cls_eval(flava_run *run) { return image_cls_run(run, 1); }
+
 static flava_status image_cls_register_keys(flava_cfg *cfg)
 {
-    return flava_cfg_register(cfg, image_cls_keys,
-                              (int)(sizeof image_cls_keys / sizeof *image_cls_keys));
+    return flava_cfg_register_shared(cfg, image_cls_keys,
+                                     (int)(sizeof image_cls_keys / sizeof *image_cls_keys));
 }
 
 const flava_task_ops flava_task_image_cls = {
@@ -121,5 +123,13 @@ const flava_task_ops flava_task_image_cls = {
     .command = "finetune",
     .summary = "image classification on IDX images (Fashion-MNIST), cross-entropy, accuracy",
     .register_keys = image_cls_register_keys,
-    .run = image_cls_run,
+    .run = image_cls_finetune,
+};
+
+const flava_task_ops flava_task_image_cls_eval = {
+    .name = "image_cls",
+    .command = "eval",
+    .summary = "the test-set accuracy of a fine-tuned image classifier",
+    .register_keys = image_cls_register_keys,
+    .run = image_cls_eval,
 };

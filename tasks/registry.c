@@ -6,13 +6,13 @@
 extern const flava_task_ops flava_task_pretrain;
 extern const flava_task_ops flava_task_zeroshot, flava_task_retrieval, flava_task_linprobe,
     flava_task_vqa_finetune, flava_task_vqa_eval, flava_task_glue_finetune, flava_task_glue_eval,
-    flava_task_image_cls;
+    flava_task_image_cls, flava_task_image_cls_eval;
 
 const flava_task_ops *const flava_tasks[] = {
     &flava_task_pretrain,
     &flava_task_vqa_finetune, &flava_task_glue_finetune, &flava_task_image_cls,
     &flava_task_zeroshot, &flava_task_retrieval, &flava_task_linprobe,
-    &flava_task_vqa_eval, &flava_task_glue_eval,
+    &flava_task_vqa_eval, &flava_task_glue_eval, &flava_task_image_cls_eval,
 };
 const int flava_num_tasks = (int)(sizeof flava_tasks / sizeof *flava_tasks);
 

@@ -176,6 +176,7 @@ static flava_status ft_seek(void *self, int64_t step)
     flava_rng r;
     flava_rng_init(&r, ft->run->seed + STREAM_FT_LOADER, 0);
     flava_loader_opts o = eval_opts(ft->run, ft->batch_size, ft->image_size, ft->max_text_len);
+    o.image_spec = ft->image_size ? &ft->spec : NULL;
     o.shuffle = 1;
     o.drop_last = 1;
     o.seed = flava_rng_u64(&r);
@@ -195,6 +196,7 @@ flava_status flava_ft_evaluate(flava_ft *ft, const char **names, double *values,
 {
     flava_loader_opts o = eval_opts(ft->run, ft->eval_batch_size, ft->image_size,
                                     ft->max_text_len);
+    o.image_spec = ft->image_size ? &ft->spec : NULL;
     flava_loader *l;
     FLAVA_TRY(flava_loader_open(&l, &ft->eval, ft->max_text_len ? ft->enc : NULL, &o));
     const long batches = flava_loader_batches_per_epoch(l);
@@ -205,14 +207,13 @@ flava_status flava_ft_evaluate(flava_ft *ft, const char **names, double *values,
         long epoch, step;
         s = flava_loader_next(l, &b, &epoch, &step);
         if (s == FLAVA_OK)
-            s = flava_model_forward(ft->run->ctx, ft->m, b, 0);
-        if (s == FLAVA_OK && !ft->m->head_ran[ft->head])
+            s = ft->fm->ops->forward(ft->run->ctx, ft->fm, b, 0);
+        if (s == FLAVA_OK && !ft->fm->head_logits[ft->head])
             s = FLAVA_ERROR(FLAVA_ERR_ARG, "the %s head did not run on the evaluation batch",
                             flava_heads[ft->head]->name);
-        if (s == FLAVA_OK) {
-            const flava_head_state *st = &ft->m->head[ft->head];
-            s = ft->score(ft->self, st->logits, st->ncols, first, b->B);
-        }
+        if (s == FLAVA_OK)
+            s = ft->score(ft->self, ft->fm->head_logits[ft->head], ft->fm->head_cols[ft->head],
+                          first, b->B);
         first += s == FLAVA_OK ? b->B : 0;
     }
     flava_loader_close(l);
@@ -223,7 +224,7 @@ flava_status flava_ft_evaluate(flava_ft *ft, const char **names, double *values,
 static flava_status ft_evaluate(void *self, flava_family_model *m, int64_t step,
                                 const char **names, double *values, int *n)
 {
-    (void)step, (void)m; /* ft->m is the model being trained */
+    (void)step, (void)m; /* ft->fm is the model being trained */
     return flava_ft_evaluate(self, names, values, n);
 }
 
@@ -258,9 +259,59 @@ flava_status flava_ft_model(flava_model **m, flava_run *run, const flava_config 
     return s;
 }
 
+/* The classifier settings of a fine-tune as config overrides. */
+typedef struct ft_settings {
+    char labels[16];
+    const char *keys[2], *values[2];
+} ft_settings;
+
+static flava_status ft_classifier_flava(flava_family_model *fm, flava_run *run, const char *input,
+                                        int num_labels, int eval)
+{
+    flava_config mc;
+    const char *ck;
+    FLAVA_TRY(flava_train_model_config(&mc, &ck, run));
+    if (eval && (mc.num_labels != num_labels || strcmp(mc.classifier_input, input)))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the checkpoint's classifier has %d labels on the "
+                           "%s encoder; the task needs %d on the %s encoder", mc.num_labels,
+                           mc.classifier_input, num_labels, input);
+    mc.num_labels = num_labels;
+    snprintf(mc.classifier_input, sizeof mc.classifier_input, "%s", input);
+    flava_model *m;
+    FLAVA_TRY(flava_ft_model(&m, run, &mc, ck, FLAVA_HEAD_CLASSIFY, eval));
+    /* the wrapped model is fm's: flava_family_destroy frees it */
+    flava_family_wrap(fm, flava_families[FLAVA_FAMILY_FLAVA], m);
+    return FLAVA_OK;
+}
+
+flava_status flava_ft_classifier(flava_family_model *fm, flava_run *run, const char *input,
+                                 int num_labels, int eval)
+{
+    memset(fm, 0, sizeof *fm);
+    const flava_family_ops *ops;
+    FLAVA_TRY(flava_train_family(&ops, run));
+    if (ops == flava_families[FLAVA_FAMILY_FLAVA])
+        return ft_classifier_flava(fm, run, input, num_labels, eval);
+    ft_settings set;
+    snprintf(set.labels, sizeof set.labels, "%d", num_labels);
+    set.keys[0] = "num_labels", set.values[0] = set.labels;
+    set.keys[1] = "classifier_input", set.values[1] = input;
+    const flava_family_overrides extra = {set.keys, set.values, NULL, 2};
+    /* finetune: a pretrained checkpoint, the classifier fresh; eval: the
+     * fine-tuned one, whole */
+    FLAVA_TRY(flava_train_family_create_with(fm, run, NULL, !eval, eval, eval ? NULL : &extra));
+    if (eval && (fm->num_labels != num_labels || strcmp(fm->classifier_input, input)))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "the checkpoint's classifier has %d labels on the "
+                           "%s features; the task needs %d on the %s features (a checkpoint "
+                           "for `flava eval` must hold the fine-tuned classifier)",
+                           fm->num_labels, fm->classifier_input, num_labels, input);
+    return FLAVA_OK;
+}
+
 flava_status flava_ft_finish(flava_ft *ft, int eval, const char *task, const char *dataset,
                              const char *metric, double t0)
 {
+    ft->fm->ops->image(&ft->spec, ft->image_size);
     flava_train_config tc;
     FLAVA_TRY(flava_train_config_read(&tc, ft->run->cfg));
     ft->batch_size = ft->eval_batch_size = tc.batch_size;
@@ -271,14 +322,12 @@ flava_status flava_ft_finish(flava_ft *ft, int eval, const char *task, const cha
     if (eval) {
         FLAVA_TRY(flava_ft_evaluate(ft, names, values, &n));
     } else {
-        flava_runlog_printf(&ft->run->log, "finetune %s: %zu parameters, %lld steps of %d x %d",
-                            task, ft->m->table.total, (long long)tc.steps, tc.grad_accum,
-                            tc.batch_size);
+        flava_runlog_printf(&ft->run->log, "finetune %s: %s, %zu parameters, %lld steps of %d x "
+                            "%d", task, ft->fm->ops->name, ft->fm->table->total,
+                            (long long)tc.steps, tc.grad_accum, tc.batch_size);
         const flava_train_task tt = flava_ft_task(ft);
         flava_train_result res;
-        flava_family_model fm; /* the loop's view of the FLAVA model */
-        flava_family_wrap(&fm, flava_families[FLAVA_FAMILY_FLAVA], ft->m);
-        FLAVA_TRY(flava_train(ft->run, &fm, &tc, &tt, &res));
+        FLAVA_TRY(flava_train(ft->run, ft->fm, &tc, &tt, &res));
         n = res.n_eval;
         memcpy(names, res.eval_names, sizeof(*names) * (size_t)n);
         memcpy(values, res.eval_values, sizeof(*values) * (size_t)n);

@@ -62,7 +62,7 @@ flava_status flava_task_features(float **out, long *n, flava_run *run, flava_fam
 
 typedef struct flava_ft {
     flava_run *run;
-    flava_model *m;
+    flava_family_model *fm; /* the model being trained or evaluated */
     flava_head_id head;  /* whose logits the evaluation reads */
     int batch_size, grad_accum, eval_batch_size;
     int image_size;      /* 0: no pixel_values */
@@ -70,6 +70,7 @@ typedef struct flava_ft {
     const flava_text_encoder *enc;
     flava_loader_source train, eval;
     flava_loader *loader; /* of train, opened by seek */
+    flava_image_spec spec; /* the family's preprocessing (flava_ft_finish sets it) */
     /* The evaluation: score() sees the logits [B, ncols] of eval samples
      * first .. first+B-1, then finish() gives the metrics. */
     void *self;
@@ -89,6 +90,15 @@ void flava_ft_close(flava_ft *ft);
  * loss weight, `eval` needs a checkpoint holding the head. */
 flava_status flava_ft_model(flava_model **m, flava_run *run, const flava_config *mc,
                             const char *checkpoint, flava_head_id head, int eval);
+
+/* The model of a classification fine-tune (num_labels classes, 1: a
+ * regression) on the features named by input ("image" or "text") for
+ * model.family: FLAVA's classify head (flava_ft_model), or the dual
+ * encoders' classifier (family.h). `eval` needs a checkpoint whose
+ * classifier has these labels on this input. Free with
+ * flava_family_destroy. */
+flava_status flava_ft_classifier(flava_family_model *fm, flava_run *run, const char *input,
+                                 int num_labels, int eval);
 
 /* Runs ft to the end: `finetune` trains with [train] (evaluating at the
  * end) and `eval` evaluates once, batches of train.batch_size; then writes

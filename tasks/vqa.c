@@ -34,6 +34,7 @@ static const flava_cfg_key vqa_keys[] = {
 typedef struct vqa_task {
     flava_ft ft;
     flava_model *m;
+    flava_family_model fm; /* the training loop's view of m */
     flava_tokenizer *tok;
     flava_text_encoder enc;
     flava_vqa_set train, test;
@@ -141,8 +142,9 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
     FLAVA_TRY(flava_task_tokenizer(&v->tok, &v->enc, tok, v->m->cfg.text.vocab_size));
     flava_runlog_printf(&run->log, "vqa: %ld train, %ld evaluated questions, %d answers",
                         v->train.n, v->test.n, v->vocab.n);
+    flava_family_wrap(&v->fm, flava_families[FLAVA_FAMILY_FLAVA], v->m);
     v->ft = (flava_ft){.run = run,
-                       .m = v->m,
+                       .fm = &v->fm,
                        .head = FLAVA_HEAD_VQA,
                        .image_size = mc.image.image_size,
                        .max_text_len = (int)max_len,
