@@ -519,26 +519,28 @@ static flava_status expect_exact(const flava_st_tensor **out, const flava_st *st
     return flava_st_expect(out, st, name, ndim, shape);
 }
 
-flava_status flava_st_load_f32(float *dst, const flava_st *st, const char *name, int ndim,
-                               const int64_t *shape)
+/* The one body of flava_st_load_f32 and flava_st_load_i32. */
+static flava_status load_as(void *dst, int f32, const flava_st *st, const char *name, int ndim,
+                            const int64_t *shape)
 {
     const flava_st_tensor *t;
     FLAVA_TRY(expect_exact(&t, st, name, ndim, shape));
-    flava_status s = flava_st_to_f32(dst, t);
+    flava_status s = f32 ? flava_st_to_f32(dst, t) : flava_st_to_i32(dst, t);
     if (s != FLAVA_OK)
         flava_error_context("%s", st->path);
     return s;
 }
 
+flava_status flava_st_load_f32(float *dst, const flava_st *st, const char *name, int ndim,
+                               const int64_t *shape)
+{
+    return load_as(dst, 1, st, name, ndim, shape);
+}
+
 flava_status flava_st_load_i32(int32_t *dst, const flava_st *st, const char *name, int ndim,
                                const int64_t *shape)
 {
-    const flava_st_tensor *t;
-    FLAVA_TRY(expect_exact(&t, st, name, ndim, shape));
-    flava_status s = flava_st_to_i32(dst, t);
-    if (s != FLAVA_OK)
-        flava_error_context("%s", st->path);
-    return s;
+    return load_as(dst, 0, st, name, ndim, shape);
 }
 
 /* ------------------------------------------------------------------ writer */
