@@ -429,34 +429,13 @@ static void mails_free(mail_list *l)
     free(l->v);
 }
 
-static flava_status read_text_file(char **out, const char *path)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    flava_strbuf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        flava_strbuf_add(&b, chunk, got);
-    int err = ferror(f);
-    fclose(f);
-    if (err || b.oom) {
-        free(b.p);
-        return err ? FLAVA_ERROR(FLAVA_ERR_IO, "cannot read %s", path)
-                   : FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot hold %s in memory", path);
-    }
-    *out = b.p ? b.p : strdup("");
-    return *out ? FLAVA_OK : FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot hold %s", path);
-}
-
 static flava_status read_mail(mail *m, const char *path, size_t max_sentence, size_t max_corpus)
 {
     char *json;
-    FLAVA_TRY(read_text_file(&json, path));
+    size_t n;
+    FLAVA_TRY(flava_file_read(&json, &n, path));
     cJSON *root = cJSON_Parse(json);
-    free(json);
+    flava_free(json);
     if (!root)
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: not valid JSON", path);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
