@@ -5,12 +5,11 @@
 #include "clip_bpe.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tsv.h"
 #include "unicode.h"
 
 /* ---- growable arrays ---- */
@@ -413,31 +412,15 @@ struct flava_clip_bpe {
     char byte_char[256][3]; /* CLIP's printable stand-in of each byte, UTF-8 */
 };
 
+/* A whole text file; a NUL byte would end the text early, so it is refused. */
 static flava_status read_text(char **out, size_t *len, const char *path)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    bytevec b = {0};
-    char chunk[65536];
-    size_t got;
-    flava_status st = bytes_push(&b, "", 0);
-    while (st == FLAVA_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        st = bytes_push(&b, chunk, got);
-    if (st == FLAVA_OK && ferror(f))
-        st = FLAVA_ERROR(FLAVA_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    fclose(f);
-    if (st != FLAVA_OK) {
-        free(b.v);
-        return st;
-    }
-    if (strlen(b.v) != b.n) {
-        free(b.v);
+    FLAVA_TRY(flava_file_read(out, len, path));
+    if (strlen(*out) != *len) {
+        flava_free(*out);
+        *out = NULL;
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: contains a NUL byte", path);
     }
-    *out = b.v;
-    *len = b.n;
     return FLAVA_OK;
 }
 
@@ -447,7 +430,7 @@ static flava_status load_vocab(flava_clip_bpe *t, const char *path)
     size_t len;
     FLAVA_TRY(read_text(&text, &len, path));
     cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
+    flava_free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: expected a JSON object of token -> id", path);
@@ -545,7 +528,7 @@ static flava_status load_merges(flava_clip_bpe *t, const char *path)
         line = next;
     }
     free(key.v);
-    free(text);
+    flava_free(text);
     return st;
 }
 
