@@ -11,6 +11,7 @@
 
 #include "tsv.h"
 #include "unicode.h"
+#include "wordpiece.h"
 
 /* ---- growable arrays ---- */
 
@@ -117,19 +118,7 @@ static flava_status utf8_decode(cpvec *out, const char *text)
 static flava_status utf8_push(bytevec *out, uint32_t c)
 {
     char b[4];
-    size_t n;
-    if (c < 0x80) {
-        b[0] = (char)c, n = 1;
-    } else if (c < 0x800) {
-        b[0] = (char)(0xC0 | c >> 6), b[1] = (char)(0x80 | (c & 0x3F)), n = 2;
-    } else if (c < 0x10000) {
-        b[0] = (char)(0xE0 | c >> 12), b[1] = (char)(0x80 | (c >> 6 & 0x3F));
-        b[2] = (char)(0x80 | (c & 0x3F)), n = 3;
-    } else {
-        b[0] = (char)(0xF0 | c >> 18), b[1] = (char)(0x80 | (c >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (c >> 6 & 0x3F)), b[3] = (char)(0x80 | (c & 0x3F)), n = 4;
-    }
-    return bytes_push(out, b, n);
+    return bytes_push(out, b, flava_utf8_encode(b, c));
 }
 
 /* ---- html.unescape ---- */

@@ -35,12 +35,7 @@ static void sb_char(flava_strbuf *b, char c) { flava_strbuf_add(b, &c, 1); }
 static void sb_utf8(flava_strbuf *b, unsigned c)
 {
     char u[4];
-    int n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-    static const unsigned char lead[] = {0, 0, 0xC0, 0xE0, 0xF0};
-    for (int i = n - 1; i > 0; i--, c >>= 6)
-        u[i] = (char)(0x80 | (c & 0x3F));
-    u[0] = (char)(n == 1 ? c : (lead[n] | c));
-    flava_strbuf_add(b, u, (size_t)n);
+    flava_strbuf_add(b, u, flava_utf8_encode(u, c));
 }
 
 /* Bytes that are not valid UTF-8 (a part in ISO-8859-1 or windows-1252,
