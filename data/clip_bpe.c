@@ -5,13 +5,13 @@
 #include "clip_bpe.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tsv.h"
 #include "unicode.h"
+#include "wordpiece.h"
 
 /* ---- growable arrays ---- */
 
@@ -118,19 +118,7 @@ static flava_status utf8_decode(cpvec *out, const char *text)
 static flava_status utf8_push(bytevec *out, uint32_t c)
 {
     char b[4];
-    size_t n;
-    if (c < 0x80) {
-        b[0] = (char)c, n = 1;
-    } else if (c < 0x800) {
-        b[0] = (char)(0xC0 | c >> 6), b[1] = (char)(0x80 | (c & 0x3F)), n = 2;
-    } else if (c < 0x10000) {
-        b[0] = (char)(0xE0 | c >> 12), b[1] = (char)(0x80 | (c >> 6 & 0x3F));
-        b[2] = (char)(0x80 | (c & 0x3F)), n = 3;
-    } else {
-        b[0] = (char)(0xF0 | c >> 18), b[1] = (char)(0x80 | (c >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (c >> 6 & 0x3F)), b[3] = (char)(0x80 | (c & 0x3F)), n = 4;
-    }
-    return bytes_push(out, b, n);
+    return bytes_push(out, b, flava_utf8_encode(b, c));
 }
 
 /* ---- html.unescape ---- */
@@ -413,31 +401,15 @@ struct flava_clip_bpe {
     char byte_char[256][3]; /* CLIP's printable stand-in of each byte, UTF-8 */
 };
 
+/* A whole text file; a NUL byte would end the text early, so it is refused. */
 static flava_status read_text(char **out, size_t *len, const char *path)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    bytevec b = {0};
-    char chunk[65536];
-    size_t got;
-    flava_status st = bytes_push(&b, "", 0);
-    while (st == FLAVA_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        st = bytes_push(&b, chunk, got);
-    if (st == FLAVA_OK && ferror(f))
-        st = FLAVA_ERROR(FLAVA_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    fclose(f);
-    if (st != FLAVA_OK) {
-        free(b.v);
-        return st;
-    }
-    if (strlen(b.v) != b.n) {
-        free(b.v);
+    FLAVA_TRY(flava_file_read(out, len, path));
+    if (strlen(*out) != *len) {
+        flava_free(*out);
+        *out = NULL;
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: contains a NUL byte", path);
     }
-    *out = b.v;
-    *len = b.n;
     return FLAVA_OK;
 }
 
@@ -447,7 +419,7 @@ static flava_status load_vocab(flava_clip_bpe *t, const char *path)
     size_t len;
     FLAVA_TRY(read_text(&text, &len, path));
     cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
+    flava_free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: expected a JSON object of token -> id", path);
@@ -545,7 +517,7 @@ static flava_status load_merges(flava_clip_bpe *t, const char *path)
         line = next;
     }
     free(key.v);
-    free(text);
+    flava_free(text);
     return st;
 }
 

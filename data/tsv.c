@@ -1,4 +1,5 @@
-/* tsv.c - whole-file reading and the tab-separated line reader. */
+/* tsv.c - whole-file reading, the string buffer and the tab-separated line
+ * reader. */
 #include "tsv.h"
 
 #include <errno.h>
@@ -12,6 +13,27 @@ flava_status flava_strdup(char **out, const char *s)
     if (!*out)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot copy a string of %zu bytes", strlen(s));
     return FLAVA_OK;
+}
+
+void flava_strbuf_add(flava_strbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
 }
 
 flava_status flava_file_read(char **data, size_t *n, const char *path)

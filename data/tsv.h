@@ -1,8 +1,8 @@
-/* tsv.h - reading helpers shared by the data readers: whole files, and a
- * line-at-a-time tab-separated reader that knows where it is, so every
- * reader built on it can name the file and line of a bad record. Fields are
- * split on tabs only, with no quoting (GLUE's files contain bare quotes that
- * are part of the text). */
+/* tsv.h - text helpers shared by the data readers and writers: whole files,
+ * a growable string buffer, and a line-at-a-time tab-separated reader that
+ * knows where it is, so every reader built on it can name the file and line
+ * of a bad record. Fields are split on tabs only, with no quoting (GLUE's
+ * files contain bare quotes that are part of the text). */
 #ifndef FLAVA_DATA_TSV_H
 #define FLAVA_DATA_TSV_H
 
@@ -34,5 +34,17 @@ flava_status flava_file_read(char **data, size_t *n, const char *path);
 
 /* strdup that reports failure as a status. */
 flava_status flava_strdup(char **out, const char *s);
+
+/* A growable NUL-terminated buffer for text built from many small pieces.
+ * Start from {0}; p stays NULL until the first append. A failed allocation
+ * sets oom and makes later appends no-ops, so the caller checks once at the
+ * end; the caller frees p. */
+typedef struct flava_strbuf {
+    char *p;
+    size_t n, cap; /* n excludes the NUL */
+    int oom;
+} flava_strbuf;
+
+void flava_strbuf_add(flava_strbuf *b, const char *s, size_t n);
 
 #endif

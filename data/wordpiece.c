@@ -219,7 +219,7 @@ flava_status flava_utf8_decode(uint32_t **cps, size_t *n, const char *text, size
     return FLAVA_OK;
 }
 
-static size_t utf8_encode(char *out, uint32_t c)
+size_t flava_utf8_encode(char *out, uint32_t c)
 {
     if (c < 0x80) {
         out[0] = (char)c;
@@ -322,7 +322,7 @@ static flava_status wordpiece_word(id_list *out, const flava_wordpiece *wp, cons
     size_t off[MAX_WORD_CHARS + 1];
     off[0] = 0;
     for (size_t i = 0; i < m; i++)
-        off[i + 1] = off[i] + utf8_encode(buf + off[i], w[i]);
+        off[i + 1] = off[i] + flava_utf8_encode(buf + off[i], w[i]);
     int64_t first = out->n;
     for (size_t start = 0; start < m;) {
         int32_t id = -1;

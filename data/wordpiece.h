@@ -40,5 +40,7 @@ flava_status flava_wordpiece_decode(char **text, const flava_wordpiece *wp, cons
 /* Strict UTF-8 decoding (no overlong forms, surrogates or values past
  * U+10FFFF). cps: malloc'ed, n code points. */
 flava_status flava_utf8_decode(uint32_t **cps, size_t *n, const char *text, size_t len);
+/* Writes the 1-4 UTF-8 bytes of code point c to out; returns how many. */
+size_t flava_utf8_encode(char *out, uint32_t c);
 
 #endif

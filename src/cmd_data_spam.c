@@ -25,59 +25,28 @@
 
 #include "cli.h"
 #include "rng.h"
+#include "tsv.h"
 #include "wordpiece.h"
 
 enum { MAX_MIME_DEPTH = 6 };
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
+static void sb_char(flava_strbuf *b, char c) { flava_strbuf_add(b, &c, 1); }
 
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->n + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_char(sbuf *b, char c) { sb_add(b, &c, 1); }
-
-static void sb_utf8(sbuf *b, unsigned c)
+static void sb_utf8(flava_strbuf *b, unsigned c)
 {
     char u[4];
-    int n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
-    static const unsigned char lead[] = {0, 0, 0xC0, 0xE0, 0xF0};
-    for (int i = n - 1; i > 0; i--, c >>= 6)
-        u[i] = (char)(0x80 | (c & 0x3F));
-    u[0] = (char)(n == 1 ? c : (lead[n] | c));
-    sb_add(b, u, (size_t)n);
+    flava_strbuf_add(b, u, flava_utf8_encode(u, c));
 }
 
 /* Bytes that are not valid UTF-8 (a part in ISO-8859-1 or windows-1252,
  * the usual case here) are taken as Latin-1. */
-static void sb_text(sbuf *b, const char *s, size_t n)
+static void sb_text(flava_strbuf *b, const char *s, size_t n)
 {
     uint32_t *cps;
     size_t ncp;
     if (flava_utf8_decode(&cps, &ncp, s, n) == FLAVA_OK) {
         free(cps);
-        sb_add(b, s, n);
+        flava_strbuf_add(b, s, n);
         return;
     }
     flava_error_clear();
@@ -92,7 +61,7 @@ static int hexval(int c)
 }
 
 /* Quoted-printable; in_header: '_' is a space (RFC 2047 "Q"). */
-static void qp_decode(sbuf *out, const char *s, size_t n, int in_header)
+static void qp_decode(flava_strbuf *out, const char *s, size_t n, int in_header)
 {
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '=' && i + 1 < n && s[i + 1] == '\n') {
@@ -108,7 +77,7 @@ static void qp_decode(sbuf *out, const char *s, size_t n, int in_header)
     }
 }
 
-static void base64_decode(sbuf *out, const char *s, size_t n)
+static void base64_decode(flava_strbuf *out, const char *s, size_t n)
 {
     unsigned acc = 0;
     int bits = 0;
@@ -128,7 +97,7 @@ static void base64_decode(sbuf *out, const char *s, size_t n)
 /* ---- Headers ---------------------------------------------------------------- */
 
 /* The value of header `name` (continuation lines joined) into out. */
-static void header_value(sbuf *out, const char *hdr, size_t hlen, const char *name)
+static void header_value(flava_strbuf *out, const char *hdr, size_t hlen, const char *name)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < hlen;) {
@@ -138,7 +107,7 @@ static void header_value(sbuf *out, const char *hdr, size_t hlen, const char *na
         if (end - i > nl && hdr[i + nl] == ':' && strncasecmp(hdr + i, name, nl) == 0) {
             size_t v = i + nl + 1;
             for (;;) {
-                sb_add(out, hdr + v, end - v);
+                flava_strbuf_add(out, hdr + v, end - v);
                 if (end + 1 < hlen && (hdr[end + 1] == ' ' || hdr[end + 1] == '\t')) {
                     v = end + 1;
                     for (end = v; end < hlen && hdr[end] != '\n';)
@@ -153,7 +122,7 @@ static void header_value(sbuf *out, const char *hdr, size_t hlen, const char *na
 }
 
 /* RFC 2047 encoded words (=?charset?Q|B?text?=) decoded, the rest as is. */
-static void decode_header_words(sbuf *out, const char *s)
+static void decode_header_words(flava_strbuf *out, const char *s)
 {
     while (*s) {
         const char *start = strstr(s, "=?");
@@ -165,7 +134,7 @@ static void decode_header_words(sbuf *out, const char *s)
             return;
         }
         sb_text(out, s, (size_t)(start - s));
-        sbuf raw = {0};
+        flava_strbuf raw = {0};
         if (toupper((unsigned char)q1[1]) == 'B')
             base64_decode(&raw, q2 + 1, (size_t)(end - q2 - 1));
         else
@@ -183,7 +152,7 @@ static void decode_header_words(sbuf *out, const char *s)
 }
 
 /* The parameter `name` of a Content-Type value (quotes removed). */
-static void header_param(sbuf *out, const char *value, const char *name)
+static void header_param(flava_strbuf *out, const char *value, const char *name)
 {
     size_t nl = strlen(name);
     for (const char *p = value; (p = strchr(p, ';')) != NULL;) {
@@ -202,7 +171,7 @@ static void header_param(sbuf *out, const char *value, const char *name)
             for (e = p; *e && *e != ';' && *e != ' ' && *e != '\t';)
                 e++;
         }
-        sb_add(out, p, (size_t)(e - p));
+        flava_strbuf_add(out, p, (size_t)(e - p));
         return;
     }
 }
@@ -214,7 +183,7 @@ static int starts_with_ci(const char *s, const char *prefix)
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static void html_to_text(sbuf *out, const char *s, size_t n)
+static void html_to_text(flava_strbuf *out, const char *s, size_t n)
 {
     static const struct {
         const char *name;
@@ -280,14 +249,14 @@ static int looks_like_html(const char *s)
 }
 
 /* Plain text without quoted reply lines. */
-static void plain_to_text(sbuf *out, const char *s, size_t n)
+static void plain_to_text(flava_strbuf *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t end = i;
         while (end < n && s[end] != '\n')
             end++;
         if (s[i] != '>') {
-            sb_add(out, s + i, end - i);
+            flava_strbuf_add(out, s + i, end - i);
             sb_char(out, '\n');
         }
         i = end + 1;
@@ -296,13 +265,14 @@ static void plain_to_text(sbuf *out, const char *s, size_t n)
 
 /* Appends the readable text of one MIME entity (headers + body). With
  * plain_only, only text/plain parts count. Returns whether text was found. */
-static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int plain_only)
+static int entity_text(flava_strbuf *out, const char *msg, size_t len, int depth,
+                       int plain_only)
 {
     const char *sep = memmem(msg, len, "\n\n", 2);
     size_t hlen = sep ? (size_t)(sep - msg) + 1 : len;
     const char *body = sep ? sep + 2 : msg + len;
     size_t blen = (size_t)(msg + len - body);
-    sbuf ctype = {0}, enc = {0}, boundary = {0};
+    flava_strbuf ctype = {0}, enc = {0}, boundary = {0};
     header_value(&ctype, msg, hlen, "Content-Type");
     header_value(&enc, msg, hlen, "Content-Transfer-Encoding");
     const char *ct = ctype.p ? ctype.p : "text/plain";
@@ -313,9 +283,9 @@ static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int pl
         header_param(&boundary, ct, "boundary");
         if (boundary.n > 0) {
             int alternative = starts_with_ci(ct, "multipart/alternative");
-            sbuf delim = {0};
-            sb_add(&delim, "\n--", 3);
-            sb_add(&delim, boundary.p, boundary.n);
+            flava_strbuf delim = {0};
+            flava_strbuf_add(&delim, "\n--", 3);
+            flava_strbuf_add(&delim, boundary.p, boundary.n);
             /* alternative: the plain version if there is one, else any */
             for (int pass = alternative ? 0 : 1; pass < 2 && !found && !delim.oom; pass++) {
                 const char *p = memmem(body - 1, blen + 1, delim.p, delim.n);
@@ -344,14 +314,14 @@ static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int pl
         const char *e = enc.p ? enc.p : "";
         while (*e == ' ' || *e == '\t')
             e++;
-        sbuf raw = {0};
+        flava_strbuf raw = {0};
         if (starts_with_ci(e, "quoted-printable"))
             qp_decode(&raw, body, blen, 0);
         else if (starts_with_ci(e, "base64"))
             base64_decode(&raw, body, blen);
         else
-            sb_add(&raw, body, blen);
-        sbuf utf8 = {0};
+            flava_strbuf_add(&raw, body, blen);
+        flava_strbuf utf8 = {0};
         sb_text(&utf8, raw.p ? raw.p : "", raw.n);
         if (starts_with_ci(ct, "text/html") || looks_like_html(utf8.p ? utf8.p : ""))
             html_to_text(out, utf8.p ? utf8.p : "", utf8.n);
@@ -372,7 +342,7 @@ static int entity_text(sbuf *out, const char *msg, size_t len, int depth, int pl
 
 /* Whitespace and control characters (and U+FFFD) folded into single
  * spaces, trimmed, cut to at most max_bytes at a word boundary. */
-static void one_line(sbuf *out, const char *s, size_t max_bytes)
+static void one_line(flava_strbuf *out, const char *s, size_t max_bytes)
 {
     const unsigned char *u = (const unsigned char *)s;
     int space = 1; /* drops leading spaces */
@@ -415,7 +385,7 @@ static flava_status clean_mail(char **line, const char *mail, size_t max_bytes)
     size_t len = strlen(mail);
     const char *sep = strstr(mail, "\n\n");
     size_t hlen = sep ? (size_t)(sep - mail) + 1 : len;
-    sbuf subject = {0}, text = {0}, out = {0};
+    flava_strbuf subject = {0}, text = {0}, out = {0};
     header_value(&subject, mail, hlen, "Subject");
     decode_header_words(&text, subject.p ? subject.p : "");
     sb_char(&text, ' ');
@@ -454,34 +424,13 @@ static void mails_free(mail_list *l)
     free(l->v);
 }
 
-static flava_status read_text_file(char **out, const char *path)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    sbuf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        sb_add(&b, chunk, got);
-    int err = ferror(f);
-    fclose(f);
-    if (err || b.oom) {
-        free(b.p);
-        return err ? FLAVA_ERROR(FLAVA_ERR_IO, "cannot read %s", path)
-                   : FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot hold %s in memory", path);
-    }
-    *out = b.p ? b.p : strdup("");
-    return *out ? FLAVA_OK : FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot hold %s", path);
-}
-
 static flava_status read_mail(mail *m, const char *path, size_t max_sentence, size_t max_corpus)
 {
     char *json;
-    FLAVA_TRY(read_text_file(&json, path));
+    size_t n;
+    FLAVA_TRY(flava_file_read(&json, &n, path));
     cJSON *root = cJSON_Parse(json);
-    free(json);
+    flava_free(json);
     if (!root)
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: not valid JSON", path);
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");

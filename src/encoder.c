@@ -231,6 +231,55 @@ static void add_inplace(float *y, const float *x, size_t n)
 #define PP(off) flava_param_ptr((float *)params, (off))
 #define GG(off) flava_param_ptr(grads, (off))
 
+/* out = residual + fc2(act(fc1(inp))), keeping fc1 and act for backward:
+ * the MLP of both the pre-LN and the post-LN block. */
+static flava_status mlp_forward(flava_ctx *ctx, float *out, float *fc1, float *act,
+                                const float *inp, const float *residual,
+                                const flava_encoder_spec *s, const flava_block_offsets *o,
+                                const float *params, int N)
+{
+    const int C = s->hidden, FF = s->intermediate;
+    FLAVA_TRY(linear_forward(ctx, fc1, inp, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
+    FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)N * FF));
+    FLAVA_TRY(linear_forward(ctx, out, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
+    add_inplace(out, residual, (size_t)N * C);
+    return FLAVA_OK;
+}
+
+/* From dout, the gradient of fc2's output: dfc1 = the gradient of fc1's
+ * output (N*FF, overwritten), fc2's parameter gradients accumulated. tmp
+ * holds N*FF floats; dfc1 may be dout's buffer (dout is read first). */
+static flava_status mlp_backward_to_fc1(flava_ctx *ctx, float *dfc1, float *tmp, float *grads,
+                                        const float *dout, const float *fc1, const float *act,
+                                        const flava_encoder_spec *s,
+                                        const flava_block_offsets *o, const float *params, int N)
+{
+    const int C = s->hidden, FF = s->intermediate;
+    const size_t NF = (size_t)N * FF;
+    memset(tmp, 0, NF * sizeof *tmp);
+    FLAVA_TRY(linear_backward(ctx, tmp, GG(o->fc2_w), GG(o->fc2_b), dout, act, PP(o->fc2_w), N,
+                              FF, C));
+    memset(dfc1, 0, NF * sizeof *dfc1);
+    return flava_act_backward(ctx, s->act, dfc1, tmp, fc1, (int64_t)NF);
+}
+
+/* From dout, the gradient of the attention projection's output: dqkv = the
+ * gradient of qkv (3*N*C, overwritten), the projection's parameter
+ * gradients accumulated. tmp holds N*C floats; dqkv may be dout's buffer. */
+static flava_status attention_backward_to_qkv(flava_ctx *ctx, float *dqkv, float *tmp,
+                                              float *grads, const float *dout, const float *qkv,
+                                              const float *att, const float *attn, int B, int T,
+                                              const flava_encoder_spec *s,
+                                              const flava_block_offsets *o, const float *params)
+{
+    const int N = B * T, C = s->hidden;
+    memset(tmp, 0, (size_t)N * C * sizeof *tmp);
+    FLAVA_TRY(linear_backward(ctx, tmp, GG(o->proj_w), GG(o->proj_b), dout, attn, PP(o->proj_w),
+                              N, C, C));
+    memset(dqkv, 0, 3 * (size_t)N * C * sizeof *dqkv);
+    return attention_backward(ctx, dqkv, tmp, qkv, att, B, T, C, s->heads);
+}
+
 flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const float *params,
                                    flava_encoder_acts *a)
 {
@@ -259,18 +308,12 @@ flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const
         if (s->pre_ln) {
             FLAVA_TRY(layernorm_forward(ctx, ln2, m2, v2s, r1, PP(o->ln2_w), PP(o->ln2_b), N, C,
                                         s->eps));
-            FLAVA_TRY(linear_forward(ctx, fc1, ln2, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
-            FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)NF));
-            FLAVA_TRY(linear_forward(ctx, y, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
-            add_inplace(y, r1, NC);
+            FLAVA_TRY(mlp_forward(ctx, y, fc1, act, ln2, r1, s, o, params, N));
         } else {
             float *r2 = a->r2 + l * NC;
             FLAVA_TRY(layernorm_forward(ctx, ln1, m1, v1s, r1, PP(o->ln1_w), PP(o->ln1_b), N, C,
                                         s->eps));
-            FLAVA_TRY(linear_forward(ctx, fc1, ln1, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
-            FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)NF));
-            FLAVA_TRY(linear_forward(ctx, r2, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
-            add_inplace(r2, ln1, NC);
+            FLAVA_TRY(mlp_forward(ctx, r2, fc1, act, ln1, ln1, s, o, params, N));
             FLAVA_TRY(layernorm_forward(ctx, y, m2, v2s, r2, PP(o->ln2_w), PP(o->ln2_b), N, C,
                                         s->eps));
         }
@@ -317,22 +360,15 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
         const float *fc1 = a->fc1 + l * NF, *act = a->fc1_act + l * NF;
         if (s->pre_ln) {
             /* y = r1 + fc2(act(fc1(LN2(r1)))) */
-            memset(d1, 0, NF * sizeof *d1);
-            FLAVA_TRY(linear_backward(ctx, d1, GG(o->fc2_w), GG(o->fc2_b), dx, act,
-                                      PP(o->fc2_w), N, FF, C));
-            memset(d2, 0, NF * sizeof *d2);
-            FLAVA_TRY(flava_act_backward(ctx, s->act, d2, d1, fc1, (int64_t)NF));
+            FLAVA_TRY(mlp_backward_to_fc1(ctx, d2, d1, grads, dx, fc1, act, s, o, params, N));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->fc1_w), GG(o->fc1_b), d2, ln2,
                                       PP(o->fc1_w), N, C, FF));
             FLAVA_TRY(layernorm_backward(ctx, dx, GG(o->ln2_w), GG(o->ln2_b), d1, r1,
                                          PP(o->ln2_w), m2, v2s, N, C, s->eps));
             /* r1 = x + proj(attention(qkv(LN1(x)))) */
-            memset(d1, 0, NC * sizeof *d1);
-            FLAVA_TRY(linear_backward(ctx, d1, GG(o->proj_w), GG(o->proj_b), dx, attn,
-                                      PP(o->proj_w), N, C, C));
-            memset(d2, 0, 3 * NC * sizeof *d2);
-            FLAVA_TRY(attention_backward(ctx, d2, d1, qkv, att_l, B, T, C, NH));
+            FLAVA_TRY(attention_backward_to_qkv(ctx, d2, d1, grads, dx, qkv, att_l, attn, B, T, s,
+                                                o, params));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->qkv_w), GG(o->qkv_b), d2, ln1,
                                       PP(o->qkv_w), N, C, 3 * C));
@@ -345,22 +381,15 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
             FLAVA_TRY(layernorm_backward(ctx, d1, GG(o->ln2_w), GG(o->ln2_b), dx, r2,
                                          PP(o->ln2_w), m2, v2s, N, C, s->eps));
             memcpy(dx, d1, NC * sizeof *dx); /* dm from the residual */
-            memset(d2, 0, NF * sizeof *d2);
-            FLAVA_TRY(linear_backward(ctx, d2, GG(o->fc2_w), GG(o->fc2_b), d1, act,
-                                      PP(o->fc2_w), N, FF, C));
-            memset(d1, 0, NF * sizeof *d1);
-            FLAVA_TRY(flava_act_backward(ctx, s->act, d1, d2, fc1, (int64_t)NF));
+            FLAVA_TRY(mlp_backward_to_fc1(ctx, d1, d2, grads, d1, fc1, act, s, o, params, N));
             FLAVA_TRY(linear_backward(ctx, dx, GG(o->fc1_w), GG(o->fc1_b), d1, ln1,
                                       PP(o->fc1_w), N, C, FF));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(layernorm_backward(ctx, d1, GG(o->ln1_w), GG(o->ln1_b), dx, r1,
                                          PP(o->ln1_w), m1, v1s, N, C, s->eps));
             memcpy(dx, d1, NC * sizeof *dx); /* dx from the residual */
-            memset(d2, 0, NC * sizeof *d2);
-            FLAVA_TRY(linear_backward(ctx, d2, GG(o->proj_w), GG(o->proj_b), d1, attn,
-                                      PP(o->proj_w), N, C, C));
-            memset(d1, 0, 3 * NC * sizeof *d1);
-            FLAVA_TRY(attention_backward(ctx, d1, d2, qkv, att_l, B, T, C, NH));
+            FLAVA_TRY(attention_backward_to_qkv(ctx, d1, d2, grads, d1, qkv, att_l, attn, B, T, s,
+                                                o, params));
             FLAVA_TRY(linear_backward(ctx, dx, GG(o->qkv_w), GG(o->qkv_b), d1, x,
                                       PP(o->qkv_w), N, C, 3 * C));
         }

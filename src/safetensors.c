@@ -1,6 +1,8 @@
 /* safetensors.c - validated reader (mmap) and atomic, deterministic writer. */
 #include "safetensors.h"
 
+#include "tsv.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -517,74 +519,50 @@ static flava_status expect_exact(const flava_st_tensor **out, const flava_st *st
     return flava_st_expect(out, st, name, ndim, shape);
 }
 
-flava_status flava_st_load_f32(float *dst, const flava_st *st, const char *name, int ndim,
-                               const int64_t *shape)
+/* The one body of flava_st_load_f32 and flava_st_load_i32. */
+static flava_status load_as(void *dst, int f32, const flava_st *st, const char *name, int ndim,
+                            const int64_t *shape)
 {
     const flava_st_tensor *t;
     FLAVA_TRY(expect_exact(&t, st, name, ndim, shape));
-    flava_status s = flava_st_to_f32(dst, t);
+    flava_status s = f32 ? flava_st_to_f32(dst, t) : flava_st_to_i32(dst, t);
     if (s != FLAVA_OK)
         flava_error_context("%s", st->path);
     return s;
+}
+
+flava_status flava_st_load_f32(float *dst, const flava_st *st, const char *name, int ndim,
+                               const int64_t *shape)
+{
+    return load_as(dst, 1, st, name, ndim, shape);
 }
 
 flava_status flava_st_load_i32(int32_t *dst, const flava_st *st, const char *name, int ndim,
                                const int64_t *shape)
 {
-    const flava_st_tensor *t;
-    FLAVA_TRY(expect_exact(&t, st, name, ndim, shape));
-    flava_status s = flava_st_to_i32(dst, t);
-    if (s != FLAVA_OK)
-        flava_error_context("%s", st->path);
-    return s;
+    return load_as(dst, 0, st, name, ndim, shape);
 }
 
 /* ------------------------------------------------------------------ writer */
 
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} strbuf;
+static void sb_puts(flava_strbuf *b, const char *s) { flava_strbuf_add(b, s, strlen(s)); }
 
-static void sb_put(strbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(strbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...)
+static void sb_printf(flava_strbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sb_printf(flava_strbuf *b, const char *fmt, ...)
 {
     char tmp[64];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    sb_put(b, tmp, (size_t)n);
+    flava_strbuf_add(b, tmp, (size_t)n);
 }
 
 /* A JSON string escaped as Python's json.dumps does (for ASCII text the
  * header equals tests/reference/st.py's byte for byte); other UTF-8 bytes
  * pass through. */
-static void sb_json_string(strbuf *b, const char *s)
+static void sb_json_string(flava_strbuf *b, const char *s)
 {
     sb_puts(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -600,7 +578,7 @@ static void sb_json_string(strbuf *b, const char *s)
             if (*p < 0x20)
                 sb_printf(b, "\\u%04x", (unsigned)*p);
             else
-                sb_put(b, (const char *)p, 1);
+                flava_strbuf_add(b, (const char *)p, 1);
         }
     }
     sb_puts(b, "\"");
@@ -648,8 +626,9 @@ static int cmp_kv_ptr(const void *a, const void *b)
 }
 
 /* The padded header, with tensors and metadata in name order. */
-static flava_status build_header(strbuf *b, const char *path, const flava_st_tensor **order,
-                                 int n, const flava_st_kv **morder, int nmeta)
+static flava_status build_header(flava_strbuf *b, const char *path,
+                                 const flava_st_tensor **order, int n,
+                                 const flava_st_kv **morder, int nmeta)
 {
     for (int i = 1; i < n; i++)
         if (!strcmp(order[i - 1]->name, order[i]->name))
@@ -687,9 +666,9 @@ static flava_status build_header(strbuf *b, const char *path, const flava_st_ten
         sb_puts(b, "}");
     }
     sb_puts(b, "}");
-    while (b->len % 8)
+    while (b->n % 8)
         sb_puts(b, " ");
-    if (b->failed)
+    if (b->oom)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "writing %s: cannot allocate the header", path);
     return FLAVA_OK;
 }
@@ -710,18 +689,18 @@ static flava_status write_all(int fd, const void *p, size_t n, const char *tmp)
     return FLAVA_OK;
 }
 
-static flava_status write_file(const char *tmp, const strbuf *header,
+static flava_status write_file(const char *tmp, const flava_strbuf *header,
                                const flava_st_tensor **order, int n)
 {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return FLAVA_ERROR(FLAVA_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     unsigned char len8[8];
-    uint64_t hlen = header->len;
+    uint64_t hlen = header->n;
     memcpy(len8, &hlen, 8);
     flava_status s = write_all(fd, len8, 8, tmp);
     if (s == FLAVA_OK)
-        s = write_all(fd, header->p, header->len, tmp);
+        s = write_all(fd, header->p, header->n, tmp);
     for (int i = 0; i < n && s == FLAVA_OK; i++)
         s = write_all(fd, order[i]->data, order[i]->nbytes, tmp);
     if (s == FLAVA_OK && fsync(fd) != 0)
@@ -757,7 +736,7 @@ flava_status flava_st_write(const char *path, const flava_st_tensor *tensors, in
     const flava_st_kv **morder = calloc((size_t)nmeta + 1, sizeof *morder);
     int len = snprintf(NULL, 0, "%s.tmp.%ld", path, (long)getpid());
     char *tmp = malloc((size_t)len + 1);
-    strbuf header = {0};
+    flava_strbuf header = {0};
     flava_status s = FLAVA_OK;
     if (!order || !morder || !tmp)
         s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "writing %s: out of memory", path);

@@ -32,19 +32,11 @@ static void batchnorm_destroy(void *p)
 
 static flava_op_key bn_key(const char *op, int N, int C, int H, int W, float eps, int training)
 {
-    uint32_t bits;
-    memcpy(&bits, &eps, sizeof bits);
-    flava_op_key key = {op, {N, C, H, W, bits, training}};
+    flava_op_key key = {op, {N, C, H, W, flava_dnnl_float_dim(eps), training}};
     return key;
 }
 
-static float bn_eps(const flava_op_key *key)
-{
-    uint32_t bits = (uint32_t)key->dims[4];
-    float eps;
-    memcpy(&eps, &bits, sizeof eps);
-    return eps;
-}
+static float bn_eps(const flava_op_key *key) { return flava_dnnl_dim_float(key->dims[4]); }
 
 /* Training uses the batch statistics; otherwise they are given (global). */
 static unsigned bn_flags(const flava_op_key *key)

@@ -1,6 +1,8 @@
 /* dnnl_util.c - shared oneDNN boilerplate of the ops. */
 #include "dnnl_util.h"
 
+#include <string.h>
+
 flava_status flava_dnnl_md(dnnl_memory_desc_t *md, int ndims, const int64_t *dims,
                            const int64_t *strides, dnnl_data_type_t dt)
 {
@@ -288,4 +290,19 @@ void flava_dnnl_accumulate(float *dst, const float *src, int64_t n)
 #pragma omp parallel for simd schedule(static) if (n > 16384)
     for (int64_t i = 0; i < n; i++)
         dst[i] += src[i];
+}
+
+int64_t flava_dnnl_float_dim(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+
+float flava_dnnl_dim_float(int64_t dim)
+{
+    uint32_t bits = (uint32_t)dim;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
 }

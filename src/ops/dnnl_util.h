@@ -115,6 +115,11 @@ flava_status flava_dnnl_unary_backward(flava_ctx *ctx, const flava_op_key *key,
                                        const dnnl_memory_desc_t *md, int data_arg, float *dinp,
                                        const float *dout, const float *data);
 
+/* A float kept bit-exact in an op key's dims (an eps, an alpha), so that the
+ * key alone says what was built, and read back by the build. */
+int64_t flava_dnnl_float_dim(float v);
+float flava_dnnl_dim_float(int64_t dim);
+
 /* dst[i] += src[i]: the accumulate convention of ops.h for primitives that
  * can only overwrite their output. */
 void flava_dnnl_accumulate(float *dst, const float *src, int64_t n);

@@ -3,8 +3,6 @@
  * (flava_dnnl_unary_*: the backward goes through scratch and is added to
  * dinp). tanh's and sigmoid's backward read the output (oneDNN's
  * *_use_dst_for_bwd). */
-#include <string.h>
-
 #include "dnnl_util.h"
 #include "ops.h"
 
@@ -12,9 +10,7 @@
  * per name, alpha is in the key so that the key alone says what was built */
 static flava_op_key eltwise_key(const char *op, float alpha, int64_t n)
 {
-    uint32_t bits;
-    memcpy(&bits, &alpha, sizeof bits);
-    flava_op_key key = {op, {n, bits}};
+    flava_op_key key = {op, {n, flava_dnnl_float_dim(alpha)}};
     return key;
 }
 

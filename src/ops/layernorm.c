@@ -25,20 +25,7 @@ static void layernorm_destroy(void *p)
 
 static const unsigned ln_flags = dnnl_use_scale | dnnl_use_shift;
 
-static float key_eps(const flava_op_key *key)
-{
-    uint32_t bits = (uint32_t)key->dims[2];
-    float eps;
-    memcpy(&eps, &bits, sizeof eps);
-    return eps;
-}
-
-static int64_t eps_bits(float eps)
-{
-    uint32_t bits;
-    memcpy(&bits, &eps, sizeof bits);
-    return bits;
-}
+static float key_eps(const flava_op_key *key) { return flava_dnnl_dim_float(key->dims[2]); }
 
 /* Descriptors of data [N,C], statistics [N] and scale/shift [C]. */
 static flava_status layernorm_mds(dnnl_memory_desc_t *data, dnnl_memory_desc_t *stat,
@@ -82,7 +69,7 @@ flava_status layernorm_forward(flava_ctx *ctx, float *out, float *mean, float *v
         return FLAVA_ERROR(FLAVA_ERR_ARG, "layernorm_forward: mean and var must both be given "
                                           "(training) or both be NULL (inference)");
     int training = mean != NULL;
-    flava_op_key key = {"layernorm_forward", {N, C, eps_bits(eps), training}};
+    flava_op_key key = {"layernorm_forward", {N, C, flava_dnnl_float_dim(eps), training}};
     struct layernorm_entry *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, layernorm_fwd_build,
                                layernorm_destroy));
