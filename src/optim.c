@@ -69,7 +69,7 @@ flava_status flava_adamw_step(float *params, float *m, float *v, const float *gr
  * has the same bits whatever the number of threads. */
 enum { NORM_BLOCKS = 4096, NORM_MIN_BLOCK = 1 << 14 };
 
-flava_status flava_clip_grad_norm(double *norm, float *grads, int64_t n, double max_norm)
+flava_status flava_grad_clip_norm(double *norm, float *grads, int64_t n, double max_norm)
 {
     *norm = 0;
     if (n < 0 || !(max_norm > 0))

@@ -42,7 +42,7 @@ flava_status flava_adamw_step(float *params, float *m, float *v, const float *gr
  * threads) into *norm; if max_norm/(norm + 1e-6) < 1 the gradients are
  * scaled by it, as clip_grad_norm_ does. A non-finite norm leaves the
  * gradients alone and returns FLAVA_ERR_NUMERIC. */
-flava_status flava_clip_grad_norm(double *norm, float *grads, int64_t n, double max_norm);
+flava_status flava_grad_clip_norm(double *norm, float *grads, int64_t n, double max_norm);
 
 /* Learning rate of step `step` (0-based: the number of steps already
  * taken): lr_max*step/warmup during the warmup, then a half cosine from

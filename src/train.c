@@ -410,7 +410,7 @@ static flava_status bench(flava_run *run, flava_family_model *m, optim *o,
             n += b->B;
         }
         double norm;
-        flava_clip_grad_norm(&norm, m->grads, (int64_t)m->table->total, INFINITY);
+        flava_grad_clip_norm(&norm, m->grads, (int64_t)m->table->total, INFINITY);
         FLAVA_TRY(optim_step(m, o, tc->lr, step + 1, &tc->adamw));
         if (step == 0)
             continue; /* warm-up: primitives created, arena sized */
@@ -532,7 +532,7 @@ static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
                 g[i] *= scale;
         }
         double norm;
-        if (flava_clip_grad_norm(&norm, m->grads, n, max_norm) != FLAVA_OK)
+        if (flava_grad_clip_norm(&norm, m->grads, n, max_norm) != FLAVA_OK)
             return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "step %lld: the gradient norm is %g; %s",
                                (long long)step + 1, norm,
                                last_checkpoint(since, sizeof since, saved));
