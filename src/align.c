@@ -644,6 +644,20 @@ static double smoothed_ce(float *probs, const float *logits, int n, int transpos
     return loss / n;
 }
 
+/* The shared encoder has no dropout: training the text tower with the
+ * config's dropout would silently differ from HF, so it is refused. */
+static flava_status text_training_allowed(const flava_align *m)
+{
+    const flava_align_text_config *tc = &m->cfg.text;
+    if (tc->hidden_dropout_prob > 0 || tc->attention_probs_dropout_prob > 0)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "training ALIGN's text tower with dropout is not implemented: set "
+                           "text_config.hidden_dropout_prob and "
+                           "text_config.attention_probs_dropout_prob to 0 (they are %g and %g)",
+                           tc->hidden_dropout_prob, tc->attention_probs_dropout_prob);
+    return FLAVA_OK;
+}
+
 flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_align_inputs *in,
                                  int train, uint64_t dropout_seed)
 {
@@ -651,6 +665,8 @@ flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_ali
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN forward needs pixel_values and input_ids for "
                                           "B >= 1 pairs of T >= 1 tokens (B %d, T %d)",
                            in->B, in->T);
+    if (train)
+        FLAVA_TRY(text_training_allowed(m));
     FLAVA_TRY(bind(m, in->B, in->T));
     flava_align_text_acts *a = m->tacts;
     const int B = in->B, P = m->cfg.projection_dim;
@@ -771,6 +787,7 @@ flava_status flava_align_text_cls(flava_ctx *ctx, flava_align *m, float *cls,
 
 flava_status flava_align_text_cls_backward(flava_ctx *ctx, flava_align *m, const float *dcls)
 {
+    FLAVA_TRY(text_training_allowed(m));
     flava_align_text_acts *a = m->tacts;
     if (!a || !m->grads)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text backward needs a text pass and gradients "

@@ -110,10 +110,9 @@ flava_status flava_align_encode_texts(flava_ctx *ctx, flava_align *m, float *fea
 /* The contrastive forward over a batch of B image-text pairs. train: batch
  * norm with batch statistics, running statistics and counters updated,
  * residual dropout with masks from `dropout_seed`; otherwise inference.
- * The text tower runs without dropout in either mode: the shared encoder
- * has none, so text_config's hidden_dropout_prob and
- * attention_probs_dropout_prob (0.1 in align-base) are read and saved but
- * not applied. Fills m's outputs. */
+ * The text tower has no dropout (the shared encoder has none): training
+ * with text_config's hidden_dropout_prob or attention_probs_dropout_prob
+ * above 0 (0.1 in align-base) is refused. Fills m's outputs. */
 flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_align_inputs *in,
                                  int train, uint64_t dropout_seed);
 /* Accumulates d loss / d parameter into m->grads for the last forward. */
