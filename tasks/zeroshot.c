@@ -3,13 +3,16 @@
  * prompt per template, "{}" replaced by the class name), each image is
  * scored by its contrastive embedding's cosine with every class; accuracy
  * and top-5 accuracy on an IDX test set (Fashion-MNIST, 28 -> 224 as the
- * image pipeline does). */
+ * image pipeline does). With zeroshot.scene_size each item is shown as a
+ * one-item scene instead, drawn into a cell as `flava data scenes` draws
+ * it, so that a model pretrained on scenes sees its own distribution. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "evalmath.h"
 #include "idx.h"
+#include "image.h"
 #include "ops.h"
 #include "taskutil.h"
 
@@ -25,7 +28,18 @@ static const flava_cfg_key zeroshot_keys[] = {
     {"zeroshot", "max_text_len", FLAVA_CFG_INT, "32", "text positions per prompt"},
     {"zeroshot", "batch_size", FLAVA_CFG_INT, "64", "samples per forward"},
     {"zeroshot", "dataset", FLAVA_CFG_STRING, "fashion-mnist", "data set name in results.json"},
+    {"zeroshot", "scene_size", FLAVA_CFG_INT, "0",
+     "0: each test image fills the model's input; N (even, >= 2 x the item side): each item "
+     "is drawn, as `flava data scenes --size N` draws it, into one cell of an otherwise "
+     "empty N x N 2x2 scene"},
+    {"zeroshot", "scene_cells", FLAVA_CFG_LIST, "top left",
+     "with scene_size: the cells the item is put in (top left, top right, bottom left, "
+     "bottom right), one pass each; the class scores are averaged over them"},
 };
+
+static const char *const cell_names[] = {"top left", "top right", "bottom left",
+                                         "bottom right"};
+enum { CELLS = sizeof cell_names / sizeof *cell_names };
 
 enum { TOP_K = 5 };
 
@@ -62,16 +76,67 @@ typedef struct zeroshot {
     char **classes, **prompts;
     long K, nprompts;
     flava_idx_set test;
-    float *text_emb, *class_emb, *img_emb, *scores;
+    flava_idx_set scenes;
+    float *text_emb, *class_emb, *img_emb, *scores, *cell_scores;
 } zeroshot;
+
+/* out (n items of size x size, allocated here): item i of `items` resized
+ * to a cell (bicubic, as the scene generator draws) at cell `cell` of a
+ * black 2x2 scene. */
+static flava_status render_scenes(flava_idx_set *out, const flava_idx_set *items, long n,
+                                  int size, int cell)
+{
+    const int half = size / 2, y0 = (cell / 2) * half, x0 = (cell % 2) * half;
+    const size_t px = (size_t)size * size;
+    out->n = n;
+    out->rows = out->cols = size;
+    out->labels = items->labels;
+    if (!out->images)
+        FLAVA_TRY(flava_alloc((void **)&out->images, px * (size_t)n, "one-item scenes"));
+    uint8_t *cellbuf = NULL;
+    FLAVA_TRY(flava_alloc((void **)&cellbuf, (size_t)half * half, "scene cell"));
+    flava_status s = FLAVA_OK;
+    for (long i = 0; i < n && s == FLAVA_OK; i++) {
+        uint8_t *pix = out->images + px * (size_t)i;
+        memset(pix, 0, px);
+        s = flava_image_resize(cellbuf, half, half,
+                               items->images + (size_t)i * items->rows * items->cols,
+                               items->cols, items->rows, 1, FLAVA_RESAMPLE_BICUBIC);
+        for (int y = 0; y < half && s == FLAVA_OK; y++)
+            memcpy(pix + (size_t)(y0 + y) * size + x0, cellbuf + (size_t)y * half,
+                   (size_t)half);
+    }
+    flava_free(cellbuf);
+    return s;
+}
+
+/* cells[*ncells]: the indices of the configured cell names. */
+static flava_status parse_cells(int *cells, int *ncells, const char *const *names, int n)
+{
+    if (n < 1 || n > CELLS)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_cells: %d cells, expected 1 to %d",
+                           n, CELLS);
+    for (int i = 0; i < n; i++) {
+        int c = 0;
+        while (c < CELLS && strcmp(names[i], cell_names[c]))
+            c++;
+        if (c == CELLS)
+            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_cells: '%s', expected top "
+                               "left, top right, bottom left or bottom right", names[i]);
+        cells[i] = c;
+    }
+    *ncells = n;
+    return FLAVA_OK;
+}
 
 static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
 {
     flava_cfg *cfg = run->cfg;
     const char *tok_path, *classes, *images, *labels, *dataset;
     const char *const *templates;
-    int T;
-    int64_t limit, max_len, bs;
+    const char *const *cell_list;
+    int T, ncell_names;
+    int64_t limit, max_len, bs, scene_size;
     FLAVA_TRY(flava_cfg_get_string(cfg, "zeroshot", "tokenizer", &tok_path));
     FLAVA_TRY(flava_cfg_get_string(cfg, "zeroshot", "classes", &classes));
     FLAVA_TRY(flava_cfg_get_list(cfg, "zeroshot", "templates", &templates, &T));
@@ -81,6 +146,11 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
     FLAVA_TRY(flava_cfg_get_int(cfg, "zeroshot", "max_text_len", &max_len));
     FLAVA_TRY(flava_cfg_get_int(cfg, "zeroshot", "batch_size", &bs));
     FLAVA_TRY(flava_cfg_get_string(cfg, "zeroshot", "dataset", &dataset));
+    FLAVA_TRY(flava_cfg_get_int(cfg, "zeroshot", "scene_size", &scene_size));
+    FLAVA_TRY(flava_cfg_get_list(cfg, "zeroshot", "scene_cells", &cell_list, &ncell_names));
+    int cells[CELLS] = {0}, ncells = 0;
+    if (scene_size)
+        FLAVA_TRY(parse_cells(cells, &ncells, cell_list, ncell_names));
     if (T < 1)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.templates: at least one template");
     if (bs < 1 || max_len < 2 || limit < 0)
@@ -89,6 +159,12 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
                            (long long)max_len, (long long)limit);
     FLAVA_TRY(flava_task_read_lines(&z->classes, &z->K, classes));
     FLAVA_TRY(flava_idx_load(&z->test, images, labels));
+    if (scene_size && (scene_size < 2 * (int64_t)z->test.rows ||
+                       scene_size < 2 * (int64_t)z->test.cols || scene_size % 2 ||
+                       scene_size > 4096))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_size %lld: expected 0 or an even "
+                           "side of at least twice the %dx%d items of %s (at most 4096)",
+                           (long long)scene_size, z->test.rows, z->test.cols, images);
     for (int64_t i = 0; i < z->test.n; i++)
         if (z->test.labels[i] >= z->K)
             return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: label %d of image %lld but %s names %ld "
@@ -111,14 +187,29 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
     FLAVA_TRY(flava_alloc((void **)&z->class_emb, sizeof(float) * (size_t)z->K * D, "classes"));
     FLAVA_TRY(flava_ensemble_templates(z->class_emb, z->text_emb, (int)z->K, T, D));
 
-    flava_loader_source is = {.n = limit && limit < z->test.n ? (long)limit : 0,
-                              .idx = &z->test};
-    long N;
-    FLAVA_TRY(flava_task_features(&z->img_emb, &N, run, &z->m, &is, NULL, 0, (int)bs,
-                                  FLAVA_FEATURE_IMAGE_EMBED));
+    const long n_img = limit && limit < z->test.n ? (long)limit : (long)z->test.n;
+    long N = n_img;
     FLAVA_TRY(flava_alloc((void **)&z->scores, sizeof(float) * (size_t)N * z->K, "scores"));
-    FLAVA_TRY(linear_forward(run->ctx, z->scores, z->img_emb, z->class_emb, NULL, (int)N, D,
-                             (int)z->K));
+    if (ncells > 1)
+        FLAVA_TRY(flava_alloc((void **)&z->cell_scores, sizeof(float) * (size_t)N * z->K,
+                              "cell scores"));
+    /* without scenes, one pass over the items as they are */
+    for (int pass = 0; pass < (scene_size ? ncells : 1); pass++) {
+        flava_loader_source is = {.n = n_img, .idx = &z->test};
+        if (scene_size) {
+            FLAVA_TRY(render_scenes(&z->scenes, &z->test, n_img, (int)scene_size, cells[pass]));
+            is.idx = &z->scenes;
+        }
+        flava_free(z->img_emb);
+        z->img_emb = NULL;
+        FLAVA_TRY(flava_task_features(&z->img_emb, &N, run, &z->m, &is, NULL, 0, (int)bs,
+                                      FLAVA_FEATURE_IMAGE_EMBED));
+        FLAVA_TRY(linear_forward(run->ctx, pass ? z->cell_scores : z->scores, z->img_emb,
+                                 z->class_emb, NULL, (int)N, D, (int)z->K));
+        for (long i = 0; pass && i < N * z->K; i++)
+            z->scores[i] += z->cell_scores[i];
+    }
+    /* the sum over cells ranks the classes as the mean does */
     int32_t *gold = NULL;
     FLAVA_TRY(flava_alloc((void **)&gold, sizeof(int32_t) * (size_t)N, "labels"));
     for (long i = 0; i < N; i++)
@@ -127,8 +218,9 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
     const double acc = flava_topk_accuracy(z->scores, gold, N, (int)z->K, 1);
     const double top5 = flava_topk_accuracy(z->scores, gold, N, (int)z->K, k5);
     flava_free(gold);
-    flava_runlog_printf(&run->log, "zero-shot: %ld images, %ld classes x %d templates: accuracy "
-                        "%.4f, top-%d %.4f", N, z->K, T, acc, k5, top5);
+    flava_runlog_printf(&run->log, "zero-shot: %ld images (%s), %ld classes x %d templates: "
+                        "accuracy %.4f, top-%d %.4f", N,
+                        scene_size ? "one-item scenes" : "whole input", z->K, T, acc, k5, top5);
     const char *names[] = {"accuracy", "top5_accuracy", "images", "classes", "templates"};
     const double values[] = {acc, top5, (double)N, (double)z->K, (double)T};
     return flava_task_results(run, "eval", "zeroshot", dataset, "accuracy", names, values, 5, t0);
@@ -147,6 +239,8 @@ static flava_status zeroshot_run(flava_run *run)
     flava_free(z.class_emb);
     flava_free(z.img_emb);
     flava_free(z.scores);
+    flava_free(z.cell_scores);
+    flava_free(z.scenes.images);
     return s;
 }
 

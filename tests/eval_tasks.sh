@@ -40,6 +40,25 @@ grep -q '"metric":[[:space:]]*"accuracy"' "$out/zs/results.json" || fail "zerosh
 "$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zs3" 2> /dev/null
 [ "$(num "$out/zs3" top5_accuracy)" = "$top5" ] || fail "zeroshot not reproducible"
 
+# One-item scenes: the test items drawn into the top right cell of a 56-px
+# scene (28 -> 28 px: a copy) score exactly as the same scenes composed here.
+printf '\000\000\010\003\000\000\000\100\000\000\000\070\000\000\000\070' > "$out/sc1-images.idx"
+tail -c +17 "$out/te-images.idx" | od -An -v -tu1 -w784 | LC_ALL=C awk '{
+  for (y = 0; y < 56; y++) for (x = 0; x < 56; x++)
+    printf "%c", (y < 28 && x >= 28) ? $(1 + y * 28 + x - 28) : 0 }' >> "$out/sc1-images.idx"
+[ "$(wc -c < "$out/sc1-images.idx")" = $((16 + 64 * 56 * 56)) ] || fail "scene IDX size"
+"$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zsa" -s zeroshot.scene_size=56 \
+  -s "zeroshot.scene_cells=top right" 2> /dev/null
+"$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zsb" -s zeroshot.images="$out/sc1-images.idx" \
+  2> /dev/null
+for k in accuracy top5_accuracy; do
+  [ "$(num "$out/zsa" $k)" = "$(num "$out/zsb" $k)" ] || fail "zeroshot.scene_size: $k differs"
+done
+"$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zsc" -s zeroshot.scene_size=56 \
+  -s "zeroshot.scene_cells=top left, bottom right" 2> /dev/null
+[ "$(num "$out/zsc" images)" = 64 ] || fail "zeroshot over two cells: images"
+check 'a >= 0 && a <= b && b <= 1' "$(num "$out/zsc" accuracy)" "$(num "$out/zsc" top5_accuracy)"
+
 cat > "$out/rt.cfg" <<CFG
 [run]
 task = retrieval
@@ -112,6 +131,9 @@ expect_error "exactly one {}" eval -c "$out/zs.cfg" -s run.dir="$out/e2" -s zero
 expect_error "set model.checkpoint" eval -c "$out/zs.cfg" -s run.dir="$out/e3" -s model.checkpoint=
 expect_error "names 3 classes" eval -c "$out/zs.cfg" -s run.dir="$out/e4" \
   -s zeroshot.classes="$src/tests/fixtures/glue/sst2/dev.tsv"
+expect_error "scene_cells: 'middle'" eval -c "$out/zs.cfg" -s run.dir="$out/e8" \
+  -s zeroshot.scene_size=56 -s zeroshot.scene_cells=middle
+expect_error "scene_size 30" eval -c "$out/zs.cfg" -s run.dir="$out/e9" -s zeroshot.scene_size=30
 expect_error "expected cls or pooled" eval -c "$out/lp.cfg" -s run.dir="$out/e5" -s linprobe.feature=mean
 expect_error "too few to choose C" eval -c "$out/lp.cfg" -s run.dir="$out/e6" -s linprobe.train_limit=2
 expect_error "no column 'caption'" eval -c "$out/rt.cfg" -s run.dir="$out/e7" -s retrieval.caption_key=caption
