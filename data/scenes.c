@@ -64,21 +64,26 @@ static void draw_scene(scene *sc, flava_rng *r, const flava_idx_set *items)
     }
 }
 
+flava_status flava_scenes_draw_item(uint8_t *pix, uint8_t *cellbuf, int size, int cell,
+                                    const uint8_t *item, int item_w, int item_h)
+{
+    const int half = size / 2, y0 = (cell / 2) * half, x0 = (cell % 2) * half;
+    FLAVA_TRY(flava_image_resize(cellbuf, half, half, item, item_w, item_h, 1,
+                                 FLAVA_RESAMPLE_BICUBIC));
+    for (int y = 0; y < half; y++)
+        memcpy(pix + (size_t)(y0 + y) * size + x0, cellbuf + (size_t)y * half, (size_t)half);
+    return FLAVA_OK;
+}
+
 static flava_status render(uint8_t *pix, uint8_t *cellbuf, const scene *sc,
                            const flava_idx_set *items, int size)
 {
-    int half = size / 2;
     memset(pix, 0, (size_t)size * size);
-    for (int c = 0; c < CELLS; c++) {
-        if (sc->label[c] == NO_ITEM)
-            continue;
-        const uint8_t *src = items->images + (size_t)sc->item[c] * ITEM * ITEM;
-        FLAVA_TRY(flava_image_resize(cellbuf, half, half, src, ITEM, ITEM, 1,
-                                     FLAVA_RESAMPLE_BICUBIC));
-        int y0 = (c / 2) * half, x0 = (c % 2) * half;
-        for (int y = 0; y < half; y++)
-            memcpy(pix + (size_t)(y0 + y) * size + x0, cellbuf + (size_t)y * half, (size_t)half);
-    }
+    for (int c = 0; c < CELLS; c++)
+        if (sc->label[c] != NO_ITEM)
+            FLAVA_TRY(flava_scenes_draw_item(pix, cellbuf, size, c,
+                                             items->images + (size_t)sc->item[c] * ITEM * ITEM,
+                                             ITEM, ITEM));
     return FLAVA_OK;
 }
 

@@ -24,4 +24,12 @@ typedef struct flava_scenes_opts {
  * from its own RNG stream, so a scene does not depend on the split size. */
 flava_status flava_scenes_generate(const flava_scenes_opts *opts);
 
+/* Draws one gray item (item_w x item_h) into cell `cell` (0 top left,
+ * 1 top right, 2 bottom left, 3 bottom right) of a size x size scene `pix`:
+ * bicubic resize to size/2 through cellbuf ((size/2)^2 bytes), then copied
+ * in place. How the generator draws every item, so that other code (the
+ * zero-shot task's one-item scenes) draws exactly the same pixels. */
+flava_status flava_scenes_draw_item(uint8_t *pix, uint8_t *cellbuf, int size, int cell,
+                                    const uint8_t *item, int item_w, int item_h);
+
 #endif

@@ -13,6 +13,7 @@
 #include "evalmath.h"
 #include "idx.h"
 #include "image.h"
+#include "scenes.h"
 #include "ops.h"
 #include "taskutil.h"
 
@@ -80,13 +81,11 @@ typedef struct zeroshot {
     float *text_emb, *class_emb, *img_emb, *scores, *cell_scores;
 } zeroshot;
 
-/* out (n items of size x size, allocated here): item i of `items` resized
- * to a cell (bicubic, as the scene generator draws) at cell `cell` of a
- * black 2x2 scene. */
+/* out (n items of size x size, allocated here): item i of `items` drawn
+ * at cell `cell` of a black 2x2 scene, as the scene generator draws it. */
 static flava_status render_scenes(flava_idx_set *out, const flava_idx_set *items, long n,
                                   int size, int cell)
 {
-    const int half = size / 2, y0 = (cell / 2) * half, x0 = (cell % 2) * half;
     const size_t px = (size_t)size * size;
     out->n = n;
     out->rows = out->cols = size;
@@ -94,17 +93,14 @@ static flava_status render_scenes(flava_idx_set *out, const flava_idx_set *items
     if (!out->images)
         FLAVA_TRY(flava_alloc((void **)&out->images, px * (size_t)n, "one-item scenes"));
     uint8_t *cellbuf = NULL;
-    FLAVA_TRY(flava_alloc((void **)&cellbuf, (size_t)half * half, "scene cell"));
+    FLAVA_TRY(flava_alloc((void **)&cellbuf, (size_t)(size / 2) * (size / 2), "scene cell"));
     flava_status s = FLAVA_OK;
     for (long i = 0; i < n && s == FLAVA_OK; i++) {
         uint8_t *pix = out->images + px * (size_t)i;
         memset(pix, 0, px);
-        s = flava_image_resize(cellbuf, half, half,
-                               items->images + (size_t)i * items->rows * items->cols,
-                               items->cols, items->rows, 1, FLAVA_RESAMPLE_BICUBIC);
-        for (int y = 0; y < half && s == FLAVA_OK; y++)
-            memcpy(pix + (size_t)(y0 + y) * size + x0, cellbuf + (size_t)y * half,
-                   (size_t)half);
+        s = flava_scenes_draw_item(pix, cellbuf, size, cell,
+                                   items->images + (size_t)i * items->rows * items->cols,
+                                   items->cols, items->rows);
     }
     flava_free(cellbuf);
     return s;
