@@ -13,7 +13,7 @@
 #include "image.h"
 #include "rng.h"
 
-enum { CELLS = 4, ITEM = 28, NO_ITEM = -1 };
+enum { CELLS = FLAVA_SCENES_CELLS, ITEM = 28, NO_ITEM = -1 };
 
 static const char *const cell_names[CELLS] = {"top left", "top right", "bottom left",
                                               "bottom right"};
@@ -73,6 +73,75 @@ flava_status flava_scenes_draw_item(uint8_t *pix, uint8_t *cellbuf, int size, in
     for (int y = 0; y < half; y++)
         memcpy(pix + (size_t)(y0 + y) * size + x0, cellbuf + (size_t)y * half, (size_t)half);
     return FLAVA_OK;
+}
+
+flava_status flava_scenes_cell_index(int *cell, const char *name, const char *key)
+{
+    for (int c = 0; c < CELLS; c++)
+        if (!strcmp(name, cell_names[c])) {
+            *cell = c;
+            return FLAVA_OK;
+        }
+    return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: '%s', expected %s, %s, %s or %s", key, name,
+                       cell_names[0], cell_names[1], cell_names[2], cell_names[3]);
+}
+
+flava_status flava_scenes_cell_list(int *cells, int *n, const char *const *names, int n_names,
+                                    const char *key)
+{
+    if (n_names < 1 || n_names > CELLS)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %d cells, expected 1 to %d", key, n_names,
+                           CELLS);
+    for (int i = 0; i < n_names; i++)
+        FLAVA_TRY(flava_scenes_cell_index(&cells[i], names[i], key));
+    *n = n_names;
+    return FLAVA_OK;
+}
+
+flava_status flava_scenes_check_size(int64_t size, int item_rows, int item_cols, const char *key)
+{
+    if (size < 2 * (int64_t)item_rows || size < 2 * (int64_t)item_cols || size % 2 ||
+        size > FLAVA_SCENES_MAX_SIZE)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s %lld: expected 0 (no scenes) or an even side "
+                           "of at least twice the %dx%d items, at most %d", key, (long long)size,
+                           item_rows, item_cols, FLAVA_SCENES_MAX_SIZE);
+    return FLAVA_OK;
+}
+
+flava_status flava_scenes_one_item(flava_idx_set *out, const flava_idx_set *items, long n,
+                                   int64_t size, int cell, uint64_t seed, const char *key)
+{
+    if (n < 0 || n > items->n || cell < FLAVA_SCENES_SEEDED_CELL || cell >= CELLS)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "one-item scenes of %ld of %lld items in cell %d", n,
+                           (long long)items->n, cell);
+    FLAVA_TRY(flava_scenes_check_size(size, items->rows, items->cols, key));
+    if (n == 0)
+        n = (long)items->n;
+    const int side = (int)size;
+    const size_t px = (size_t)side * side, item_px = (size_t)items->rows * items->cols;
+    *out = (flava_idx_set){.n = n, .rows = side, .cols = side};
+    uint8_t *cellbuf = NULL;
+    /* zeroed: the scenes are black where no item is drawn */
+    flava_status s = flava_alloc((void **)&out->images, px * (size_t)n, "one-item scenes");
+    if (s == FLAVA_OK)
+        s = flava_alloc((void **)&out->labels, (size_t)n, "one-item scene labels");
+    if (s == FLAVA_OK)
+        s = flava_alloc((void **)&cellbuf, (size_t)(side / 2) * (side / 2), "scene cell");
+    for (long i = 0; i < n && s == FLAVA_OK; i++) {
+        int c = cell;
+        if (c == FLAVA_SCENES_SEEDED_CELL) {
+            flava_rng r;
+            flava_rng_init(&r, seed, (uint64_t)i);
+            c = (int)flava_rng_below(&r, CELLS);
+        }
+        out->labels[i] = items->labels[i];
+        s = flava_scenes_draw_item(out->images + px * (size_t)i, cellbuf, side, c, items->images + item_px * (size_t)i,
+                                   items->cols, items->rows);
+    }
+    flava_free(cellbuf);
+    if (s != FLAVA_OK)
+        flava_idx_set_free(out);
+    return s;
 }
 
 static flava_status render(uint8_t *pix, uint8_t *cellbuf, const scene *sc,

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "idx.h"
 #include "status.h"
 
 typedef struct flava_scenes_opts {
@@ -31,5 +32,39 @@ flava_status flava_scenes_generate(const flava_scenes_opts *opts);
  * zero-shot task's one-item scenes) draws exactly the same pixels. */
 flava_status flava_scenes_draw_item(uint8_t *pix, uint8_t *cellbuf, int size, int cell,
                                     const uint8_t *item, int item_w, int item_h);
+
+/* One-item scenes: each item of an IDX set alone in a cell of an otherwise
+ * black 2x2 scene, so that a model pretrained on scenes sees single items
+ * (pretraining's idx sources, the linear probe, zero-shot) at the scale
+ * the scenes show them rather than upscaled to the whole input. */
+
+enum { FLAVA_SCENES_CELLS = 4, FLAVA_SCENES_MAX_SIZE = 4096 };
+/* flava_scenes_one_item's cell: each item's cell drawn from the seed */
+#define FLAVA_SCENES_SEEDED_CELL (-1)
+
+/* *cell: the index (as flava_scenes_draw_item numbers them) of the cell
+ * called `name`: "top left", "top right", "bottom left" or "bottom right".
+ * Another name is FLAVA_ERR_CONFIG naming `key` and the valid names. */
+flava_status flava_scenes_cell_index(int *cell, const char *name, const char *key);
+
+/* cells[*n] (room for FLAVA_SCENES_CELLS): the indices of names[n_names],
+ * a config list `key` of 1 to FLAVA_SCENES_CELLS cell names. */
+flava_status flava_scenes_cell_list(int *cells, int *n, const char *const *names, int n_names,
+                                    const char *key);
+
+/* Checks a one-item scene side for items_rows x items_cols items: even, at
+ * least twice the item side, at most FLAVA_SCENES_MAX_SIZE; else
+ * FLAVA_ERR_CONFIG naming `key`. */
+flava_status flava_scenes_check_size(int64_t size, int item_rows, int item_cols,
+                                     const char *key);
+
+/* *out (allocated here, labels copied; flava_idx_set_free): the first n
+ * items of `items` (n = 0: all), each drawn by flava_scenes_draw_item into
+ * an otherwise black size x size scene: all in cell `cell`, or with
+ * FLAVA_SCENES_SEEDED_CELL item i in the cell flava_rng_below(4) draws from
+ * stream flava_rng_init(seed, i) (so an item's cell depends on the seed and
+ * its index alone). `key` names the size in errors (check_size). */
+flava_status flava_scenes_one_item(flava_idx_set *out, const flava_idx_set *items, long n,
+                                   int64_t size, int cell, uint64_t seed, const char *key);
 
 #endif

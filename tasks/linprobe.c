@@ -3,7 +3,9 @@
  * IDX train set, standardised with the fitting set's mean and std. The
  * inverse penalty C is chosen on a seeded held-out share of the train set
  * over a log grid (best held-out accuracy, ties to the smaller C), then the
- * probe is refitted on the whole train set and scored on the test set. */
+ * probe is refitted on the whole train set and scored on the test set.
+ * With linprobe.scene_size the items are shown as one-item scenes (as
+ * zero-shot can), the features averaged over the listed cells. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@
 #include "idx.h"
 #include "logreg.h"
 #include "rng.h"
+#include "scenes.h"
 #include "taskutil.h"
 
 static const flava_cfg_key linprobe_keys[] = {
@@ -30,14 +33,22 @@ static const flava_cfg_key linprobe_keys[] = {
     {"linprobe", "tol", FLAVA_CFG_FLOAT, "1e-4", "gradient max-norm that ends a fit"},
     {"linprobe", "batch_size", FLAVA_CFG_INT, "64", "images per forward"},
     {"linprobe", "dataset", FLAVA_CFG_STRING, "fashion-mnist", "data set name in results.json"},
+    {"linprobe", "scene_size", FLAVA_CFG_INT, "0",
+     "0: each image fills the model's input; N (even, >= 2 x the item side): each train and "
+     "test item is drawn, as `flava data scenes --size N` draws it, into one cell of an "
+     "otherwise empty N x N 2x2 scene"},
+    {"linprobe", "scene_cells", FLAVA_CFG_LIST, "top left",
+     "with scene_size: the cells the item is put in (top left, top right, bottom left, "
+     "bottom right), one feature pass over the train and test items each; the probe fits and "
+     "scores the features averaged over the cells"},
 };
 
 enum { MAX_GRID = 64, STREAM_HOLDOUT = 21 };
 
 typedef struct linprobe {
     flava_family_model m;
-    flava_idx_set train, test;
-    float *Xtr, *Xte, *Xfit, *Xhold, *mean, *std;
+    flava_idx_set train, test, scenes;
+    float *Xtr, *Xte, *Xfit, *Xhold, *mean, *std, *Xcell;
     int32_t *ytr, *yte, *yfit, *yhold, *pred, *perm;
     flava_logreg lr;
 } linprobe;
@@ -50,6 +61,34 @@ static flava_status labels_of(int32_t **y, const flava_idx_set *s, long n, int *
         if ((*y)[i] + 1 > *K)
             *K = (*y)[i] + 1;
     }
+    return FLAVA_OK;
+}
+
+/* Features *X[*N, D] of the first n items of `set` (0: all): of the items
+ * as they are, or with scene_size the mean over cells[ncells] of the
+ * features of their one-item scenes. */
+static flava_status probe_features(float **X, long *N, linprobe *p, flava_run *run,
+                                   const flava_idx_set *set, long n, int64_t scene_size,
+                                   const int *cells, int ncells, int bs, flava_feature f)
+{
+    flava_loader_source src = {.n = n, .idx = set};
+    if (!scene_size)
+        return flava_task_features(X, N, run, &p->m, &src, NULL, 0, bs, f);
+    const size_t D = (size_t)flava_task_feature_dim(&p->m, f);
+    for (int c = 0; c < ncells; c++) {
+        flava_idx_set_free(&p->scenes);
+        FLAVA_TRY(flava_scenes_one_item(&p->scenes, set, n, scene_size, cells[c], 0,
+                                        "linprobe.scene_size"));
+        src = (flava_loader_source){.idx = &p->scenes};
+        flava_free(p->Xcell);
+        p->Xcell = NULL;
+        FLAVA_TRY(flava_task_features(c ? &p->Xcell : X, N, run, &p->m, &src, NULL, 0, bs, f));
+        for (size_t i = 0; c && i < (size_t)*N * D; i++)
+            (*X)[i] += p->Xcell[i];
+    }
+    for (size_t i = 0; ncells > 1 && i < (size_t)*N * D; i++)
+        (*X)[i] /= (float)ncells;
+    flava_idx_set_free(&p->scenes);
     return FLAVA_OK;
 }
 
@@ -76,7 +115,9 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
 {
     flava_cfg *cfg = run->cfg;
     const char *images, *labels, *timages, *tlabels, *feature, *dataset;
-    int64_t train_limit, test_limit, steps, max_iter, bs;
+    const char *const *cell_list;
+    int ncell_names;
+    int64_t train_limit, test_limit, steps, max_iter, bs, scene_size;
     double holdout, c_min, c_max, tol;
     FLAVA_TRY(flava_cfg_get_string(cfg, "linprobe", "images", &images));
     FLAVA_TRY(flava_cfg_get_string(cfg, "linprobe", "labels", &labels));
@@ -93,6 +134,12 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
     FLAVA_TRY(flava_cfg_get_float(cfg, "linprobe", "tol", &tol));
     FLAVA_TRY(flava_cfg_get_int(cfg, "linprobe", "batch_size", &bs));
     FLAVA_TRY(flava_cfg_get_string(cfg, "linprobe", "dataset", &dataset));
+    FLAVA_TRY(flava_cfg_get_int(cfg, "linprobe", "scene_size", &scene_size));
+    FLAVA_TRY(flava_cfg_get_list(cfg, "linprobe", "scene_cells", &cell_list, &ncell_names));
+    int cells[FLAVA_SCENES_CELLS] = {0}, ncells = 0;
+    if (scene_size)
+        FLAVA_TRY(flava_scenes_cell_list(cells, &ncells, cell_list, ncell_names,
+                                         "linprobe.scene_cells"));
     flava_feature f;
     if (!strcmp(feature, "cls"))
         f = FLAVA_FEATURE_IMAGE_CLS;
@@ -111,16 +158,21 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
     FLAVA_TRY(flava_log_grid(grid, (int)steps, c_min, c_max));
     FLAVA_TRY(flava_idx_load(&p->train, images, labels));
     FLAVA_TRY(flava_idx_load(&p->test, timages, tlabels));
+    if (scene_size) {
+        FLAVA_TRY(flava_scenes_check_size(scene_size, p->train.rows, p->train.cols,
+                                          "linprobe.scene_size"));
+        FLAVA_TRY(flava_scenes_check_size(scene_size, p->test.rows, p->test.cols,
+                                          "linprobe.scene_size"));
+    }
     FLAVA_TRY(flava_task_eval_model(&p->m, run));
 
     long N, M;
-    flava_loader_source src = {.n = train_limit && train_limit < p->train.n ? (long)train_limit
-                                                                             : 0,
-                               .idx = &p->train};
-    FLAVA_TRY(flava_task_features(&p->Xtr, &N, run, &p->m, &src, NULL, 0, (int)bs, f));
-    src = (flava_loader_source){.n = test_limit && test_limit < p->test.n ? (long)test_limit : 0,
-                                .idx = &p->test};
-    FLAVA_TRY(flava_task_features(&p->Xte, &M, run, &p->m, &src, NULL, 0, (int)bs, f));
+    FLAVA_TRY(probe_features(&p->Xtr, &N, p, run, &p->train,
+                             train_limit && train_limit < p->train.n ? (long)train_limit : 0,
+                             scene_size, cells, ncells, (int)bs, f));
+    FLAVA_TRY(probe_features(&p->Xte, &M, p, run, &p->test,
+                             test_limit && test_limit < p->test.n ? (long)test_limit : 0,
+                             scene_size, cells, ncells, (int)bs, f));
     const int D = flava_task_feature_dim(&p->m, f);
     int K = 0;
     FLAVA_TRY(labels_of(&p->ytr, &p->train, N, &K));
@@ -181,8 +233,9 @@ static flava_status linprobe_run(flava_run *run)
     flava_family_destroy(&p.m);
     flava_idx_set_free(&p.train);
     flava_idx_set_free(&p.test);
+    flava_idx_set_free(&p.scenes);
     flava_logreg_free(&p.lr);
-    float *fl[] = {p.Xtr, p.Xte, p.Xfit, p.Xhold, p.mean, p.std};
+    float *fl[] = {p.Xtr, p.Xte, p.Xfit, p.Xhold, p.mean, p.std, p.Xcell};
     int32_t *il[] = {p.ytr, p.yte, p.yfit, p.yhold, p.pred, p.perm};
     for (size_t i = 0; i < sizeof fl / sizeof *fl; i++)
         flava_free(fl[i]);

@@ -1,6 +1,8 @@
 /* pretrain.c - FLAVA pretraining: any subset of MLM, MIM, MMM, ITM and the
  * contrastive loss over a mix of image-only, text-only and image-text
- * sources ([data.NAME] sections).
+ * sources ([data.NAME] sections). An idx source with scene_size N shows
+ * its items as one-item N x N scenes (data/scenes.h), each in a cell drawn
+ * from the run seed, so that a resumed run renders the same scenes.
  *
  * Each micro-batch comes from one source, chosen as MMF's multitasking
  * samplers choose: in proportion to the sources' sizes (`size`), to their
@@ -27,6 +29,7 @@
 #include "loader.h"
 #include "masking.h"
 #include "rng.h"
+#include "scenes.h"
 #include "task.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -58,6 +61,10 @@ static const flava_cfg_key pretrain_keys[] = {
      "kind = text: the TSV column holding the texts (empty: one text per line)"},
     {"data.*", "weight", FLAVA_CFG_FLOAT, "1", "the source's share under mix = ratio"},
     {"data.*", "limit", FLAVA_CFG_INT, "0", "use the first N samples only (0: all)"},
+    {"data.*", "scene_size", FLAVA_CFG_INT, "0",
+     "kind = idx: 0 keeps the images as they are (resized to the model's input); N (even, "
+     ">= 2 x the item side): each item is drawn at load, as `flava data scenes --size N` draws "
+     "it, into one cell of an otherwise empty N x N 2x2 scene, the cell drawn from the run seed"},
 };
 
 enum { MAX_SOURCES = 16 };
@@ -65,7 +72,7 @@ enum { KIND_IDX, KIND_IMAGETEXT, KIND_TEXT };
 enum { MIX_SIZE, MIX_RATIO, MIX_ROUND_ROBIN };
 
 /* RNG stream families, so that no two purposes share a stream. */
-enum { STREAM_MIX = 1, STREAM_MASK = 2, STREAM_LOADER = 3, STREAM_KMEANS = 4 };
+enum { STREAM_MIX = 1, STREAM_MASK = 2, STREAM_LOADER = 3, STREAM_KMEANS = 4, STREAM_SCENES = 5 };
 
 typedef struct source {
     const char *name; /* "data.NAME" */
@@ -165,10 +172,30 @@ static flava_status read_lines(source *s, const char *path, const char *column)
     return st;
 }
 
-static flava_status open_source(source *s, flava_cfg *cfg, const char *section)
+/* The images of an idx source as one-item scenes (scene_size), each item's
+ * cell drawn from scene_seed. */
+static flava_status render_scenes(source *s, flava_cfg *cfg, int64_t scene_size,
+                                  uint64_t scene_seed)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s.scene_size", s->name);
+    flava_idx_set scenes;
+    flava_status st = flava_scenes_one_item(&scenes, &s->idx, s->n, scene_size,
+                                            FLAVA_SCENES_SEEDED_CELL, scene_seed, key);
+    if (st != FLAVA_OK) {
+        flava_error_context("%s", flava_cfg_where(cfg, s->name, "scene_size"));
+        return st;
+    }
+    flava_idx_set_free(&s->idx);
+    s->idx = scenes;
+    return FLAVA_OK;
+}
+
+static flava_status open_source(source *s, flava_cfg *cfg, const char *section,
+                                uint64_t scene_seed)
 {
     const char *kind, *path, *labels, *image_key, *caption_key, *column;
-    int64_t limit;
+    int64_t limit, scene_size;
     s->name = section;
     FLAVA_TRY(flava_cfg_get_string(cfg, section, "kind", &kind));
     FLAVA_TRY(flava_cfg_get_string(cfg, section, "path", &path));
@@ -178,6 +205,11 @@ static flava_status open_source(source *s, flava_cfg *cfg, const char *section)
     FLAVA_TRY(flava_cfg_get_string(cfg, section, "column", &column));
     FLAVA_TRY(flava_cfg_get_float(cfg, section, "weight", &s->weight));
     FLAVA_TRY(flava_cfg_get_int(cfg, section, "limit", &limit));
+    FLAVA_TRY(flava_cfg_get_int(cfg, section, "scene_size", &scene_size));
+    if (scene_size && strcmp(kind, "idx"))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.scene_size = %lld needs kind = idx",
+                           flava_cfg_where(cfg, section, "scene_size"), section,
+                           (long long)scene_size);
     if (!strcmp(kind, "idx")) {
         s->kind = KIND_IDX;
         if (!*labels)
@@ -200,6 +232,8 @@ static flava_status open_source(source *s, flava_cfg *cfg, const char *section)
                            section, (long long)limit, s->weight);
     if (limit && limit < s->n)
         s->n = (long)limit;
+    if (scene_size)
+        FLAVA_TRY(render_scenes(s, cfg, scene_size, scene_seed));
     return FLAVA_OK;
 }
 
@@ -490,7 +524,9 @@ static flava_status setup_data(pretrain *p)
     int any_text = 0;
     for (int i = 0; i < n; i++) {
         p->nsrc = i + 1; /* so that free_all closes what was opened */
-        FLAVA_TRY(open_source(&p->src[i], cfg, names[i]));
+        flava_rng r;
+        flava_rng_init(&r, p->seed + STREAM_SCENES, (uint64_t)i);
+        FLAVA_TRY(open_source(&p->src[i], cfg, names[i], flava_rng_u64(&r)));
         any_text |= p->src[i].kind != KIND_IDX;
         if (p->src[i].n < p->tc.batch_size)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[%s]: %ld samples make no full batch of %d",

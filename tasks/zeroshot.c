@@ -38,10 +38,6 @@ static const flava_cfg_key zeroshot_keys[] = {
      "bottom right), one pass each; the class scores are averaged over them"},
 };
 
-static const char *const cell_names[] = {"top left", "top right", "bottom left",
-                                         "bottom right"};
-enum { CELLS = sizeof cell_names / sizeof *cell_names };
-
 enum { TOP_K = 5 };
 
 /* prompts[K*T]: template t of class k at k*T + t. */
@@ -81,50 +77,6 @@ typedef struct zeroshot {
     float *text_emb, *class_emb, *img_emb, *scores, *cell_scores;
 } zeroshot;
 
-/* out (n items of size x size, allocated here): item i of `items` drawn
- * at cell `cell` of a black 2x2 scene, as the scene generator draws it. */
-static flava_status render_scenes(flava_idx_set *out, const flava_idx_set *items, long n,
-                                  int size, int cell)
-{
-    const size_t px = (size_t)size * size;
-    out->n = n;
-    out->rows = out->cols = size;
-    out->labels = items->labels;
-    if (!out->images)
-        FLAVA_TRY(flava_alloc((void **)&out->images, px * (size_t)n, "one-item scenes"));
-    uint8_t *cellbuf = NULL;
-    FLAVA_TRY(flava_alloc((void **)&cellbuf, (size_t)(size / 2) * (size / 2), "scene cell"));
-    flava_status s = FLAVA_OK;
-    for (long i = 0; i < n && s == FLAVA_OK; i++) {
-        uint8_t *pix = out->images + px * (size_t)i;
-        memset(pix, 0, px);
-        s = flava_scenes_draw_item(pix, cellbuf, size, cell,
-                                   items->images + (size_t)i * items->rows * items->cols,
-                                   items->cols, items->rows);
-    }
-    flava_free(cellbuf);
-    return s;
-}
-
-/* cells[*ncells]: the indices of the configured cell names. */
-static flava_status parse_cells(int *cells, int *ncells, const char *const *names, int n)
-{
-    if (n < 1 || n > CELLS)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_cells: %d cells, expected 1 to %d",
-                           n, CELLS);
-    for (int i = 0; i < n; i++) {
-        int c = 0;
-        while (c < CELLS && strcmp(names[i], cell_names[c]))
-            c++;
-        if (c == CELLS)
-            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_cells: '%s', expected top "
-                               "left, top right, bottom left or bottom right", names[i]);
-        cells[i] = c;
-    }
-    *ncells = n;
-    return FLAVA_OK;
-}
-
 static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
 {
     flava_cfg *cfg = run->cfg;
@@ -144,9 +96,10 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
     FLAVA_TRY(flava_cfg_get_string(cfg, "zeroshot", "dataset", &dataset));
     FLAVA_TRY(flava_cfg_get_int(cfg, "zeroshot", "scene_size", &scene_size));
     FLAVA_TRY(flava_cfg_get_list(cfg, "zeroshot", "scene_cells", &cell_list, &ncell_names));
-    int cells[CELLS] = {0}, ncells = 0;
+    int cells[FLAVA_SCENES_CELLS] = {0}, ncells = 0;
     if (scene_size)
-        FLAVA_TRY(parse_cells(cells, &ncells, cell_list, ncell_names));
+        FLAVA_TRY(flava_scenes_cell_list(cells, &ncells, cell_list, ncell_names,
+                                         "zeroshot.scene_cells"));
     if (T < 1)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.templates: at least one template");
     if (bs < 1 || max_len < 2 || limit < 0)
@@ -155,12 +108,9 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
                            (long long)max_len, (long long)limit);
     FLAVA_TRY(flava_task_read_lines(&z->classes, &z->K, classes));
     FLAVA_TRY(flava_idx_load(&z->test, images, labels));
-    if (scene_size && (scene_size < 2 * (int64_t)z->test.rows ||
-                       scene_size < 2 * (int64_t)z->test.cols || scene_size % 2 ||
-                       scene_size > 4096))
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "zeroshot.scene_size %lld: expected 0 or an even "
-                           "side of at least twice the %dx%d items of %s (at most 4096)",
-                           (long long)scene_size, z->test.rows, z->test.cols, images);
+    if (scene_size)
+        FLAVA_TRY(flava_scenes_check_size(scene_size, z->test.rows, z->test.cols,
+                                          "zeroshot.scene_size"));
     for (int64_t i = 0; i < z->test.n; i++)
         if (z->test.labels[i] >= z->K)
             return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: label %d of image %lld but %s names %ld "
@@ -193,7 +143,9 @@ static flava_status zeroshot_inner(zeroshot *z, flava_run *run, double t0)
     for (int pass = 0; pass < (scene_size ? ncells : 1); pass++) {
         flava_loader_source is = {.n = n_img, .idx = &z->test};
         if (scene_size) {
-            FLAVA_TRY(render_scenes(&z->scenes, &z->test, n_img, (int)scene_size, cells[pass]));
+            flava_idx_set_free(&z->scenes);
+            FLAVA_TRY(flava_scenes_one_item(&z->scenes, &z->test, n_img, scene_size, cells[pass],
+                                            0, "zeroshot.scene_size"));
             is.idx = &z->scenes;
         }
         flava_free(z->img_emb);
@@ -236,7 +188,7 @@ static flava_status zeroshot_run(flava_run *run)
     flava_free(z.img_emb);
     flava_free(z.scores);
     flava_free(z.cell_scores);
-    flava_free(z.scenes.images);
+    flava_idx_set_free(&z.scenes);
     return s;
 }
 

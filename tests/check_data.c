@@ -1021,6 +1021,132 @@ START_TEST(test_scenes_read_back)
 }
 END_TEST
 
+/* The quarter of a size x size one-item scene that holds the item: the one
+ * equal to `want` (the item as drawn, half x half) while the other three
+ * are black; -1 when none or several are. */
+static int scene_cell(const uint8_t *pix, int size, const uint8_t *want)
+{
+    const int half = size / 2;
+    int found = -1;
+    for (int c = 0; c < 4; c++) {
+        int same = 1, black = 1;
+        for (int y = 0; y < half; y++)
+            for (int x = 0; x < half; x++) {
+                const uint8_t v = pix[((c / 2) * half + y) * size + (c % 2) * half + x];
+                same &= v == want[y * half + x];
+                black &= v == 0;
+            }
+        if (same && !black) {
+            if (found >= 0)
+                return -1;
+            found = c;
+        } else if (!black) {
+            return -1;
+        }
+    }
+    return found;
+}
+
+START_TEST(test_scenes_one_item)
+{
+    flava_idx_set items, sc, again;
+    ck_assert_msg(flava_idx_load(&items, FMNIST "/t10k-images-idx3-ubyte.gz",
+                                 FMNIST "/t10k-labels-idx1-ubyte.gz") == FLAVA_OK, "%s",
+                  flava_error_message());
+    /* 56 px: each item copied unscaled into its cell, black elsewhere */
+    static const char *names[4] = {"top left", "top right", "bottom left", "bottom right"};
+    for (int c = 0; c < 4; c++) {
+        int idx;
+        ck_assert_int_eq(flava_scenes_cell_index(&idx, names[c], "k"), FLAVA_OK);
+        ck_assert_int_eq(idx, c);
+        ck_assert_msg(flava_scenes_one_item(&sc, &items, 40, 56, idx, 0, "k") == FLAVA_OK, "%s",
+                      flava_error_message());
+        ck_assert_int_eq(sc.n, 40);
+        ck_assert_int_eq(sc.rows, 56);
+        ck_assert_int_eq(sc.cols, 56);
+        long bad = 0;
+        for (long i = 0; i < 40; i++) {
+            ck_assert_int_eq(sc.labels[i], items.labels[i]);
+            for (int y = 0; y < 56; y++)
+                for (int x = 0; x < 56; x++) {
+                    const int iy = y - (c / 2) * 28, ix = x - (c % 2) * 28;
+                    const int want = iy >= 0 && iy < 28 && ix >= 0 && ix < 28
+                                         ? items.images[i * 784 + iy * 28 + ix]
+                                         : 0;
+                    bad += sc.images[(i * 56 + y) * 56 + x] != want;
+                }
+        }
+        ck_assert_msg(bad == 0, "cell %d: %ld pixels differ from the composition", c, bad);
+        flava_idx_set_free(&sc);
+    }
+    /* 64 px: the item resized to 32 (the resize is checked against PIL) */
+    ck_assert_int_eq(flava_scenes_one_item(&sc, &items, 8, 64, 2, 0, "k"), FLAVA_OK);
+    uint8_t cell[32 * 32];
+    for (long i = 0; i < 8; i++) {
+        ck_assert_int_eq(flava_image_resize(cell, 32, 32, items.images + i * 784, 28, 28, 1,
+                                            FLAVA_RESAMPLE_BICUBIC), FLAVA_OK);
+        ck_assert_int_eq(scene_cell(sc.images + i * 64 * 64, 64, cell), 2);
+    }
+    flava_idx_set_free(&sc);
+
+    /* seeded cells: each item in one cell, as the seed and its index decide,
+     * the same whatever the number of items; about a quarter per cell */
+    ck_assert_int_eq(flava_scenes_one_item(&sc, &items, 0, 56, FLAVA_SCENES_SEEDED_CELL, 7, "k"),
+                     FLAVA_OK);
+    ck_assert_int_eq(sc.n, items.n);
+    long count[4] = {0}, unknown = 0;
+    int *cells = malloc(sizeof(int) * (size_t)items.n);
+    ck_assert_ptr_nonnull(cells);
+    for (long i = 0; i < items.n; i++) {
+        cells[i] = scene_cell(sc.images + i * 56 * 56, 56, items.images + i * 784);
+        if (cells[i] < 0)
+            unknown++;
+        else
+            count[cells[i]]++;
+    }
+    ck_assert_int_le(unknown, 5); /* only a blank item has no cell */
+    for (int c = 0; c < 4; c++) /* 2500 +- 150: 3.5 standard deviations */
+        ck_assert_msg(labs(count[c] - items.n / 4) < 150, "cell %d holds %ld of %lld items", c,
+                      count[c], (long long)items.n);
+    ck_assert_int_eq(flava_scenes_one_item(&again, &items, 300, 56, FLAVA_SCENES_SEEDED_CELL, 7,
+                                           "k"), FLAVA_OK);
+    ck_assert_int_eq(memcmp(again.images, sc.images, (size_t)300 * 56 * 56), 0);
+    flava_idx_set_free(&again);
+    ck_assert_int_eq(flava_scenes_one_item(&again, &items, 300, 56, FLAVA_SCENES_SEEDED_CELL, 8,
+                                           "k"), FLAVA_OK);
+    long moved = 0;
+    for (long i = 0; i < 300; i++)
+        moved += cells[i] >= 0 &&
+                 scene_cell(again.images + i * 56 * 56, 56, items.images + i * 784) != cells[i];
+    ck_assert_msg(moved > 150 && moved < 300, "another seed moved %ld of 300 items", moved);
+    flava_idx_set_free(&again);
+    free(cells);
+    flava_idx_set_free(&sc);
+
+    /* errors name the key and what is expected */
+    int idx, list[4], n;
+    expect_error(flava_scenes_cell_index(&idx, "middle", "zeroshot.scene_cells"),
+                 FLAVA_ERR_CONFIG, 3, "zeroshot.scene_cells", "'middle'",
+                 "top left, top right, bottom left or bottom right");
+    const char *two[] = {"bottom right", "top left"}, *bad_list[] = {"top left", "Top right"};
+    ck_assert_int_eq(flava_scenes_cell_list(list, &n, two, 2, "k"), FLAVA_OK);
+    ck_assert(n == 2 && list[0] == 3 && list[1] == 0);
+    expect_error(flava_scenes_cell_list(list, &n, bad_list, 2, "lp.cells"), FLAVA_ERR_CONFIG, 2,
+                 "lp.cells", "'Top right'");
+    expect_error(flava_scenes_cell_list(list, &n, two, 0, "lp.cells"), FLAVA_ERR_CONFIG, 2,
+                 "lp.cells", "expected 1 to 4");
+    const int64_t bad_size[] = {57, 54, 4098, -56};
+    for (int k = 0; k < 4; k++)
+        expect_error(flava_scenes_one_item(&sc, &items, 4, bad_size[k], 0, 0, "data.x.scene_size"),
+                     FLAVA_ERR_CONFIG, 3, "data.x.scene_size", "even side", "28x28");
+    ck_assert_int_eq(flava_scenes_check_size(4096, 28, 28, "k"), FLAVA_OK);
+    expect_error(flava_scenes_check_size(60, 28, 31, "k"), FLAVA_ERR_CONFIG, 1, "28x31");
+    expect_error(flava_scenes_one_item(&sc, &items, 4, 56, 4, 0, "k"), FLAVA_ERR_ARG, 1, "cell 4");
+    expect_error(flava_scenes_one_item(&sc, &items, items.n + 1, 56, 0, 0, "k"), FLAVA_ERR_ARG, 0);
+    flava_idx_set_free(&items);
+}
+END_TEST
+
 
 /* ---------------------------------------------------------------- batch loader */
 
@@ -1271,6 +1397,7 @@ static Suite *make_data_suite(void)
     tcase_add_test(tc, test_vqa_load_accuracy_vocab);
     tcase_add_test(tc, test_vqa_malformed);
     tcase_add_test(tc, test_scenes_read_back);
+    tcase_add_test(tc, test_scenes_one_item);
     tcase_add_test(tc, test_loader_images_shuffled_independent_of_threads);
     tcase_add_test(tc, test_loader_texts_glue_vqa);
     tcase_add_test(tc, test_loader_errors);
