@@ -219,8 +219,9 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
     double acc;
     FLAVA_TRY(fit_score(&acc, p, run->ctx, p->Xfit, p->ytr, N, p->Xte, p->yte, M, D, K,
                         grid[best], max_iter, tol));
-    flava_runlog_printf(&run->log, "linear probe: %ld train, %ld test images, %d features, C "
-                        "%.4g: test accuracy %.4f", N, M, D, grid[best], acc);
+    flava_runlog_printf(&run->log, "linear probe: %ld train, %ld test images%s, %d features, C "
+                        "%.4g: test accuracy %.4f", N, M,
+                        scene_size ? " (one-item scenes)" : "", D, grid[best], acc);
     const char *names[] = {"accuracy", "C", "holdout_accuracy", "train_images", "test_images"};
     const double values[] = {acc, grid[best], hold_acc[best], (double)N, (double)M};
     return flava_task_results(run, "eval", "linprobe", dataset, "accuracy", names, values, 5, t0);

@@ -191,9 +191,10 @@ static flava_status render_scenes(source *s, flava_cfg *cfg, int64_t scene_size,
     return FLAVA_OK;
 }
 
-static flava_status open_source(source *s, flava_cfg *cfg, const char *section,
+static flava_status open_source(source *s, flava_run *run, const char *section,
                                 uint64_t scene_seed)
 {
+    flava_cfg *cfg = run->cfg;
     const char *kind, *path, *labels, *image_key, *caption_key, *column;
     int64_t limit, scene_size;
     s->name = section;
@@ -232,8 +233,11 @@ static flava_status open_source(source *s, flava_cfg *cfg, const char *section,
                            section, (long long)limit, s->weight);
     if (limit && limit < s->n)
         s->n = (long)limit;
-    if (scene_size)
+    if (scene_size) {
         FLAVA_TRY(render_scenes(s, cfg, scene_size, scene_seed));
+        flava_runlog_printf(&run->log, "[%s]: %ld items as one-item %lldx%lld scenes", section,
+                            s->n, (long long)scene_size, (long long)scene_size);
+    }
     return FLAVA_OK;
 }
 
@@ -526,7 +530,7 @@ static flava_status setup_data(pretrain *p)
         p->nsrc = i + 1; /* so that free_all closes what was opened */
         flava_rng r;
         flava_rng_init(&r, p->seed + STREAM_SCENES, (uint64_t)i);
-        FLAVA_TRY(open_source(&p->src[i], cfg, names[i], flava_rng_u64(&r)));
+        FLAVA_TRY(open_source(&p->src[i], p->run, names[i], flava_rng_u64(&r)));
         any_text |= p->src[i].kind != KIND_IDX;
         if (p->src[i].n < p->tc.batch_size)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[%s]: %ld samples make no full batch of %d",

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The eval tasks end to end on tiny data with the tiny random checkpoint:
-# zero-shot, retrieval, linear probe; their numbers in range and ordered;
-# the error paths (missing class file, no checkpoint, bad options).
+# zero-shot, retrieval, linear probe (both also on one-item scenes); their
+# numbers in range and ordered; the error paths (missing class file, no
+# checkpoint, bad options).
 # One thread: on a loaded machine OpenMP barriers of tiny problems cost
 # seconds each (the numbers do not depend on it).
 . "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
@@ -42,11 +43,15 @@ grep -q '"metric":[[:space:]]*"accuracy"' "$out/zs/results.json" || fail "zerosh
 
 # One-item scenes: the test items drawn into the top right cell of a 56-px
 # scene (28 -> 28 px: a copy) score exactly as the same scenes composed here.
-printf '\000\000\010\003\000\000\000\100\000\000\000\070\000\000\000\070' > "$out/sc1-images.idx"
-tail -c +17 "$out/te-images.idx" | od -An -v -tu1 -w784 | LC_ALL=C awk '{
-  for (y = 0; y < 56; y++) for (x = 0; x < 56; x++)
-    printf "%c", (y < 28 && x >= 28) ? $(1 + y * 28 + x - 28) : 0 }' >> "$out/sc1-images.idx"
-[ "$(wc -c < "$out/sc1-images.idx")" = $((16 + 64 * 56 * 56)) ] || fail "scene IDX size"
+# top_right_scenes IN OUT: the 64 items of IDX file IN so composed.
+top_right_scenes() {
+  printf '\000\000\010\003\000\000\000\100\000\000\000\070\000\000\000\070' > "$2"
+  tail -c +17 "$1" | od -An -v -tu1 -w784 | LC_ALL=C awk '{
+    for (y = 0; y < 56; y++) for (x = 0; x < 56; x++)
+      printf "%c", (y < 28 && x >= 28) ? $(1 + y * 28 + x - 28) : 0 }' >> "$2"
+  [ "$(wc -c < "$2")" = $((16 + 64 * 56 * 56)) ] || fail "scene IDX size"
+}
+top_right_scenes "$out/te-images.idx" "$out/sc1-images.idx"
 "$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zsa" -s zeroshot.scene_size=56 \
   -s "zeroshot.scene_cells=top right" 2> /dev/null
 "$flava" eval -c "$out/zs.cfg" -s run.dir="$out/zsb" -s zeroshot.images="$out/sc1-images.idx" \
@@ -108,6 +113,26 @@ check 'a == 0.01 || a == 0.1 || a == 1' "$c"
 [ "$(num "$out/lp" train_images)" = 64 ] || fail "linprobe train images"
 "$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lp2" -s linprobe.feature=pooled 2> /dev/null
 check 'a >= 0 && a <= 1' "$(num "$out/lp2" accuracy)"
+# The probe on one-item scenes (train and test items in the top right cell)
+# gives what it gives on the scenes composed here; a cell listed twice
+# averages equal features; two cells run.
+top_right_scenes "$out/tr-images.idx" "$out/sc1-train.idx"
+"$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lpa" -s linprobe.scene_size=56 \
+  -s "linprobe.scene_cells=top right" 2> /dev/null
+"$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lpb" -s linprobe.images="$out/sc1-train.idx" \
+  -s linprobe.test_images="$out/sc1-images.idx" 2> /dev/null
+"$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lpc" -s linprobe.scene_size=56 \
+  -s "linprobe.scene_cells=top right, top right" 2> /dev/null
+check 'a >= 0 && a <= 1' "$(num "$out/lpa" accuracy)"
+for k in accuracy C holdout_accuracy; do
+  [ "$(num "$out/lpa" $k)" = "$(num "$out/lpb" $k)" ] || fail "linprobe.scene_size: $k differs"
+  [ "$(num "$out/lpc" $k)" = "$(num "$out/lpa" $k)" ] || fail "linprobe over a cell twice: $k differs"
+done
+"$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lpd" -s linprobe.scene_size=56 \
+  -s "linprobe.scene_cells=top left, bottom right" 2> /dev/null
+check 'a >= 0 && a <= 1' "$(num "$out/lpd" accuracy)"
+[ "$(num "$out/lpd" train_images)" = 64 ] && [ "$(num "$out/lpd" test_images)" = 64 ] ||
+  fail "linprobe over two cells: images"
 
 # the example configs run as written, on tiny overrides (relative paths
 # resolve in the run's directory, where the scenes are)
@@ -134,6 +159,10 @@ expect_error "names 3 classes" eval -c "$out/zs.cfg" -s run.dir="$out/e4" \
 expect_error "scene_cells: 'middle'" eval -c "$out/zs.cfg" -s run.dir="$out/e8" \
   -s zeroshot.scene_size=56 -s zeroshot.scene_cells=middle
 expect_error "scene_size 30" eval -c "$out/zs.cfg" -s run.dir="$out/e9" -s zeroshot.scene_size=30
+expect_error "linprobe.scene_cells: 'middle'" eval -c "$out/lp.cfg" -s run.dir="$out/e10" \
+  -s linprobe.scene_size=56 -s linprobe.scene_cells=middle
+expect_error "linprobe.scene_size 57" eval -c "$out/lp.cfg" -s run.dir="$out/e11" \
+  -s linprobe.scene_size=57
 expect_error "expected cls or pooled" eval -c "$out/lp.cfg" -s run.dir="$out/e5" -s linprobe.feature=mean
 expect_error "too few to choose C" eval -c "$out/lp.cfg" -s run.dir="$out/e6" -s linprobe.train_limit=2
 expect_error "no column 'caption'" eval -c "$out/rt.cfg" -s run.dir="$out/e7" -s retrieval.caption_key=caption

@@ -1,7 +1,7 @@
 #!/bin/sh
 # flava pretrain on tiny data: all five objectives over image-text, image
 # and text sources; the loss falls over 30 steps; the run directory holds
-# what it should; help config and bench.
+# what it should; an idx source as one-item scenes; help config and bench.
 set -eu
 . "${FLAVA_SRCDIR:-..}/tests/pretrain_data.sh"
 
@@ -33,6 +33,21 @@ head -1 "$dir/again/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//' > "$dir
 head -1 "$dir/a/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//; s/"lr": [^,]*/"lr": 0/' > "$dir/a1"
 sed -i 's/"lr": [^,]*/"lr": 0/' "$dir/again1"
 cmp -s "$dir/a1" "$dir/again1" || fail "the same config gave another first step"
+
+# The idx source's items as one-item 56-px scenes (round robin: step 1 reads
+# the image-text scenes, step 2 the items): step 1's contrastive loss as
+# before (its MIM targets change with the k-means codebook, which is fitted
+# on every source's images), step 2's loss another.
+"$flava" pretrain -c "$dir/a/config.ini" -s run.dir="$dir/sc" -s train.steps=2 \
+  -s data.fmnist.scene_size=56 2> "$dir/err" || { cat "$dir/err"; fail "pretraining on one-item scenes"; }
+grep -q '\[data.fmnist\]: 512 items as one-item 56x56 scenes' "$dir/sc/log.txt" ||
+  fail "no one-item scenes logged"
+losses "$dir/sc" > "$dir/sc.l"
+losses "$dir/again" > "$dir/again.l"
+contrastive() { sed -n 1p "$1" | grep -o '"loss_info.global_contrastive": [^,}]*'; }
+[ -n "$(contrastive "$dir/sc.l")" ] && [ "$(contrastive "$dir/sc.l")" = "$(contrastive "$dir/again.l")" ] ||
+  fail "scene_size changed the image-text batch of step 1"
+[ "$(sed -n 2p "$dir/sc.l")" != "$(sed -n 2p "$dir/again.l")" ] || fail "scene_size had no effect"
 
 # Starting from the trained weights ([model] checkpoint): the first step's
 # loss is the trained model's, below the fresh model's.

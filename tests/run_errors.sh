@@ -32,6 +32,9 @@ expect "model.text_config.hiden_size" pretrain e -s model.text_config.hiden_size
 expect "/nonexistent/captions.tsv" pretrain e -s data.scenes.path=/nonexistent/captions.tsv
 expect "/nonexistent.model" pretrain e -s pretrain.tokenizer=/nonexistent.model
 expect "data.fmnist.kind = 'images': expected idx, imagetext or text" pretrain e -s data.fmnist.kind=images
+expect "data.fmnist.scene_size 30: expected 0 (no scenes) or an even side of at least twice the 28x28" \
+  pretrain e -s data.fmnist.scene_size=30
+expect "data.scenes.scene_size = 56 needs kind = idx" pretrain e -s data.scenes.scene_size=56
 expect "no column 'nope' in the header" pretrain e -s data.text.path="$dir/scenes/train/captions.tsv" \
   -s data.text.column=nope
 expect "pretrain.mix = 'sizes': expected size, ratio or round_robin" pretrain e -s pretrain.mix=sizes
