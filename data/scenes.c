@@ -135,8 +135,8 @@ flava_status flava_scenes_one_item(flava_idx_set *out, const flava_idx_set *item
             c = (int)flava_rng_below(&r, CELLS);
         }
         out->labels[i] = items->labels[i];
-        s = flava_scenes_draw_item(out->images + px * (size_t)i, cellbuf, side, c, items->images + item_px * (size_t)i,
-                                   items->cols, items->rows);
+        s = flava_scenes_draw_item(out->images + px * (size_t)i, cellbuf, side, c,
+                                   items->images + item_px * (size_t)i, items->cols, items->rows);
     }
     flava_free(cellbuf);
     if (s != FLAVA_OK)
