@@ -574,17 +574,11 @@ flava_status flava_vqa_prior_build(flava_vqa_prior *p, const flava_vqa_set *trai
 
 const char *flava_vqa_prior_answer(const flava_vqa_prior *p, const flava_vqa_question *q)
 {
-    int lo = 0, hi = q->question_type ? p->n : 0;
-    while (lo < hi) {
-        const int mid = (lo + hi) / 2, c = strcmp(p->question_types[mid], q->question_type);
-        if (c == 0)
-            return p->answers[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return p->fallback;
+    const char *key = q->question_type;
+    char **hit = key && p->n ? bsearch(&key, p->question_types, (size_t)p->n, sizeof(char *),
+                                       by_text)
+                             : NULL;
+    return hit ? p->answers[hit - p->question_types] : p->fallback;
 }
 
 flava_status flava_vqa_predictions_write(const char *path, const flava_vqa_set *set,

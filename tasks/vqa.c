@@ -86,43 +86,57 @@ static void type_key(char *out, size_t cap, const char *prefix, const char *type
     out[n] = '\0';
 }
 
+/* names[*k] = name, unless an answer type made it already. */
+static flava_status add_metric(const char **names, double *values, int *k, const char *name,
+                               double value)
+{
+    for (int i = 0; i < *k; i++)
+        if (!strcmp(names[i], name))
+            return FLAVA_ERROR(FLAVA_ERR_FORMAT, "the annotations' answer_type values clash: "
+                               "the metric name %s comes twice", name);
+    names[*k] = name;
+    values[(*k)++] = value;
+    return FLAVA_OK;
+}
+
+/* vqa_accuracy, questions, then per answer type (strcmp order)
+ * vqa_accuracy_<type> and questions_<type>, questions_untyped if any,
+ * prior_accuracy with a prior. */
+_Static_assert(4 + 2 * FLAVA_VQA_MAX_TYPES <= FLAVA_TRAIN_MAX_METRICS, "VQA metrics");
+
 static flava_status vqa_finish(void *self, const char **names, double *values, int *n)
 {
     vqa_task *v = self;
     const flava_vqa_tally *t = &v->tally;
     const double count = t->n ? (double)t->n : 1;
     char line[1024];
-    int k = 0;
     size_t len = (size_t)snprintf(line, sizeof line, "vqa: accuracy %.4f over %ld questions",
                                   t->sum / count, t->n);
-    names[k] = "vqa_accuracy", values[k++] = t->sum / count;
-    names[k] = "questions", values[k++] = (double)t->n;
+    *n = 0;
+    FLAVA_TRY(add_metric(names, values, n, "vqa_accuracy", t->sum / count));
+    FLAVA_TRY(add_metric(names, values, n, "questions", (double)t->n));
     for (int i = 0; i < t->ntypes; i++) {
-        char *acc = v->names[2 * i], *num = v->names[2 * i + 1];
-        type_key(acc, sizeof v->names[0], "vqa_accuracy_", t->type[i]);
-        type_key(num, sizeof v->names[0], "questions_", t->type[i]);
-        if (i && !strcmp(acc, v->names[2 * i - 2]))
-            return FLAVA_ERROR(FLAVA_ERR_FORMAT, "answer types '%s' and '%s' give the same "
-                               "metric name %s", t->type[i - 1], t->type[i], acc);
-        names[k] = acc, values[k++] = t->type_sum[i] / (double)t->type_n[i];
-        names[k] = num, values[k++] = (double)t->type_n[i];
+        const double acc = t->type_sum[i] / (double)t->type_n[i];
+        type_key(v->names[2 * i], sizeof v->names[0], "vqa_accuracy_", t->type[i]);
+        type_key(v->names[2 * i + 1], sizeof v->names[0], "questions_", t->type[i]);
+        FLAVA_TRY(add_metric(names, values, n, v->names[2 * i], acc));
+        FLAVA_TRY(add_metric(names, values, n, v->names[2 * i + 1], (double)t->type_n[i]));
         if (len < sizeof line)
             len += (size_t)snprintf(line + len, sizeof line - len, "%s %s %.4f (%ld)",
-                                    i ? "," : ";", t->type[i], values[k - 2], t->type_n[i]);
+                                    i ? "," : ";", t->type[i], acc, t->type_n[i]);
     }
     if (t->untyped) {
-        names[k] = "questions_untyped", values[k++] = (double)t->untyped;
+        FLAVA_TRY(add_metric(names, values, n, "questions_untyped", (double)t->untyped));
         if (len < sizeof line)
             len += (size_t)snprintf(line + len, sizeof line - len, "; %ld without answer_type",
                                     t->untyped);
     }
     if (v->has_prior) {
-        names[k] = "prior_accuracy", values[k++] = v->prior_sum / count;
+        FLAVA_TRY(add_metric(names, values, n, "prior_accuracy", v->prior_sum / count));
         if (len < sizeof line)
             snprintf(line + len, sizeof line - len, "; question-type prior %.4f",
                      v->prior_sum / count);
     }
-    *n = k;
     flava_runlog_printf(&v->ft.run->log, "%s", line);
     char path[4200];
     snprintf(path, sizeof path, "%s/predictions.json", v->ft.run->run_dir);

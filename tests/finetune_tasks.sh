@@ -104,6 +104,20 @@ fi
 expect_error "needs vqa.train_questions" eval -c "$out/vqa.cfg" -s run.dir="$out/vqa-eval3" \
   -s vqa.train_questions= -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
   -s vqa.answers="$out/vqa/answers.txt"
+# annotations without answer_type load (the questions count in no type); answer types
+# that make the same metric name are an error
+sed 's/"answer_type":"other",//g' "$out/scenes/test/annotations.json" > "$out/untyped.json"
+"$flava" eval -c "$out/vqa.cfg" -s run.dir="$out/vqa-eval4" -s vqa.annotations="$out/untyped.json" \
+  -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
+  -s vqa.answers="$out/vqa/answers.txt" 2> /dev/null
+[ "$(num "$out/vqa-eval4" questions_untyped)" = 12 ] || fail "vqa: questions_untyped is not 12"
+[ -z "$(num "$out/vqa-eval4" questions_other)" ] || fail "vqa: untyped questions counted as other"
+[ "$(num "$out/vqa-eval4" vqa_accuracy)" = "$acc" ] || fail "vqa: untyped questions change the accuracy"
+sed 's/"answer_type":"yes\/no"/"answer_type":"yes_no"/' "$out/scenes/test/annotations.json" \
+  > "$out/clash.json"
+expect_error "the metric name vqa_accuracy_yes_no comes twice" eval -c "$out/vqa.cfg" \
+  -s run.dir="$out/vqa-eval5" -s vqa.annotations="$out/clash.json" \
+  -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" -s vqa.answers="$out/vqa/answers.txt"
 
 # a two-class corpus in SST-2 layout (as the spam quickstart), learnable in a few steps
 mkdir -p "$out/spam"
