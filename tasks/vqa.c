@@ -273,7 +273,7 @@ const flava_task_ops flava_task_vqa_finetune = {
 const flava_task_ops flava_task_vqa_eval = {
     .name = "vqa",
     .command = "eval",
-    .summary = "VQA accuracy of a fine-tuned checkpoint",
+    .summary = "VQA accuracy, overall and per answer type, of a fine-tuned checkpoint",
     .register_keys = vqa_register_keys,
     .run = vqa_eval,
 };
