@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 flava_status flava_strdup(char **out, const char *s)
 {
@@ -61,6 +62,24 @@ flava_status flava_file_read(char **data, size_t *n, const char *path)
     }
     (*data)[len] = '\0';
     *n = (size_t)len;
+    return FLAVA_OK;
+}
+
+flava_status flava_file_write_atomic(const char *path, const char *text)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "path too long: %s", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    int failed = fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    failed |= fclose(f) != 0;
+    if (failed || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
     return FLAVA_OK;
 }
 

@@ -1,8 +1,9 @@
-/* tsv.h - text helpers shared by the data readers and writers: whole files,
- * a growable string buffer, and a line-at-a-time tab-separated reader that
- * knows where it is, so every reader built on it can name the file and line
- * of a bad record. Fields are split on tabs only, with no quoting (GLUE's
- * files contain bare quotes that are part of the text). */
+/* tsv.h - text helpers shared by the data readers and writers: whole files
+ * (read, and written atomically), a growable string buffer, and a
+ * line-at-a-time tab-separated reader that knows where it is, so every
+ * reader built on it can name the file and line of a bad record. Fields are
+ * split on tabs only, with no quoting (GLUE's files contain bare quotes
+ * that are part of the text). */
 #ifndef FLAVA_DATA_TSV_H
 #define FLAVA_DATA_TSV_H
 
@@ -31,6 +32,10 @@ void flava_tsv_close(flava_tsv *t);
 /* Reads a whole file into a flava_alloc'ed buffer with a NUL after the
  * last byte (so text can be parsed in place); *n excludes the NUL. */
 flava_status flava_file_read(char **data, size_t *n, const char *path);
+
+/* Writes text to path through path.tmp (flushed and fsynced) and a rename,
+ * so that readers see the old file or the whole new one, never a part. */
+flava_status flava_file_write_atomic(const char *path, const char *text);
 
 /* strdup that reports failure as a status. */
 flava_status flava_strdup(char **out, const char *s);

@@ -1,5 +1,6 @@
-/* vqa.c - VQAv2 readers, the official answer normalisation and accuracy,
- * the answer vocabulary. */
+/* vqa.c - VQAv2 readers, the official answer normalisation and accuracy
+ * (overall and per answer type), the question-type prior, predictions in
+ * the official results format, the answer vocabulary. */
 #include "vqa.h"
 
 #include <ctype.h>
@@ -198,6 +199,9 @@ void flava_vqa_free(flava_vqa_set *set)
         free(set->q[i].image_path);
         for (int j = 0; j < set->q[i].n_answers; j++)
             free(set->q[i].answers[j]);
+        free(set->q[i].question_type);
+        free(set->q[i].answer_type);
+        free(set->q[i].top_answer);
     }
     free(set->q);
     memset(set, 0, sizeof *set);
@@ -285,6 +289,8 @@ static flava_status read_questions(flava_vqa_set *set, const cJSON *arr, const c
                                "non-empty string 'question'", path, i, (long long)q->question_id);
         FLAVA_TRY(flava_strdup(&q->question, text));
         set->n++;
+        if (!image_dir)
+            continue;
         FLAVA_TRY(image_path(&q->image_path, image_dir, subtype, q->image_id, naming));
         if (access(q->image_path, R_OK) != 0)
             return FLAVA_ERROR(FLAVA_ERR_IO, "%s: record %ld (question_id %lld): image '%s' "
@@ -315,6 +321,42 @@ static long find_question(const flava_vqa_set *set, const long *order, int64_t q
     return lo < set->n && set->q[order[lo]].question_id == qid ? order[lo] : -1;
 }
 
+/* A field the official files always have but that other data may lack:
+ * *out NULL when absent; when present it must be a non-empty string. */
+static flava_status optional_string(char **out, const cJSON *item, const char *key,
+                                    const char *path, long i, const flava_vqa_question *q)
+{
+    *out = NULL;
+    if (!cJSON_GetObjectItemCaseSensitive(item, key))
+        return FLAVA_OK;
+    const char *text = get_string(item, key);
+    if (!text)
+        return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: record %ld (question_id %lld): '%s' must be a "
+                           "non-empty string", path, i, (long long)q->question_id, key);
+    return flava_strdup(out, text);
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The most frequent of items[n] (n > 0), ties to the strcmp-first, so the
+ * answer does not depend on the order; sorts items. */
+static const char *most_frequent(const char **items, size_t n)
+{
+    qsort(items, n, sizeof *items, by_text);
+    const char *best = items[0];
+    size_t best_n = 0;
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && !strcmp(items[j], items[i]); j++)
+            ;
+        if (j - i > best_n)
+            best = items[i], best_n = j - i;
+    }
+    return best;
+}
+
 static flava_status read_answers(flava_vqa_question *q, const cJSON *item, const char *path,
                                  long i)
 {
@@ -334,7 +376,18 @@ static flava_status read_answers(flava_vqa_question *q, const cJSON *item, const
         FLAVA_TRY(flava_vqa_normalize(&q->answers[q->n_answers], text));
         q->n_answers++;
     }
-    return FLAVA_OK;
+    FLAVA_TRY(optional_string(&q->question_type, item, "question_type", path, i, q));
+    FLAVA_TRY(optional_string(&q->answer_type, item, "answer_type", path, i, q));
+    char *top;
+    FLAVA_TRY(optional_string(&top, item, "multiple_choice_answer", path, i, q));
+    if (top) {
+        flava_status s = flava_vqa_normalize(&q->top_answer, top);
+        free(top);
+        return s;
+    }
+    const char *ten[FLAVA_VQA_ANSWERS];
+    memcpy(ten, q->answers, sizeof ten);
+    return flava_strdup(&q->top_answer, most_frequent(ten, FLAVA_VQA_ANSWERS));
 }
 
 static flava_status read_annotations(flava_vqa_set *set, const cJSON *arr, const char *path)
@@ -392,7 +445,7 @@ flava_status flava_vqa_load(flava_vqa_set *set, const char *questions_path,
     FLAVA_TRY(parse_file(&qroot, questions_path, "questions", &qarr));
     const char *subtype = get_string(qroot, "data_subtype");
     flava_status s = FLAVA_OK;
-    if (naming == FLAVA_VQA_COCO && !subtype)
+    if (image_dir && naming == FLAVA_VQA_COCO && !subtype)
         s = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: no string 'data_subtype' (e.g. \"train2014\"), "
                         "needed for COCO image names", questions_path);
     if (s == FLAVA_OK)
@@ -406,6 +459,150 @@ flava_status flava_vqa_load(flava_vqa_set *set, const char *questions_path,
     cJSON_Delete(aroot);
     if (s != FLAVA_OK)
         flava_vqa_free(set);
+    return s;
+}
+
+/* ---- per answer type, the prior baseline, predictions ---- */
+
+flava_status flava_vqa_tally_add(flava_vqa_tally *t, const flava_vqa_question *q, double acc)
+{
+    const char *type = q->answer_type;
+    if (type) {
+        int k = 0;
+        while (k < t->ntypes && strcmp(t->type[k], type) < 0)
+            k++;
+        if (k == t->ntypes || strcmp(t->type[k], type)) {
+            if (t->ntypes == FLAVA_VQA_MAX_TYPES)
+                return FLAVA_ERROR(FLAVA_ERR_FORMAT, "question_id %lld: answer_type '%s' is one "
+                                   "more than the %d reported (VQAv2 has yes/no, number, other)",
+                                   (long long)q->question_id, type, FLAVA_VQA_MAX_TYPES);
+            const int m = t->ntypes - k;
+            memmove(&t->type[k + 1], &t->type[k], sizeof *t->type * (size_t)m);
+            memmove(&t->type_sum[k + 1], &t->type_sum[k], sizeof *t->type_sum * (size_t)m);
+            memmove(&t->type_n[k + 1], &t->type_n[k], sizeof *t->type_n * (size_t)m);
+            t->type[k] = type;
+            t->type_sum[k] = 0;
+            t->type_n[k] = 0;
+            t->ntypes++;
+        }
+        t->type_sum[k] += acc;
+        t->type_n[k]++;
+    } else {
+        t->untyped++;
+    }
+    t->sum += acc;
+    t->n++;
+    return FLAVA_OK;
+}
+
+void flava_vqa_prior_free(flava_vqa_prior *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->question_types[i]);
+        free(p->answers[i]);
+    }
+    free(p->question_types);
+    free(p->answers);
+    free(p->fallback);
+    memset(p, 0, sizeof *p);
+}
+
+typedef struct typed_answer {
+    const char *type, *answer;
+} typed_answer;
+
+static int by_type(const void *a, const void *b)
+{
+    return strcmp(((const typed_answer *)a)->type, ((const typed_answer *)b)->type);
+}
+
+/* pairs[np] sorted by type -> one most frequent answer per type; scratch
+ * holds np pointers. */
+static flava_status prior_types(flava_vqa_prior *p, const typed_answer *pairs, size_t np,
+                                const char **scratch)
+{
+    size_t groups = 0;
+    for (size_t i = 0; i < np; i++)
+        groups += i == 0 || strcmp(pairs[i].type, pairs[i - 1].type) != 0;
+    p->question_types = calloc(groups ? groups : 1, sizeof(char *));
+    p->answers = calloc(groups ? groups : 1, sizeof(char *));
+    if (!p->question_types || !p->answers)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "prior baseline: %zu question types", groups);
+    for (size_t i = 0, j; i < np; i = j) {
+        for (j = i; j < np && !strcmp(pairs[j].type, pairs[i].type); j++)
+            scratch[j - i] = pairs[j].answer;
+        FLAVA_TRY(flava_strdup(&p->question_types[p->n], pairs[i].type));
+        p->n++; /* freed from here on */
+        FLAVA_TRY(flava_strdup(&p->answers[p->n - 1], most_frequent(scratch, j - i)));
+    }
+    return FLAVA_OK;
+}
+
+flava_status flava_vqa_prior_build(flava_vqa_prior *p, const flava_vqa_set *train)
+{
+    memset(p, 0, sizeof *p);
+    if (train->n == 0)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "prior baseline: no training questions");
+    for (long i = 0; i < train->n; i++)
+        if (!train->q[i].top_answer)
+            return FLAVA_ERROR(FLAVA_ERR_ARG, "prior baseline: training question_id %lld has no "
+                               "annotation", (long long)train->q[i].question_id);
+    const size_t n = (size_t)train->n;
+    typed_answer *pairs = malloc(sizeof *pairs * n);
+    const char **answers = malloc(sizeof *answers * n);
+    flava_status s = FLAVA_OK;
+    if (!pairs || !answers)
+        s = FLAVA_ERROR(FLAVA_ERR_NOMEM, "prior baseline: %zu training questions", n);
+    size_t np = 0;
+    for (size_t i = 0; s == FLAVA_OK && i < n; i++) {
+        answers[i] = train->q[i].top_answer;
+        if (train->q[i].question_type)
+            pairs[np++] = (typed_answer){train->q[i].question_type, train->q[i].top_answer};
+    }
+    if (s == FLAVA_OK)
+        s = flava_strdup(&p->fallback, most_frequent(answers, n));
+    if (s == FLAVA_OK) {
+        qsort(pairs, np, sizeof *pairs, by_type);
+        s = prior_types(p, pairs, np, answers);
+    }
+    free(pairs);
+    free(answers);
+    if (s != FLAVA_OK)
+        flava_vqa_prior_free(p);
+    return s;
+}
+
+const char *flava_vqa_prior_answer(const flava_vqa_prior *p, const flava_vqa_question *q)
+{
+    const char *key = q->question_type;
+    char **hit = key && p->n ? bsearch(&key, p->question_types, (size_t)p->n, sizeof(char *),
+                                       by_text)
+                             : NULL;
+    return hit ? p->answers[hit - p->question_types] : p->fallback;
+}
+
+flava_status flava_vqa_predictions_write(const char *path, const flava_vqa_set *set,
+                                         const char *const *answers, long n)
+{
+    if (n < 0 || n > set->n)
+        return FLAVA_ERROR(FLAVA_ERR_ARG, "%s: %ld predictions for %ld questions", path, n, set->n);
+    cJSON *arr = cJSON_CreateArray();
+    int ok = arr != NULL;
+    for (long i = 0; ok && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        ok = o && cJSON_AddItemToArray(arr, o);
+        if (!ok)
+            cJSON_Delete(o);
+        ok = ok && cJSON_AddNumberToObject(o, "question_id", (double)set->q[i].question_id) &&
+             cJSON_AddStringToObject(o, "answer", answers[i]);
+    }
+    char *text = ok ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    if (!text)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: cannot build the JSON of %ld predictions", path,
+                           n);
+    flava_status s = flava_file_write_atomic(path, text);
+    cJSON_free(text);
     return s;
 }
 
@@ -462,11 +659,6 @@ typedef struct answer_count {
     const char *text;
     long count;
 } answer_count;
-
-static int by_text(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
 
 static int by_count_then_text(const void *a, const void *b)
 {

@@ -192,25 +192,6 @@ flava_status flava_sweep_result_read(flava_sweep_result *r, const char *path)
     return s;
 }
 
-/* Writes `text` to path through path.tmp and a rename. */
-static flava_status write_atomic(const char *path, const char *text)
-{
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return FLAVA_ERROR(FLAVA_ERR_ARG, "path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    fputs(text, f);
-    int failed = ferror(f);
-    if (fclose(f) != 0 || failed || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return FLAVA_OK;
-}
-
 static cJSON *result_json(const flava_sweep_result *r)
 {
     cJSON *o = cJSON_CreateObject(), *m = NULL;
@@ -1016,7 +997,7 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
     FLAVA_TRY(stt);
     stt = run_file(path, sizeof path, r, "command.txt");
     if (stt == FLAVA_OK)
-        stt = write_atomic(path, text);
+        stt = flava_file_write_atomic(path, text);
     free(text);
     FLAVA_TRY(stt);
     FLAVA_TRY(run_file(path, sizeof path, r, "output.log"));
@@ -1426,7 +1407,7 @@ flava_status flava_sweep_write_tables(const flava_sweep *s)
         flava_status st = tables[k].write(s, mem);
         fclose(mem);
         if (st == FLAVA_OK)
-            st = write_atomic(path, text);
+            st = flava_file_write_atomic(path, text);
         free(text);
         FLAVA_TRY(st);
     }

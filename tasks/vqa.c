@@ -3,7 +3,12 @@
  * checkpoint on VQAv2-format questions and annotations, with the answer
  * vocabulary built from the training answers (written to
  * RUN_DIR/answers.txt); `flava eval` scores a fine-tuned checkpoint. The
- * metric is the official VQA accuracy of the arg-max answer. */
+ * metric is the official VQA accuracy of the arg-max answer; as the official
+ * evaluation, each evaluation also reports it per answer type, and writes
+ * the answers to RUN_DIR/predictions.json in the official results format.
+ * With training annotations it reports the question-type prior baseline
+ * (prior_accuracy), which a model must beat to have looked at the image. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +20,8 @@
 static const flava_cfg_key vqa_keys[] = {
     {"vqa", "tokenizer", FLAVA_CFG_STRING, "", "WordPiece vocab.txt or SentencePiece .model"},
     {"vqa", "train_questions", FLAVA_CFG_STRING, "", "VQAv2 questions JSON of the train split"},
-    {"vqa", "train_annotations", FLAVA_CFG_STRING, "", "VQAv2 annotations JSON of the train split"},
+    {"vqa", "train_annotations", FLAVA_CFG_STRING, "",
+     "VQAv2 annotations JSON of the train split (eval: optional, for prior_accuracy)"},
     {"vqa", "train_images", FLAVA_CFG_STRING, "", "image folder of the train split"},
     {"vqa", "questions", FLAVA_CFG_STRING, NULL, "VQAv2 questions JSON of the evaluated split"},
     {"vqa", "annotations", FLAVA_CFG_STRING, NULL, "VQAv2 annotations JSON of the evaluated split"},
@@ -39,8 +45,13 @@ typedef struct vqa_task {
     flava_text_encoder enc;
     flava_vqa_set train, test;
     flava_vqa_vocab vocab;
-    double sum; /* VQA accuracy summed over the evaluated questions */
-    long count;
+    flava_vqa_prior prior; /* with training annotations (has_prior) */
+    int has_prior;
+    /* the evaluation under way */
+    flava_vqa_tally tally;
+    double prior_sum;
+    const char **predicted; /* [test.n] vocabulary answers, for predictions.json */
+    char names[2 * FLAVA_VQA_MAX_TYPES][64];
 } vqa_task;
 
 static flava_status vqa_score(void *self, const float *logits, int ncols, long first, int B)
@@ -50,27 +61,86 @@ static flava_status vqa_score(void *self, const float *logits, int ncols, long f
         return FLAVA_ERROR(FLAVA_ERR_SHAPE, "VQA logits have %d answers, the vocabulary %d",
                            ncols, v->vocab.n);
     if (first == 0)
-        v->sum = 0, v->count = 0;
+        v->tally = (flava_vqa_tally){0}, v->prior_sum = 0;
     for (int i = 0; i < B; i++) {
         const float *l = logits + (size_t)i * ncols;
-        const int best = flava_argmax_f32(l, ncols);
+        const flava_vqa_question *q = &v->test.q[first + i];
         double acc;
-        FLAVA_TRY(flava_vqa_accuracy(&acc, &v->test.q[first + i], v->vocab.answers[best]));
-        v->sum += acc;
-        v->count++;
+        v->predicted[first + i] = v->vocab.answers[flava_argmax_f32(l, ncols)];
+        FLAVA_TRY(flava_vqa_accuracy(&acc, q, v->predicted[first + i]));
+        FLAVA_TRY(flava_vqa_tally_add(&v->tally, q, acc));
+        if (v->has_prior) {
+            FLAVA_TRY(flava_vqa_accuracy(&acc, q, flava_vqa_prior_answer(&v->prior, q)));
+            v->prior_sum += acc;
+        }
     }
     return FLAVA_OK;
 }
 
+/* "yes/no" -> "yes_no": metric names stay plain identifiers. */
+static void type_key(char *out, size_t cap, const char *prefix, const char *type)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s", prefix);
+    for (const char *c = type; *c && n + 1 < cap; c++)
+        out[n++] = isalnum((unsigned char)*c) ? (char)tolower((unsigned char)*c) : '_';
+    out[n] = '\0';
+}
+
+/* names[*k] = name, unless an answer type made it already. */
+static flava_status add_metric(const char **names, double *values, int *k, const char *name,
+                               double value)
+{
+    for (int i = 0; i < *k; i++)
+        if (!strcmp(names[i], name))
+            return FLAVA_ERROR(FLAVA_ERR_FORMAT, "the annotations' answer_type values clash: "
+                               "the metric name %s comes twice", name);
+    names[*k] = name;
+    values[(*k)++] = value;
+    return FLAVA_OK;
+}
+
+/* vqa_accuracy, questions, then per answer type (strcmp order)
+ * vqa_accuracy_<type> and questions_<type>, questions_untyped if any,
+ * prior_accuracy with a prior. */
+_Static_assert(4 + 2 * FLAVA_VQA_MAX_TYPES <= FLAVA_TRAIN_MAX_METRICS, "VQA metrics");
+
 static flava_status vqa_finish(void *self, const char **names, double *values, int *n)
 {
     vqa_task *v = self;
-    names[0] = "vqa_accuracy";
-    values[0] = v->count ? v->sum / (double)v->count : 0;
-    names[1] = "questions";
-    values[1] = (double)v->count;
-    *n = 2;
-    return FLAVA_OK;
+    const flava_vqa_tally *t = &v->tally;
+    const double count = t->n ? (double)t->n : 1;
+    char line[1024];
+    size_t len = (size_t)snprintf(line, sizeof line, "vqa: accuracy %.4f over %ld questions",
+                                  t->sum / count, t->n);
+    *n = 0;
+    FLAVA_TRY(add_metric(names, values, n, "vqa_accuracy", t->sum / count));
+    FLAVA_TRY(add_metric(names, values, n, "questions", (double)t->n));
+    for (int i = 0; i < t->ntypes; i++) {
+        const double acc = t->type_sum[i] / (double)t->type_n[i];
+        type_key(v->names[2 * i], sizeof v->names[0], "vqa_accuracy_", t->type[i]);
+        type_key(v->names[2 * i + 1], sizeof v->names[0], "questions_", t->type[i]);
+        FLAVA_TRY(add_metric(names, values, n, v->names[2 * i], acc));
+        FLAVA_TRY(add_metric(names, values, n, v->names[2 * i + 1], (double)t->type_n[i]));
+        if (len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%s %s %.4f (%ld)",
+                                    i ? "," : ";", t->type[i], acc, t->type_n[i]);
+    }
+    if (t->untyped) {
+        FLAVA_TRY(add_metric(names, values, n, "questions_untyped", (double)t->untyped));
+        if (len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, "; %ld without answer_type",
+                                    t->untyped);
+    }
+    if (v->has_prior) {
+        FLAVA_TRY(add_metric(names, values, n, "prior_accuracy", v->prior_sum / count));
+        if (len < sizeof line)
+            snprintf(line + len, sizeof line - len, "; question-type prior %.4f",
+                     v->prior_sum / count);
+    }
+    flava_runlog_printf(&v->ft.run->log, "%s", line);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/predictions.json", v->ft.run->run_dir);
+    return flava_vqa_predictions_write(path, &v->test, v->predicted, t->n);
 }
 
 static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
@@ -109,7 +179,12 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
     if (!eval && (!*tq || !*ta || !*ti))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa finetune: set vqa.train_questions, "
                            "train_annotations and train_images");
+    if (eval && *ta && !*tq)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "vqa eval: vqa.train_annotations (for the prior "
+                           "baseline) needs vqa.train_questions too");
     FLAVA_TRY(flava_vqa_load(&v->test, q, a, im, naming));
+    if (!(v->predicted = calloc((size_t)v->test.n, sizeof *v->predicted)))
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "answers of %ld questions", v->test.n);
     if (!eval) {
         FLAVA_TRY(flava_vqa_load(&v->train, tq, ta, ti, naming));
         if (*answers) {
@@ -122,7 +197,13 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
             FLAVA_TRY(flava_vqa_vocab_write(&v->vocab, path));
         }
     } else {
+        if (*ta) /* for the prior baseline, which needs no images */
+            FLAVA_TRY(flava_vqa_load(&v->train, tq, ta, NULL, naming));
         FLAVA_TRY(flava_vqa_vocab_read(&v->vocab, answers));
+    }
+    if (v->train.n) {
+        FLAVA_TRY(flava_vqa_prior_build(&v->prior, &v->train));
+        v->has_prior = 1;
     }
     flava_config mc;
     const char *ck;
@@ -168,6 +249,8 @@ static flava_status vqa_run(flava_run *run, int eval)
     flava_vqa_free(&v.train);
     flava_vqa_free(&v.test);
     flava_vqa_vocab_free(&v.vocab);
+    flava_vqa_prior_free(&v.prior);
+    free(v.predicted);
     return s;
 }
 
@@ -190,7 +273,7 @@ const flava_task_ops flava_task_vqa_finetune = {
 const flava_task_ops flava_task_vqa_eval = {
     .name = "vqa",
     .command = "eval",
-    .summary = "VQA accuracy of a fine-tuned checkpoint",
+    .summary = "VQA accuracy, overall and per answer type, of a fine-tuned checkpoint",
     .register_keys = vqa_register_keys,
     .run = vqa_eval,
 };

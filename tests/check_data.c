@@ -1,6 +1,8 @@
 /* check_data.c - the data readers: IDX, images (against PIL), image-text
- * TSV, GLUE and its metrics (against scikit-learn/scipy), VQAv2, and the
- * scene generator read back through those readers, and the batch loader.
+ * TSV, GLUE and its metrics (against scikit-learn/scipy), VQAv2 (accuracy
+ * per answer type and the prior baseline against a Python re-implementation
+ * of the official evaluation), and the scene generator read back through
+ * those readers, and the batch loader.
  * Malformed inputs of every reader must fail with a message naming the file
  * and what was expected. */
 #include "testutil.h"
@@ -10,7 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <zlib.h>
+
+#include "tsv.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
@@ -897,6 +902,198 @@ START_TEST(test_vqa_malformed)
 }
 END_TEST
 
+/* The fixture of tests/reference/vqa_types_fixtures.py: its expected.json
+ * (the official evaluation re-implemented in Python) parsed, and one of its
+ * JSON files' path. */
+static cJSON *vqa_types_expected(void)
+{
+    char path[512], *text;
+    size_t n;
+    test_path(path, sizeof path, "tests/fixtures/vqa_types/expected.json");
+    ck_assert_msg(flava_file_read(&text, &n, path) == FLAVA_OK, "%s", flava_error_message());
+    cJSON *e = cJSON_Parse(text);
+    flava_free(text);
+    ck_assert_ptr_nonnull(e);
+    return e;
+}
+
+static const char *vqa_types_file(char *buf, size_t n, const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/vqa_types/%s", name);
+    return test_path(buf, n, rel);
+}
+
+static double json_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "expected.json lacks the number '%s'", key);
+    return v->valuedouble;
+}
+
+START_TEST(test_vqa_answer_types_prior_predictions)
+{
+    cJSON *e = vqa_types_expected();
+    char q[512], a[512], tq[512], ta[512];
+    flava_vqa_set ev, tr;
+    /* no image folder: the text-only load the prior baseline uses */
+    ck_assert_msg(flava_vqa_load(&ev, vqa_types_file(q, sizeof q, "questions.json"),
+                                 vqa_types_file(a, sizeof a, "annotations.json"), NULL,
+                                 FLAVA_VQA_COCO) == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_msg(flava_vqa_load(&tr, vqa_types_file(tq, sizeof tq, "train_questions.json"),
+                                 vqa_types_file(ta, sizeof ta, "train_annotations.json"), NULL,
+                                 FLAVA_VQA_PNG) == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_ptr_null(ev.q[0].image_path);
+    /* multiple_choice_answer normalised, or the most frequent of the ten */
+    const cJSON *tops = cJSON_GetObjectItemCaseSensitive(e, "train_top_answers");
+    ck_assert_int_eq(cJSON_GetArraySize(tops), tr.n);
+    for (long i = 0; i < tr.n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", (long long)tr.q[i].question_id);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(tops, id);
+        ck_assert_msg(cJSON_IsString(t), "question %s", id);
+        ck_assert_str_eq(tr.q[i].top_answer, t->valuestring);
+    }
+    flava_vqa_prior prior;
+    ck_assert_msg(flava_vqa_prior_build(&prior, &tr) == FLAVA_OK, "%s", flava_error_message());
+    const cJSON *want_prior = cJSON_GetObjectItemCaseSensitive(e, "prior");
+    ck_assert_int_eq(prior.n, cJSON_GetArraySize(want_prior));
+    for (int i = 0; i < prior.n; i++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(want_prior, prior.question_types[i]);
+        ck_assert_msg(cJSON_IsString(t), "question type '%s'", prior.question_types[i]);
+        ck_assert_str_eq(prior.answers[i], t->valuestring);
+    }
+    ck_assert_str_eq(prior.fallback,
+                     cJSON_GetObjectItemCaseSensitive(e, "prior_fallback")->valuestring);
+    /* the fixed predictions through the accuracy, the tally and the prior */
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(e, "questions");
+    ck_assert_int_eq(cJSON_GetArraySize(qs), ev.n);
+    const char *pred[16];
+    flava_vqa_tally t = {0};
+    double prior_sum = 0, acc;
+    for (long i = 0; i < ev.n; i++) {
+        const cJSON *w = cJSON_GetArrayItem(qs, (int)i);
+        ck_assert_int_eq(ev.q[i].question_id, (int64_t)json_num(w, "question_id"));
+        pred[i] = cJSON_GetObjectItemCaseSensitive(w, "prediction")->valuestring;
+        ck_assert_int_eq(flava_vqa_accuracy(&acc, &ev.q[i], pred[i]), FLAVA_OK);
+        ck_assert_double_eq_tol(acc, json_num(w, "accuracy"), 1e-12);
+        ck_assert_int_eq(flava_vqa_tally_add(&t, &ev.q[i], acc), FLAVA_OK);
+        const char *p = flava_vqa_prior_answer(&prior, &ev.q[i]);
+        ck_assert_str_eq(p, cJSON_GetObjectItemCaseSensitive(w, "prior_answer")->valuestring);
+        ck_assert_int_eq(flava_vqa_accuracy(&acc, &ev.q[i], p), FLAVA_OK);
+        prior_sum += acc;
+    }
+    ck_assert_int_eq(t.n, ev.n);
+    ck_assert_double_eq_tol(t.sum / (double)t.n, json_num(e, "vqa_accuracy"), 1e-12);
+    ck_assert_double_eq_tol(prior_sum / (double)ev.n, json_num(e, "prior_accuracy"), 1e-12);
+    ck_assert_int_eq(t.untyped, (long)json_num(e, "untyped"));
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(e, "answer_types");
+    ck_assert_int_eq(t.ntypes, cJSON_GetArraySize(types));
+    long typed = 0;
+    for (int k = 0; k < t.ntypes; k++) {
+        const cJSON *w = cJSON_GetArrayItem(types, k); /* sorted keys, as the tally */
+        ck_assert_str_eq(t.type[k], w->string);
+        ck_assert_int_eq(t.type_n[k], (long)json_num(w, "questions"));
+        ck_assert_double_eq_tol(t.type_sum[k] / (double)t.type_n[k], json_num(w, "accuracy"),
+                                1e-12);
+        typed += t.type_n[k];
+    }
+    ck_assert_int_eq(typed + t.untyped, t.n);
+    /* predictions.json: the official results format, read back */
+    make_tmp();
+    char path[512];
+    snprintf(path, sizeof path, "%s/predictions.json", tmp);
+    ck_assert_int_eq(flava_vqa_predictions_write(path, &ev, pred, ev.n), FLAVA_OK);
+    char *text;
+    size_t len;
+    ck_assert_int_eq(flava_file_read(&text, &len, path), FLAVA_OK);
+    cJSON *got = cJSON_Parse(text);
+    flava_free(text);
+    ck_assert(cJSON_IsArray(got));
+    ck_assert_int_eq(cJSON_GetArraySize(got), ev.n);
+    for (long i = 0; i < ev.n; i++) {
+        const cJSON *g = cJSON_GetArrayItem(got, (int)i);
+        ck_assert_int_eq(cJSON_GetArraySize(g), 2);
+        ck_assert_int_eq((int64_t)json_num(g, "question_id"), ev.q[i].question_id);
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(g, "answer")->valuestring, pred[i]);
+    }
+    cJSON_Delete(got);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/predictions.json.tmp", tmp);
+    ck_assert_int_ne(access(path, F_OK), 0); /* renamed into place */
+    expect_error(flava_vqa_predictions_write(path, &ev, pred, ev.n + 1), FLAVA_ERR_ARG, 2,
+                 "12 predictions", "11 questions");
+    snprintf(path, sizeof path, "%s/missing/predictions.json", tmp);
+    expect_error(flava_vqa_predictions_write(path, &ev, pred, ev.n), FLAVA_ERR_IO, 1,
+                 "missing/predictions.json");
+    remove_tmp();
+    flava_vqa_prior_free(&prior);
+    flava_vqa_free(&ev);
+    flava_vqa_free(&tr);
+    cJSON_Delete(e);
+}
+END_TEST
+
+START_TEST(test_vqa_answer_types_errors)
+{
+    make_tmp();
+    write_png_tmp("7.png");
+    char q[512];
+    snprintf(q, sizeof q, "%s", write_tmp("q.json", "{\"questions\": [{\"image_id\": 7, "
+                                          "\"question\": \"x\", \"question_id\": 70}]}", -1));
+    char ten[1024];
+    answers_json(ten, sizeof ten, a70);
+    char ann[2048];
+    snprintf(ann, sizeof ann, "{\"annotations\": [{\"question_id\": 70, \"image_id\": 7, "
+             "\"answer_type\": 3, \"answers\": %s}]}", ten);
+    const char *a = write_tmp("numtype.json", ann, -1);
+    flava_vqa_set s;
+    expect_error(flava_vqa_load(&s, q, a, tmp, FLAVA_VQA_PNG), FLAVA_ERR_FORMAT, 3,
+                 "numtype.json", "question_id 70", "'answer_type' must be a non-empty string");
+    snprintf(ann, sizeof ann, "{\"annotations\": [{\"question_id\": 70, \"image_id\": 7, "
+             "\"question_type\": \"\", \"answers\": %s}]}", ten);
+    a = write_tmp("emptytype.json", ann, -1);
+    expect_error(flava_vqa_load(&s, q, a, tmp, FLAVA_VQA_PNG), FLAVA_ERR_FORMAT, 2,
+                 "emptytype.json", "'question_type'");
+    /* neither type nor multiple_choice_answer: loads, untyped, top answer of the ten
+     * ("red" 4 times) */
+    snprintf(ann, sizeof ann, "{\"annotations\": [{\"question_id\": 70, \"image_id\": 7, "
+             "\"answers\": %s}]}", ten);
+    a = write_tmp("untyped.json", ann, -1);
+    ck_assert_msg(flava_vqa_load(&s, q, a, tmp, FLAVA_VQA_PNG) == FLAVA_OK, "%s",
+                  flava_error_message());
+    ck_assert_ptr_null(s.q[0].answer_type);
+    ck_assert_ptr_null(s.q[0].question_type);
+    ck_assert_str_eq(s.q[0].top_answer, "red");
+    flava_vqa_tally t = {0};
+    ck_assert_int_eq(flava_vqa_tally_add(&t, &s.q[0], 0.5), FLAVA_OK);
+    ck_assert_int_eq(t.ntypes, 0);
+    ck_assert_int_eq(t.untyped, 1);
+    /* at most FLAVA_VQA_MAX_TYPES answer types */
+    char names[FLAVA_VQA_MAX_TYPES + 1][8];
+    for (int k = 0; k <= FLAVA_VQA_MAX_TYPES; k++) {
+        snprintf(names[k], sizeof names[k], "t%d", FLAVA_VQA_MAX_TYPES - k);
+        s.q[0].answer_type = names[k];
+        flava_status st = flava_vqa_tally_add(&t, &s.q[0], 1.0);
+        if (k < FLAVA_VQA_MAX_TYPES)
+            ck_assert_int_eq(st, FLAVA_OK);
+        else
+            expect_error(st, FLAVA_ERR_FORMAT, 3, "question_id 70", "'t0'", "yes/no");
+    }
+    ck_assert_str_eq(t.type[0], "t1"); /* inserted in strcmp order */
+    ck_assert_str_eq(t.type[FLAVA_VQA_MAX_TYPES - 1], "t6");
+    s.q[0].answer_type = NULL;
+    /* the prior needs annotations */
+    flava_vqa_free(&s);
+    ck_assert_int_eq(flava_vqa_load(&s, q, NULL, tmp, FLAVA_VQA_PNG), FLAVA_OK);
+    flava_vqa_prior p;
+    expect_error(flava_vqa_prior_build(&p, &s), FLAVA_ERR_ARG, 2, "question_id 70",
+                 "no annotation");
+    flava_vqa_free(&s);
+    remove_tmp();
+}
+END_TEST
+
 /* ---------------------------------------------------------------- scenes */
 
 static long count_lines(const char *path)
@@ -1396,6 +1593,8 @@ static Suite *make_data_suite(void)
     tcase_add_test(tc, test_vqa_normalize);
     tcase_add_test(tc, test_vqa_load_accuracy_vocab);
     tcase_add_test(tc, test_vqa_malformed);
+    tcase_add_test(tc, test_vqa_answer_types_prior_predictions);
+    tcase_add_test(tc, test_vqa_answer_types_errors);
     tcase_add_test(tc, test_scenes_read_back);
     tcase_add_test(tc, test_scenes_one_item);
     tcase_add_test(tc, test_loader_images_shuffled_independent_of_threads);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The fine-tune tasks end to end on tiny data from the tiny random
-# checkpoint (new heads initialised fresh): VQA on scenes, a GLUE-layout
+# checkpoint (new heads initialised fresh): VQA on scenes (per answer type,
+# the prior baseline, predictions.json), a GLUE-layout
 # spam-like corpus (F1), STS-B (regression), image classification; losses
 # fall, learnable data is learnt, `flava eval` of the fine-tuned checkpoint
 # reproduces the fine-tuning run's final evaluation; the error paths
@@ -45,6 +46,78 @@ grep -qx 'nothing' "$out/vqa/answers.txt" || fail "answers.txt lacks a scene ans
   -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
   -s vqa.answers="$out/vqa/answers.txt" 2> /dev/null
 [ "$(num "$out/vqa-eval" vqa_accuracy)" = "$acc" ] || fail "vqa eval differs from the fine-tuning run"
+# per answer type (the scenes ask one question of each type per image), the
+# prior baseline, predictions.json in the official results format
+for t in number other yes_no; do
+  [ "$(num "$out/vqa" questions_$t)" = 12 ] || fail "vqa: questions_$t is not 12"
+  check 'a >= 0 && a <= 1' "$(num "$out/vqa" vqa_accuracy_$t)"
+  [ "$(num "$out/vqa-eval" vqa_accuracy_$t)" = "$(num "$out/vqa" vqa_accuracy_$t)" ] ||
+    fail "vqa eval: vqa_accuracy_$t differs from the fine-tuning run"
+done
+check 'a + b + c == 36' "$(num "$out/vqa" questions_number)" "$(num "$out/vqa" questions_other)" \
+  "$(num "$out/vqa" questions_yes_no)"
+check 'a >= 0 && a <= 1' "$(num "$out/vqa" prior_accuracy)"
+[ "$(num "$out/vqa-eval" prior_accuracy)" = "$(num "$out/vqa" prior_accuracy)" ] ||
+  fail "vqa eval: prior_accuracy differs from the fine-tuning run"
+grep -q "vqa: accuracy .*; number .* (12), other .* (12), yes/no .* (12); question-type prior" \
+  "$out/vqa/log.txt" || fail "vqa: no per-type line in the log"
+cmp -s "$out/vqa/predictions.json" "$out/vqa-eval/predictions.json" ||
+  fail "vqa eval: predictions.json differs from the fine-tuning run's"
+[ "$(grep -o '"question_id":' "$out/vqa/predictions.json" | wc -l)" = 36 ] ||
+  fail "vqa: predictions.json does not hold 36 answers"
+[ ! -e "$out/vqa/predictions.json.tmp" ] || fail "vqa: predictions.json.tmp left behind"
+# the figures again from predictions.json and the scene files, where Python is at hand (the
+# scenes' ten answers agree and are in normal form, so a question scores 1 or 0)
+if command -v python3 > /dev/null; then
+  python3 - "$out/scenes" "$out/vqa" <<'PY' || fail "vqa: results.json disagrees with predictions.json"
+import collections, json, sys
+scenes, run = sys.argv[1:]
+pred = json.load(open(run + "/predictions.json"))
+ann = {a["question_id"]: a for a in json.load(open(scenes + "/test/annotations.json"))["annotations"]}
+train = json.load(open(scenes + "/train/annotations.json"))["annotations"]
+assert sorted(p["question_id"] for p in pred) == sorted(ann) and len(pred) == 36
+by_qtype = collections.defaultdict(collections.Counter)
+for a in train:
+    by_qtype[a["question_type"]][a["multiple_choice_answer"]] += 1
+prior = {t: min(c, key=lambda x: (-c[x], x)) for t, c in by_qtype.items()}
+got = json.load(open(run + "/results.json"))["metrics"]
+hits, counts, prior_hits = collections.Counter(), collections.Counter(), 0
+for p in pred:
+    a = ann[p["question_id"]]
+    key = a["answer_type"].replace("/", "_")
+    counts[key] += 1
+    hits[key] += p["answer"] == a["multiple_choice_answer"]
+    prior_hits += prior[a["question_type"]] == a["multiple_choice_answer"]
+for t in counts:
+    assert abs(got["vqa_accuracy_" + t] - hits[t] / counts[t]) < 1e-12, t
+    assert got["questions_" + t] == counts[t], t
+assert abs(got["vqa_accuracy"] - sum(hits.values()) / 36) < 1e-12
+assert abs(got["prior_accuracy"] - prior_hits / 36) < 1e-12
+PY
+fi
+# eval without training annotations: no prior; with them but no questions: an error
+"$flava" eval -c "$out/vqa.cfg" -s run.dir="$out/vqa-eval2" -s vqa.train_annotations= \
+  -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
+  -s vqa.answers="$out/vqa/answers.txt" 2> /dev/null
+[ -z "$(num "$out/vqa-eval2" prior_accuracy)" ] || fail "vqa eval: prior without train annotations"
+[ "$(num "$out/vqa-eval2" questions_other)" = 12 ] || fail "vqa eval2: questions_other"
+expect_error "needs vqa.train_questions" eval -c "$out/vqa.cfg" -s run.dir="$out/vqa-eval3" \
+  -s vqa.train_questions= -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
+  -s vqa.answers="$out/vqa/answers.txt"
+# annotations without answer_type load (the questions count in no type); answer types
+# that make the same metric name are an error
+sed 's/"answer_type":"other",//g' "$out/scenes/test/annotations.json" > "$out/untyped.json"
+"$flava" eval -c "$out/vqa.cfg" -s run.dir="$out/vqa-eval4" -s vqa.annotations="$out/untyped.json" \
+  -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" \
+  -s vqa.answers="$out/vqa/answers.txt" 2> /dev/null
+[ "$(num "$out/vqa-eval4" questions_untyped)" = 12 ] || fail "vqa: questions_untyped is not 12"
+[ -z "$(num "$out/vqa-eval4" questions_other)" ] || fail "vqa: untyped questions counted as other"
+[ "$(num "$out/vqa-eval4" vqa_accuracy)" = "$acc" ] || fail "vqa: untyped questions change the accuracy"
+sed 's/"answer_type":"yes\/no"/"answer_type":"yes_no"/' "$out/scenes/test/annotations.json" \
+  > "$out/clash.json"
+expect_error "the metric name vqa_accuracy_yes_no comes twice" eval -c "$out/vqa.cfg" \
+  -s run.dir="$out/vqa-eval5" -s vqa.annotations="$out/clash.json" \
+  -s model.checkpoint="$out/vqa/checkpoints/final.safetensors" -s vqa.answers="$out/vqa/answers.txt"
 
 # a two-class corpus in SST-2 layout (as the spam quickstart), learnable in a few steps
 mkdir -p "$out/spam"
