@@ -23,6 +23,7 @@ typedef struct flava_batch {
     int32_t *mlm_labels;           /* [B,T], -100 where not predicted */
     int32_t *mim_labels;           /* [B,P], -100 where not masked */
     int32_t *itm_labels;           /* [B], 1 = caption matches image */
+    unsigned heads;                /* bit h: head h feeds on this batch; 0: every enabled head */
 
     /* fine-tuning targets */
     float *vqa_targets;            /* [B,num_answers] soft scores */

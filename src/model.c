@@ -695,11 +695,14 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     const int has_text = b->input_ids || b->input_ids_masked;
     FLAVA_TRY(bind(m, b->B, has_text ? b->T : 0, side * side));
 
-    /* Which passes run: all that HF runs, or in training what the heads read. */
-    int need_masked = 0;
-    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
-        need_masked |= m->heads.enabled[h] && h != FLAVA_HEAD_CONTRASTIVE;
-    const int need_unmasked = m->heads.enabled[FLAVA_HEAD_CONTRASTIVE];
+    /* The heads this batch feeds (b->heads narrows the enabled set), and
+     * which passes run: all that HF runs, or in training what they read. */
+    int on[FLAVA_NUM_HEADS], need_masked = 0;
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+        on[h] = m->heads.enabled[h] && (!b->heads || (b->heads >> h & 1));
+        need_masked |= on[h] && h != FLAVA_HEAD_CONTRASTIVE;
+    }
+    const int need_unmasked = on[FLAVA_HEAD_CONTRASTIVE];
     const int img = b->pixel_values != NULL;
     const int run_img_u = img && (!train || need_unmasked);
     const int run_txt_u = b->input_ids && (!train || need_unmasked);
@@ -716,7 +719,7 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
                            "training with dropout is not implemented: set the encoders' "
                            "hidden_dropout_prob and attention_probs_dropout_prob to 0 (the HF "
                            "defaults)");
-    if (train && m->heads.enabled[FLAVA_HEAD_CONTRASTIVE]) {
+    if (train && on[FLAVA_HEAD_CONTRASTIVE]) {
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;
     }
@@ -776,7 +779,7 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
         io->pooled[2] = m->mm_m.pooled, io->dpooled[2] = m->mm_m.dpooled;
 
     /* ITM negatives leave MMM and the contrastive loss (HF's pos_mask) */
-    if (m->heads.enabled[FLAVA_HEAD_ITM] && b->itm_labels && m->mm_m.ran) {
+    if (on[FLAVA_HEAD_ITM] && b->itm_labels && m->mm_m.ran) {
         int any = 0;
         for (int i = 0; i < b->B; i++)
             any |= (m->pos_mask[i] = b->itm_labels[i] != 0);
@@ -789,7 +792,7 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     m->has_loss = 0;
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
         m->head_ran[h] = 0;
-        if (!m->heads.enabled[h] || !flava_heads[h]->applies(io))
+        if (!on[h] || !flava_heads[h]->applies(io))
             continue;
         FLAVA_TRY(flava_heads[h]->forward(&m->head[h], io));
         m->head_ran[h] = 1;

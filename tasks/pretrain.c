@@ -65,6 +65,10 @@ static const flava_cfg_key pretrain_keys[] = {
      "kind = idx: 0 keeps the images as they are (resized to the model's input); N (even, "
      ">= 2 x the item side): each item is drawn at load, as `flava data scenes --size N` draws "
      "it, into one cell of an otherwise empty N x N 2x2 scene, the cell drawn from the run seed"},
+    {"data.*", "heads", FLAVA_CFG_LIST, "",
+     "the objectives this source's batches feed, a subset of the enabled [heads] (empty: all "
+     "that apply); a pass no listed head reads is skipped, so e.g. global_contrastive alone "
+     "costs one unmasked pass, as MMF gives each dataset its own losses"},
 };
 
 enum { MAX_SOURCES = 16 };
@@ -82,6 +86,7 @@ typedef struct source {
     char **texts;
     long n;
     double weight;
+    unsigned heads; /* bit h: head h feeds on this source's batches */
     flava_loader *loader;
 } source;
 
@@ -191,8 +196,30 @@ static flava_status render_scenes(source *s, flava_cfg *cfg, int64_t scene_size,
     return FLAVA_OK;
 }
 
+/* s->heads from the source's `heads` list: enabled heads only. */
+static flava_status source_heads(source *s, flava_cfg *cfg, const flava_head_set *hs)
+{
+    const char *const *names;
+    int n;
+    FLAVA_TRY(flava_cfg_get_list(cfg, s->name, "heads", &names, &n));
+    s->heads = 0;
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
+        s->heads |= n == 0 && hs->enabled[h] ? 1u << h : 0;
+    for (int i = 0; i < n; i++) {
+        int h = 0;
+        while (h < FLAVA_NUM_HEADS && strcmp(names[i], flava_heads[h]->name))
+            h++;
+        if (h == FLAVA_NUM_HEADS || !hs->enabled[h])
+            return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.heads: '%s' is not an enabled "
+                               "pretraining head (a [heads] weight above 0)",
+                               flava_cfg_where(cfg, s->name, "heads"), s->name, names[i]);
+        s->heads |= 1u << h;
+    }
+    return FLAVA_OK;
+}
+
 static flava_status open_source(source *s, flava_run *run, const char *section,
-                                uint64_t scene_seed)
+                                const flava_head_set *hs, uint64_t scene_seed)
 {
     flava_cfg *cfg = run->cfg;
     const char *kind, *path, *labels, *image_key, *caption_key, *column;
@@ -207,6 +234,7 @@ static flava_status open_source(source *s, flava_run *run, const char *section,
     FLAVA_TRY(flava_cfg_get_float(cfg, section, "weight", &s->weight));
     FLAVA_TRY(flava_cfg_get_int(cfg, section, "limit", &limit));
     FLAVA_TRY(flava_cfg_get_int(cfg, section, "scene_size", &scene_size));
+    FLAVA_TRY(source_heads(s, cfg, hs));
     if (scene_size && strcmp(kind, "idx"))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.scene_size = %lld needs kind = idx",
                            flava_cfg_where(cfg, section, "scene_size"), section,
@@ -345,7 +373,10 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
     b->input_ids_masked = NULL;
     b->mlm_labels = NULL;
     flava_rng r;
-    const int *on = p->hs.enabled;
+    int on[FLAVA_NUM_HEADS];
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
+        on[h] = s->heads >> h & 1;
+    b->heads = s->heads;
     if (text && image && on[FLAVA_HEAD_ITM]) {
         /* ITM negatives: sample i reads caption caption_index[i] */
         flava_rng_init(&r, p->seed + STREAM_MASK, (uint64_t)g << 20);
@@ -530,7 +561,7 @@ static flava_status setup_data(pretrain *p)
         p->nsrc = i + 1; /* so that free_all closes what was opened */
         flava_rng r;
         flava_rng_init(&r, p->seed + STREAM_SCENES, (uint64_t)i);
-        FLAVA_TRY(open_source(&p->src[i], p->run, names[i], flava_rng_u64(&r)));
+        FLAVA_TRY(open_source(&p->src[i], p->run, names[i], &p->hs, flava_rng_u64(&r)));
         any_text |= p->src[i].kind != KIND_IDX;
         if (p->src[i].n < p->tc.batch_size)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "[%s]: %ld samples make no full batch of %d",

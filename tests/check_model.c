@@ -5,6 +5,7 @@
  * FLAVA-full forward pass. */
 #include "testutil.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -156,6 +157,55 @@ END_TEST
 
 /* 3 AdamW steps on the image-text batch: the losses before each step and
  * every parameter after the third. */
+/* A batch that feeds the contrastive loss alone (b.heads) runs the two
+ * unmasked unimodal passes only, and its contrastive loss and gradients are
+ * those of the full step's contrastive term (no ITM labels: every pair
+ * positive). */
+START_TEST(test_batch_heads_narrow)
+{
+    flava_ctx *ctx;
+    flava_model *m = load_tiny(&ctx);
+    m->cfg.skip_unmasked_multimodal_encoder = 1; /* as in pretraining */
+    flava_batch b;
+    flava_st *in;
+    read_batch(&b, &in, m, "image_text");
+    b.itm_labels = NULL;
+    ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
+    flava_status s = flava_model_forward(ctx, m, &b, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    ck_assert(m->img_m.ran && m->txt_m.ran && m->mm_m.ran);
+    const double full = m->head[FLAVA_HEAD_CONTRASTIVE].loss;
+    b.heads = 1u << FLAVA_HEAD_CONTRASTIVE;
+    flava_model_zero_grads(m);
+    s = flava_model_forward(ctx, m, &b, 1);
+    ck_assert_msg(s == FLAVA_OK, "%s (%s)", flava_error_message(), flava_error_where());
+    ck_assert(m->img.ran && m->txt.ran && !m->img_m.ran && !m->txt_m.ran && !m->mm_m.ran);
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++)
+        ck_assert_int_eq(m->head_ran[h], h == FLAVA_HEAD_CONTRASTIVE);
+    ck_assert_msg(fabs(m->loss - full) <= 1e-6 * fabs(full), "contrastive alone %.9g, in the "
+                  "full step %.9g", (double)m->loss, full);
+    ck_assert_int_eq(flava_model_backward(ctx, m, &b), FLAVA_OK);
+    /* the multimodal encoder fed no head: no gradient reaches it */
+    double mm = 0, proj = 0;
+    for (int i = 0; i < m->table.n; i++) {
+        const flava_param *pp = &m->table.p[i];
+        for (size_t k = 0; k < pp->numel; k++) {
+            const double g = fabs(m->grads[pp->offset + k]);
+            if (strstr(pp->name, "multimodal_model."))
+                mm += g;
+            if (strstr(pp->name, "image_projection"))
+                proj += g;
+        }
+    }
+    ck_assert_msg(mm == 0 && proj > 0, "gradient mass: multimodal %g, image projection %g", mm,
+                  proj);
+    flava_st_free(in);
+    flava_batch_free(&b);
+    flava_model_destroy(m);
+    flava_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_adamw_three_steps)
 {
     flava_ctx *ctx;
@@ -805,6 +855,7 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_image_text_batch);
     tcase_add_test(tc, test_image_batch);
     tcase_add_test(tc, test_text_batch);
+    tcase_add_test(tc, test_batch_heads_narrow);
     tcase_add_test(tc, test_adamw_three_steps);
     tcase_add_test(tc, test_bf16_losses);
     tcase_add_test(tc, test_finetune_vqa);

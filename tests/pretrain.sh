@@ -49,6 +49,23 @@ contrastive() { sed -n 1p "$1" | grep -o '"loss_info.global_contrastive": [^,}]*
   fail "scene_size changed the image-text batch of step 1"
 [ "$(sed -n 2p "$dir/sc.l")" != "$(sed -n 2p "$dir/again.l")" ] || fail "scene_size had no effect"
 
+# Per-source objectives: the image-text source feeding the contrastive loss
+# alone (step 1 of the round robin) runs no ITM, MMM or masked pass and draws
+# no ITM negatives, so its loss is that of a run with every other head off;
+# the other sources keep theirs.
+run pretrain ph -s data.scenes.heads=global_contrastive -s train.steps=3 2> "$dir/err" ||
+  { cat "$dir/err"; fail "per-source heads"; }
+losses "$dir/ph" > "$dir/ph.l"
+sed -n 1p "$dir/ph.l" | grep -Eq 'loss_info\.(itm|mmm_image|mmm_text|mim|mlm)' &&
+  fail "the contrastive-only source ran other heads"
+sed -n 2,3p "$dir/ph.l" | grep -q 'loss_info.mim' || fail "the image source lost its MIM"
+run pretrain c1 -s heads.mim=0 -s heads.mlm=0 -s heads.itm=0 -s heads.mmm_image=0 \
+  -s heads.mmm_text=0 -s train.steps=1 2> "$dir/err" || { cat "$dir/err"; fail "contrastive-only run"; }
+[ -n "$(contrastive "$dir/ph.l")" ] &&
+  [ "$(contrastive "$dir/ph.l")" = "$(losses "$dir/c1" | contrastive /dev/stdin)" ] ||
+  fail "a contrastive-only source's step differs from a contrastive-only run's"
+grep -q '^heads = global_contrastive$' "$dir/ph/config.ini" || fail "config.ini lacks the source's heads"
+
 # Starting from the trained weights ([model] checkpoint): the first step's
 # loss is the trained model's, below the fresh model's.
 run pretrain warm -s model.checkpoint="$dir/a/checkpoints/final.safetensors" -s train.steps=1 \

@@ -35,6 +35,10 @@ expect "data.fmnist.kind = 'images': expected idx, imagetext or text" pretrain e
 expect "data.fmnist.scene_size 30: expected 0 (no scenes) or an even side of at least twice the 28x28" \
   pretrain e -s data.fmnist.scene_size=30
 expect "data.scenes.scene_size = 56 needs kind = idx" pretrain e -s data.scenes.scene_size=56
+expect "data.scenes.heads: 'contrast' is not an enabled pretraining head" pretrain e \
+  -s data.scenes.heads=contrast
+expect "data.scenes.heads: 'itm' is not an enabled pretraining head" pretrain e -s heads.itm=0 \
+  -s data.scenes.heads=itm
 expect "no column 'nope' in the header" pretrain e -s data.text.path="$dir/scenes/train/captions.tsv" \
   -s data.text.column=nope
 expect "pretrain.mix = 'sizes': expected size, ratio or round_robin" pretrain e -s pretrain.mix=sizes
