@@ -106,8 +106,12 @@ static flava_status find_column(int *col, const flava_tsv *t, const char *name)
     return FLAVA_OK;
 }
 
-static flava_status read_layout(layout *l, flava_tsv *t, flava_glue_task task, int labelled)
+/* A test split is unlabelled in GLUE's layout; one whose header has the
+ * label column (a corpus split the GLUE way, e.g. `flava data spam`) is
+ * scored like dev. */
+static flava_status read_layout(layout *l, flava_tsv *t, flava_glue_task task, int *labelled_io)
 {
+    int labelled = *labelled_io;
     int more;
     FLAVA_TRY(flava_tsv_next(t, &more));
     if (!more)
@@ -122,6 +126,8 @@ static flava_status read_layout(layout *l, flava_tsv *t, flava_glue_task task, i
     FLAVA_TRY(find_column(&l->a, t, columns[task].a));
     if (columns[task].b)
         FLAVA_TRY(find_column(&l->b, t, columns[task].b));
+    if (!labelled && columns[task].label)
+        labelled = *labelled_io = flava_tsv_find(t, columns[task].label) >= 0;
     if (labelled)
         FLAVA_TRY(find_column(&l->label, t, columns[task].label));
     return FLAVA_OK;
@@ -191,7 +197,7 @@ static flava_status add_text(char **out, const flava_tsv *t, int col)
 static flava_status read_examples(flava_glue_set *set, flava_tsv *t)
 {
     layout l = {0, -1, -1, -1};
-    FLAVA_TRY(read_layout(&l, t, set->task, set->has_labels));
+    FLAVA_TRY(read_layout(&l, t, set->task, &set->has_labels));
     int headerless = set->task == FLAVA_GLUE_COLA && set->has_labels;
     long cap = 0;
     int more = 1;

@@ -38,7 +38,7 @@ flava_status flava_glue_task_from_name(flava_glue_task *task, const char *name);
 typedef struct flava_glue_set {
     flava_glue_task task;
     long n;
-    int has_labels;  /* 0 for the test splits */
+    int has_labels;  /* 0 for GLUE's test splits (no label column) */
     char **text_a;
     char **text_b;   /* NULL for single-sentence tasks */
     int32_t *labels; /* class ids, classification tasks with labels */

@@ -631,6 +631,18 @@ START_TEST(test_glue_malformed)
                  FLAVA_ERR_FORMAT, 3, "dev.tsv:2", "score '7.5'", "0 to 5");
     expect_error(glue_tmp(&s, FLAVA_GLUE_WNLI, "test", "index\tsentence1\tsentence2\n"),
                  FLAVA_ERR_FORMAT, 2, "test.tsv", "no examples");
+    /* a test split with the label column (flava data spam) is labelled and
+     * its labels are checked; GLUE's own test layout is not */
+    ck_assert_int_eq(glue_tmp(&s, FLAVA_GLUE_SST2, "test", "sentence\tlabel\nbuy now\t1\nhi\t0\n"),
+                     FLAVA_OK);
+    ck_assert(s.has_labels && s.n == 2 && s.labels[0] == 1 && s.labels[1] == 0);
+    flava_glue_free(&s);
+    ck_assert_int_eq(glue_tmp(&s, FLAVA_GLUE_SST2, "test", "index\tsentence\n0\tbuy now\n"),
+                     FLAVA_OK);
+    ck_assert(!s.has_labels && s.n == 1);
+    flava_glue_free(&s);
+    expect_error(glue_tmp(&s, FLAVA_GLUE_SST2, "test", "sentence\tlabel\nbuy now\tspam\n"),
+                 FLAVA_ERR_FORMAT, 2, "test.tsv:2", "label 'spam'");
     expect_error(flava_glue_load(&s, FLAVA_GLUE_MNLI, tmp, "dev"), FLAVA_ERR_ARG, 2, "'dev'",
                  "dev_matched");
     expect_error(flava_glue_load(&s, FLAVA_GLUE_SST2, "/nonexistent", "dev"), FLAVA_ERR_IO, 1,
