@@ -169,6 +169,7 @@ START_TEST(test_batch_heads_narrow)
     flava_batch b;
     flava_st *in;
     read_batch(&b, &in, m, "image_text");
+    flava_free(b.itm_labels);
     b.itm_labels = NULL;
     ck_assert_int_eq(flava_model_alloc_grads(m), FLAVA_OK);
     flava_status s = flava_model_forward(ctx, m, &b, 1);
