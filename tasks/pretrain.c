@@ -68,7 +68,7 @@ static const flava_cfg_key pretrain_keys[] = {
     {"data.*", "heads", FLAVA_CFG_LIST, "",
      "the objectives this source's batches feed, a subset of the enabled [heads] (empty: all "
      "that apply); a pass no listed head reads is skipped, so e.g. global_contrastive alone "
-     "costs one unmasked pass, as MMF gives each dataset its own losses"},
+     "costs the two unmasked unimodal passes, as MMF gives each dataset its own losses"},
 };
 
 enum { MAX_SOURCES = 16 };
@@ -206,10 +206,8 @@ static flava_status source_heads(source *s, flava_cfg *cfg, const flava_head_set
     for (int h = 0; h < FLAVA_NUM_HEADS; h++)
         s->heads |= n == 0 && hs->enabled[h] ? 1u << h : 0;
     for (int i = 0; i < n; i++) {
-        int h = 0;
-        while (h < FLAVA_NUM_HEADS && strcmp(names[i], flava_heads[h]->name))
-            h++;
-        if (h == FLAVA_NUM_HEADS || !hs->enabled[h])
+        const int h = flava_head_find(names[i]);
+        if (h < 0 || !hs->enabled[h])
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.heads: '%s' is not an enabled "
                                "pretraining head (a [heads] weight above 0)",
                                flava_cfg_where(cfg, s->name, "heads"), s->name, names[i]);
