@@ -1,12 +1,11 @@
 /* results.c - RUN_DIR/results.json, what `flava sweep` collects. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "task.h"
+#include "tsv.h"
 
 flava_status flava_results_write(const char *run_dir, const char *command, const char *task,
                                  const char *dataset, const char *metric,
@@ -35,21 +34,17 @@ flava_status flava_results_write(const char *run_dir, const char *command, const
     cJSON_Delete(root);
     if (!text)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "results: cannot build the JSON");
-    char path[4200], tmp[4300];
-    snprintf(path, sizeof path, "%s/results.json", run_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int failed = !f;
-    if (f) {
-        failed = fputs(text, f) < 0 || fputc('\n', f) == EOF || fflush(f) != 0 ||
-                 fsync(fileno(f)) != 0;
-        failed |= fclose(f) != 0;
-    }
+    flava_strbuf line = {0};
+    flava_strbuf_add(&line, text, strlen(text));
+    flava_strbuf_add(&line, "\n", 1);
     free(text);
-    if (failed || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return FLAVA_ERROR(FLAVA_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    if (line.oom) {
+        free(line.p);
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "results: cannot build the JSON");
     }
-    return FLAVA_OK;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.json", run_dir);
+    flava_status s = flava_file_write_atomic(path, line.p);
+    free(line.p);
+    return s;
 }
