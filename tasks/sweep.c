@@ -36,7 +36,8 @@ static const flava_cfg_key sweep_keys[] = {
      "the program run, relative to the sweep file; empty: this flava"},
     {"sweep", "format", FLAVA_CFG_LIST, "md,csv,json", "tables written as out/results.*: md, csv, json"},
     {"sweep", "threads", FLAVA_CFG_INT, "0",
-     "OpenMP threads of each run (OMP_NUM_THREADS); 0: as set in the environment, else cores / parallel"},
+     "threads of each run (given to it as run.threads, which its own set can still override); "
+     "0: OMP_NUM_THREADS if set, else cores / parallel"},
     {"sweep", "grace", FLAVA_CFG_FLOAT, "30",
      "seconds the running runs get to stop after Ctrl-C before they are killed"},
 };
@@ -599,9 +600,14 @@ static flava_status load_sweep_section(const loader *ld)
     if (threads < 0 || threads > 4096)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.threads = %lld: expected 0 to 4096",
                            flava_cfg_where(c, "sweep", "threads"), (long long)threads);
-    /* runs side by side must not each take every core */
+    /* runs side by side must not each take every core; a run's own
+     * run.threads (2 by default) would otherwise win over OMP_NUM_THREADS */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads == 0 && !getenv("OMP_NUM_THREADS"))
+    const char *env = getenv("OMP_NUM_THREADS");
+    const long from_env = env ? strtol(env, NULL, 10) : 0;
+    if (threads == 0 && from_env > 0)
+        threads = from_env < 4096 ? from_env : 4096;
+    if (threads == 0)
         threads = cores > s->parallel ? cores / s->parallel : 1;
     s->threads = (int)threads;
     FLAVA_TRY(flava_cfg_get_float(c, "sweep", "grace", &s->grace));
@@ -768,8 +774,11 @@ flava_status flava_sweep_load(flava_sweep **out, const char *path, const char *c
 flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, bool resume)
 {
     const flava_sweep_run *r = &s->runs[i];
-    const char *fixed[] = {s->program, r->command, "-c", r->config};
-    int nfixed = 4, argc = nfixed + 2 * r->nsets + 2 + resume;
+    /* run.threads before the run's own sets, which may override it */
+    char threads[32];
+    snprintf(threads, sizeof threads, "run.threads=%d", s->threads);
+    const char *fixed[] = {s->program, r->command, "-c", r->config, "-s", threads};
+    int nfixed = 6, argc = nfixed + 2 * r->nsets + 2 + resume;
     size_t bytes = sizeof(char *) * (size_t)(argc + 1);
     for (int k = 0; k < nfixed; k++)
         bytes += strlen(fixed[k]) + 1;
@@ -841,11 +850,8 @@ static flava_status command_line(char **out, const flava_sweep *s, int i)
         st = quote_args(&program, prog_argv, 0);
         free(real);
     }
-    char env[32] = "";
-    if (s->threads)
-        snprintf(env, sizeof env, "OMP_NUM_THREADS=%d ", s->threads);
     if (st == FLAVA_OK)
-        st = format_string(out, "%s%s %s", env, program, args);
+        st = format_string(out, "%s %s", program, args);
     free(program);
     free(args);
     free(argv);
@@ -861,8 +867,23 @@ static flava_status run_file(char *buf, size_t n, const flava_sweep_run *r, cons
     return FLAVA_OK;
 }
 
+/* Drops " -s run.threads=N" from a command line: the threads a run had
+ * do not make it another run. */
+static void drop_threads(char *line)
+{
+    static const char key[] = " -s run.threads=";
+    char *p = strstr(line, key);
+    if (!p)
+        return;
+    char *end = p + strlen(key);
+    while (isdigit((unsigned char)*end))
+        end++;
+    memmove(p, end, strlen(end) + 1);
+}
+
 /* Whether a complete run's command.txt holds the command the sweep would
- * run now (the program may differ: a rebuilt flava is the same run). */
+ * run now (the program may differ: a rebuilt flava is the same run; so may
+ * the threads). */
 static flava_status check_same_command(const flava_sweep *s, int i)
 {
     const flava_sweep_run *r = &s->runs[i];
@@ -879,6 +900,8 @@ static flava_status check_same_command(const flava_sweep *s, int i)
     }
     if (st == FLAVA_OK) {
         char *t = trim(saved);
+        drop_threads(t);
+        drop_threads(args);
         size_t m = strlen(args);
         n = strlen(t);
         if (n <= m || strcmp(t + n - m, args) || t[n - m - 1] != ' ')
@@ -1026,10 +1049,6 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
         dup2(null_fd, 0);
         dup2(fd, 1);
         dup2(fd, 2);
-        char threads[16];
-        snprintf(threads, sizeof threads, "%d", s->threads);
-        if (s->threads)
-            setenv("OMP_NUM_THREADS", threads, 1);
         execv(argv[0], argv);
         dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -1189,8 +1208,7 @@ flava_status flava_sweep_execute(flava_sweep *s, FILE *log, int *nfailed)
         done += s->runs[i].earlier;
     if (st == FLAVA_OK) {
         fprintf(log, "sweep: %d runs, %d complete already, %d at a time", s->nruns, done, s->parallel);
-        if (s->threads)
-            fprintf(log, " with %d thread%s each", s->threads, s->threads == 1 ? "" : "s");
+        fprintf(log, " with %d thread%s each", s->threads, s->threads == 1 ? "" : "s");
         fprintf(log, "; output in %s\n", s->out);
         st = flava_sweep_write_tables(s);
     }

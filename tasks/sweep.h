@@ -73,7 +73,7 @@ typedef struct flava_sweep {
     char *out;        /* absolute */
     char *program;    /* what is executed */
     int parallel;
-    int threads;      /* OMP_NUM_THREADS of each run; 0: inherited */
+    int threads;      /* run.threads of each run */
     double grace;     /* seconds the runs get to stop after Ctrl-C */
     int formats;      /* FLAVA_SWEEP_MD | ... */
     flava_sweep_run *runs;

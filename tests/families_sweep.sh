@@ -50,3 +50,5 @@ for fam in flava clip align; do
     fail "no $fam zero-shot row"
 done
 [ "$(grep -c '| ok ' "$dir/out/results.md")" -eq 6 ] || fail "not six complete runs"
+# sweep.threads reaches each run over its config's own threads = 2
+grep -q '^threads = 1$' "$dir/out/clip/config.ini" || fail "the run did not take sweep.threads = 1"

@@ -63,15 +63,16 @@ grep -q '^| lr-lr=0.5-seed=1 | vqa | fashion-mnist | accuracy | 0.5 | 0.5 | 1 | 
 grep -q '^bad,eval,,,,,,,failed,exit status 3: flava eval: error: step 3: loss is NaN | giving up,' "$dir/out/results.csv" ||
     fail "bad row in CSV: $(cat "$dir/out/results.csv")"
 grep -q 'step 3: loss is NaN' "$dir/out/bad/output.log" || fail "the run's output is not in its log"
-grep -q '^threads 3$' "$dir/out/bad/output.log" || fail "OMP_NUM_THREADS is not sweep.threads"
-grep -q "^OMP_NUM_THREADS=3 '\?/.*sweep_fake_run.sh'\? eval -c $dir/zeroshot.cfg -s fake.value=0.812 -s fake.sleep=0.5 -s run.dir=$dir/out/zs\$" \
+grep -q '^threads 3$' "$dir/out/bad/output.log" || fail "run.threads is not sweep.threads"
+grep -q "^'\?/.*sweep_fake_run.sh'\? eval -c $dir/zeroshot.cfg -s run.threads=3 -s fake.value=0.812 -s fake.sleep=0.5 -s run.dir=$dir/out/zs\$" \
     "$dir/out/zs/command.txt" || fail "command.txt: $(cat "$dir/out/zs/command.txt")"
 # two at a time: at most two runs between their start and end, and two at once
 conc=$(awk '$1 == "start" { n++; if (n > max) max = n } $1 == "end" { n-- } END { print max }' "$FAKE_RUN_LOG")
 [ "$conc" -eq 2 ] || fail "at most $conc runs at once, expected 2: $(cat "$FAKE_RUN_LOG")"
 [ "$(grep -c '^start' "$FAKE_RUN_LOG")" -eq 6 ] || fail "expected 6 starts: $(cat "$FAKE_RUN_LOG")"
 
-# --- restart: only the failed run runs again, in an emptied folder
+# --- restart (with other threads, which do not make the runs new): only the
+# failed run runs again, in an emptied folder
 : > "$FAKE_RUN_LOG"
 touch "$dir/out/bad/stale"
 status=0

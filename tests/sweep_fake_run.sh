@@ -11,13 +11,14 @@
 set -eu
 command=$1
 shift
-config= dir= fail=0 sleep=0.3 value= lr= resume=no deaf=0
+config= dir= threads=unset fail=0 sleep=0.3 value= lr= resume=no deaf=0
 while [ $# -gt 0 ]; do
     case $1 in
     -c) config=$2; shift ;;
     -s)
         case $2 in
         run.dir=*) dir=${2#run.dir=} ;;
+        run.threads=*) threads=${2#run.threads=} ;;
         fake.fail=*) fail=${2#fake.fail=} ;;
         fake.sleep=*) sleep=${2#fake.sleep=} ;;
         fake.value=*) value=${2#fake.value=} ;;
@@ -37,7 +38,7 @@ name=$(basename "$dir")
 log() { if [ -n "${FAKE_RUN_LOG:-}" ]; then echo "$*" >> "$FAKE_RUN_LOG"; fi; }
 log "start $name resume=$resume"
 echo "fake $command of $config into $dir"
-echo "threads ${OMP_NUM_THREADS:-unset}"
+echo "threads $threads"
 sleep "$sleep"
 log "end $name"
 if [ "$fail" = 1 ]; then
