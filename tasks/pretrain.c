@@ -426,9 +426,17 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
 
 /* ---- the k-means codebook ---- */
 
+/* Whether a source's images get MIM targets (MIM or MMM-image feeds on it). */
+static bool source_masks_images(const source *s)
+{
+    return s->kind != KIND_TEXT &&
+           (s->heads >> FLAVA_HEAD_MIM & 1 || s->heads >> FLAVA_HEAD_MMM_IMAGE & 1);
+}
+
 /* Fits K = image_config.vocab_size centroids on up to kmeans_images
- * training images (an equal share from each image source, each read in
- * its own seeded order), or loads the run's codebook when resuming. */
+ * training images (an equal share from each source whose images get MIM
+ * targets, each read in its own seeded order), or loads the run's codebook
+ * when resuming. */
 static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters)
 {
     char path[4200];
@@ -446,7 +454,7 @@ static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters
     }
     int n_img_src = 0;
     for (int i = 0; i < p->nsrc; i++)
-        n_img_src += p->src[i].kind != KIND_TEXT;
+        n_img_src += source_masks_images(&p->src[i]);
     const int S = p->S, patch = p->m->cfg.image.patch_size, K = p->m->cfg.image.vocab_size;
     const size_t img_floats = (size_t)3 * S * S;
     float *images = NULL, *patches = NULL;
@@ -454,10 +462,14 @@ static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters
                           "k-means images"));
     int64_t have = 0;
     flava_status s = FLAVA_OK;
+    char from[256] = ""; /* the sources, for the log */
     for (int i = 0, done_src = 0; s == FLAVA_OK && i < p->nsrc; i++) {
         source *src = &p->src[i];
-        if (src->kind == KIND_TEXT)
+        if (!source_masks_images(src))
             continue;
+        size_t used = strlen(from);
+        snprintf(from + used, sizeof from - used, "%s%s", used ? ", " : "",
+                 src->name + strlen("data."));
         int64_t want = (n_images - have) / (n_img_src - done_src++);
         if (want > src->n)
             want = src->n;
@@ -504,7 +516,7 @@ static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters
     flava_free(patches);
     FLAVA_TRY(s);
     flava_runlog_printf(&p->run->log, "k-means MIM codebook: %d centroids on %lld patches of "
-                        "%lld images in %.1f s", K, (long long)M, (long long)have,
+                        "%lld images (%s) in %.1f s", K, (long long)M, (long long)have, from,
                         flava_now() - t0);
     return flava_kmeans_save(p->km, path);
 }
@@ -638,10 +650,10 @@ static flava_status pretrain_run_inner(pretrain *p, double t0)
     p->mim = flava_mim_default_config(grid, grid);
     FLAVA_TRY(setup_data(p));
     FLAVA_TRY(alloc_buffers(p));
-    int any_image = 0;
+    int masks_images = 0; /* then a MIM head is on, and p->m is the model */
     for (int i = 0; i < p->nsrc; i++)
-        any_image |= p->src[i].kind != KIND_TEXT;
-    if (any_image && mim && !p->m->codebook) {
+        masks_images |= source_masks_images(&p->src[i]);
+    if (masks_images && !p->m->codebook) {
         if (kmeans_images < 1)
             return FLAVA_ERROR(FLAVA_ERR_CONFIG, "pretrain.kmeans_images must be positive");
         FLAVA_TRY(kmeans_codebook(p, kmeans_images, kmeans_iters));

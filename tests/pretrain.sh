@@ -65,6 +65,10 @@ run pretrain c1 -s heads.mim=0 -s heads.mlm=0 -s heads.itm=0 -s heads.mmm_image=
   [ "$(contrastive "$dir/ph.l")" = "$(losses "$dir/c1" | contrastive /dev/stdin)" ] ||
   fail "a contrastive-only source's step differs from a contrastive-only run's"
 grep -q '^heads = global_contrastive$' "$dir/ph/config.ini" || fail "config.ini lacks the source's heads"
+# k-means reads the images that get MIM targets: here the image source's only
+grep -q 'k-means MIM codebook: 32 centroids on .* of 64 images (fmnist) in' "$dir/ph/log.txt" ||
+  fail "k-means read a source without MIM: $(grep k-means "$dir/ph/log.txt")"
+grep -q 'of 64 images (scenes, fmnist) in' "$dir/a/log.txt" || fail "k-means sources of run a"
 
 # Starting from the trained weights ([model] checkpoint): the first step's
 # loss is the trained model's, below the fresh model's.
