@@ -242,6 +242,28 @@ void flava_model_init_weights(flava_model *m, uint64_t seed)
         memset(m->params + m->text_embed.word + (size_t)pad * Ct, 0, (size_t)Ct * sizeof(float));
 }
 
+flava_status flava_model_init_positions_sincos(flava_model *m)
+{
+    const int C = m->cfg.image.enc.hidden_size, G = m->cfg.image.image_size / m->cfg.image.patch_size;
+    if (C % 4)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "sin-cos image positions need image_config.hidden_size "
+                           "divisible by 4, got %d", C);
+    const int F = C / 4; /* frequencies per coordinate */
+    float *pos = m->params + m->image_embed.pos;
+    for (int y = 0; y < G; y++)
+        for (int x = 0; x < G; x++) {
+            float *row = pos + (size_t)(1 + y * G + x) * C; /* row 0 is the CLS position */
+            for (int k = 0; k < F; k++) {
+                const double w = pow(10000.0, -(double)k / F);
+                row[k] = (float)sin(x * w);
+                row[F + k] = (float)cos(x * w);
+                row[2 * F + k] = (float)sin(y * w);
+                row[3 * F + k] = (float)cos(y * w);
+            }
+        }
+    return FLAVA_OK;
+}
+
 flava_status flava_model_alloc_grads(flava_model *m)
 {
     if (m->grads)

@@ -255,6 +255,11 @@ void flava_model_destroy(flava_model *m);
  * unit LayerNorms, zero CLS/mask tokens and image positions, logit_scale =
  * logit_scale_init_value; seeded (one stream per tensor). */
 void flava_model_init_weights(flava_model *m, uint64_t seed);
+/* Sets the image patch positions (not the CLS row) to MAE's fixed 2-D
+ * sin-cos table: the first half of the channels encode the column, the
+ * second the row, each as sin then cos of pos * 10000^(-k / (hidden / 4)).
+ * Needs image hidden_size divisible by 4. */
+flava_status flava_model_init_positions_sincos(flava_model *m);
 /* Allocates (zeroed) gradients for training. */
 flava_status flava_model_alloc_grads(flava_model *m);
 void flava_model_zero_grads(flava_model *m);

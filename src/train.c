@@ -40,6 +40,9 @@ static const flava_cfg_key common_keys[] = {
     {"train", "log_every", FLAVA_CFG_INT, "10", "steps between metrics.jsonl lines"},
     {"train", "eval_every", FLAVA_CFG_INT, "0", "steps between evaluations (0: at the end only)"},
     {"train", "save_every", FLAVA_CFG_INT, "0", "steps between checkpoints (0: at the end only)"},
+    {"train", "image_position_init", FLAVA_CFG_STRING, "zeros",
+     "a fresh FLAVA model's image patch positions: zeros (HF) or sincos (MAE's 2-D sin-cos "
+     "table, then learned: patches know their place from the first step); a checkpoint's are kept"},
     {"heads", "mim", FLAVA_CFG_FLOAT, "1", "loss weight of masked image modeling (0: off)"},
     {"heads", "mlm", FLAVA_CFG_FLOAT, "1", "loss weight of masked language modeling (0: off)"},
     {"heads", "itm", FLAVA_CFG_FLOAT, "1", "loss weight of image-text matching (0: off)"},
@@ -154,6 +157,24 @@ flava_status flava_train_family_create(flava_family_model *fm, flava_run *run,
     return flava_train_family_create_with(fm, run, heads, partial, need_checkpoint, NULL);
 }
 
+/* train.image_position_init on a fresh model (m: NULL unless FLAVA). */
+static flava_status init_positions(flava_run *run, flava_model *m, const char *family)
+{
+    const char *init;
+    FLAVA_TRY(flava_cfg_get_string(run->cfg, "train", "image_position_init", &init));
+    if (!strcmp(init, "zeros"))
+        return FLAVA_OK;
+    if (strcmp(init, "sincos"))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: train.image_position_init = '%s': expected "
+                           "zeros or sincos", flava_cfg_where(run->cfg, "train", "image_position_init"),
+                           init);
+    if (!m)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: train.image_position_init = sincos: FLAVA models "
+                           "only, this is %s", flava_cfg_where(run->cfg, "train", "image_position_init"),
+                           family);
+    return flava_model_init_positions_sincos(m);
+}
+
 flava_status flava_train_family_create_with(flava_family_model *fm, flava_run *run,
                                             const flava_head_set *heads, int partial,
                                             int need_checkpoint,
@@ -181,6 +202,12 @@ flava_status flava_train_family_create_with(flava_family_model *fm, flava_run *r
     flava_status s = flava_family_create(fm, ops, *ck ? ck : NULL, &ov, heads, partial, run->seed);
     if (s != FLAVA_OK && *ck)
         flava_error_context("[model] %s model from %s", ops->name, ck);
+    if (s == FLAVA_OK && !*ck) {
+        s = init_positions(run, ops == flava_families[FLAVA_FAMILY_FLAVA] ? fm->impl : NULL,
+                           ops->name);
+        if (s != FLAVA_OK)
+            flava_family_destroy(fm);
+    }
     return s;
 }
 
@@ -220,15 +247,13 @@ flava_status flava_train_model_create(flava_model **m, flava_run *run, const fla
 {
     FLAVA_TRY(flava_model_create(m, mc, heads));
     flava_model_init_weights(*m, run->seed);
-    if (checkpoint) {
-        flava_status s = flava_checkpoint_load_weights(*m, checkpoint, partial);
-        if (s != FLAVA_OK) {
-            flava_model_destroy(*m);
-            *m = NULL;
-            return s;
-        }
+    flava_status s = checkpoint ? flava_checkpoint_load_weights(*m, checkpoint, partial)
+                                : init_positions(run, *m, "flava");
+    if (s != FLAVA_OK) {
+        flava_model_destroy(*m);
+        *m = NULL;
     }
-    return FLAVA_OK;
+    return s;
 }
 
 /* ---- checkpoints ---- */

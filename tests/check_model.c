@@ -479,6 +479,49 @@ END_TEST
 
 /* Config: HF JSON in (the `X_config_dict` spelling overrides `X_config`),
  * JSON out and back, dotted overrides, and their errors. */
+/* MAE's 2-D sin-cos table, written out from its definition: column in the
+ * first half of the channels, row in the second, sin before cos. */
+START_TEST(test_positions_sincos)
+{
+    char p[4096];
+    flava_config c;
+    ck_assert_int_eq(flava_checkpoint_read_config(
+                         &c, fixture(p, sizeof p, "flava_tiny_model.safetensors")),
+                     FLAVA_OK);
+    flava_model *m;
+    ck_assert_int_eq(flava_model_create(&m, &c, NULL), FLAVA_OK);
+    flava_model_init_weights(m, 3);
+    const flava_param *pe = flava_params_find(&m->table, "flava.image_model.embeddings.position_embeddings");
+    const flava_param *pw = flava_params_find(&m->table, "flava.image_model.embeddings.patch_embeddings.projection.weight");
+    ck_assert_ptr_nonnull(pe);
+    ck_assert_ptr_nonnull(pw);
+    const float w0 = m->params[pw->offset];
+    ck_assert_int_eq(flava_model_init_positions_sincos(m), FLAVA_OK);
+    const int C = c.image.enc.hidden_size, G = c.image.image_size / c.image.patch_size, F = C / 4;
+    const float *pos = m->params + pe->offset;
+    for (int k = 0; k < C; k++)
+        ck_assert_float_eq(pos[k], 0.0f); /* the CLS row stays */
+    for (int i = 0; i < G * G; i++)
+        for (int k = 0; k < C; k++) {
+            const int coord = k < 2 * F ? i % G : i / G, f = k % F;
+            const double angle = coord * exp(-f * log(10000.0) / F);
+            const double want = (k / F) % 2 ? cos(angle) : sin(angle);
+            ck_assert_msg(fabs(pos[(size_t)(1 + i) * C + k] - want) < 1e-6,
+                          "patch %d channel %d: %g, expected %g", i, k, pos[(size_t)(1 + i) * C + k], want);
+        }
+    ck_assert_float_eq(m->params[pw->offset], w0); /* nothing else moves */
+    flava_model_destroy(m);
+    /* a width the table cannot split in four */
+    ck_assert_int_eq(flava_config_set(&c, "image_config.hidden_size", "34"), FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, "multimodal_config.hidden_size", "34"), FLAVA_OK);
+    ck_assert_int_eq(flava_config_set(&c, "text_config.hidden_size", "34"), FLAVA_OK);
+    ck_assert_msg(flava_model_create(&m, &c, NULL) == FLAVA_OK, "%s", flava_error_message());
+    ck_assert_int_eq(flava_model_init_positions_sincos(m), FLAVA_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "divisible by 4, got 34"));
+    flava_model_destroy(m);
+}
+END_TEST
+
 START_TEST(test_config_json)
 {
     flava_config c, d;
@@ -854,6 +897,7 @@ Suite *make_model_suite(void)
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("parity");
     tcase_add_test(tc, test_image_text_batch);
+    tcase_add_test(tc, test_positions_sincos);
     tcase_add_test(tc, test_image_batch);
     tcase_add_test(tc, test_text_batch);
     tcase_add_test(tc, test_batch_heads_narrow);

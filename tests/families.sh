@@ -115,6 +115,10 @@ if "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/bad2" \
    -s model.text_config.hiden_size=8 2> "$dir/err"; then fail "a misspelt CLIP key ran"; fi
 grep -q "model.text_config.hiden_size is not a field of the CLIP config" "$dir/err" ||
   fail "misspelt key message: $(cat "$dir/err")"
+if "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.dir="$dir/bad3" \
+   -s train.image_position_init=sincos 2> "$dir/err"; then fail "sin-cos positions ran on CLIP"; fi
+grep -q "train.image_position_init = sincos: FLAVA models only, this is clip" "$dir/err" ||
+  fail "sin-cos on CLIP message: $(cat "$dir/err")"
 
 # flava forward on the PyTorch fixtures of both families
 for v in quick_gelu gelu; do

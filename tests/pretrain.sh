@@ -78,6 +78,18 @@ awk -F'"loss": ' 'FNR == 1 { split($2, a, ","); l[++n] = a[1] }
   END { printf "first step: fresh %.3f, from the checkpoint %.3f\n", l[1], l[2]; exit !(l[2] < l[1] - 0.5) }' "$dir/a/metrics.jsonl" "$dir/warm/metrics.jsonl" ||
   fail "the checkpoint's weights were not loaded"
 
+# Sin-cos image positions (train.image_position_init) start a fresh model
+# elsewhere, but leave a checkpoint's own positions alone.
+first_loss() { sed -n 1p "$1/metrics.jsonl" | grep -o '"loss": [^,]*'; }
+run pretrain sincos -s train.image_position_init=sincos -s train.steps=1 2> "$dir/err" ||
+  { cat "$dir/err"; fail "sin-cos positions"; }
+[ -n "$(first_loss "$dir/sincos")" ] && [ "$(first_loss "$dir/sincos")" != "$(first_loss "$dir/a")" ] ||
+  fail "sin-cos positions did not change the first step"
+run pretrain warm-sincos -s model.checkpoint="$dir/a/checkpoints/final.safetensors" -s train.steps=1 \
+  -s train.image_position_init=sincos 2> /dev/null || fail "sin-cos positions from a checkpoint"
+[ "$(first_loss "$dir/warm-sincos")" = "$(first_loss "$dir/warm")" ] ||
+  fail "sin-cos positions overwrote the checkpoint's"
+
 # Only MLM on text alone: one head, one source.
 run pretrain mlm -s heads.mim=0 -s heads.itm=0 -s heads.global_contrastive=0 \
   -s heads.mmm_image=0 -s heads.mmm_text=0 -s train.steps=3 2> /dev/null || fail "MLM-only run"

@@ -28,6 +28,7 @@ grep -qF "unknown section [trian]; nearest known section: [train]" "$dir/err" ||
 expect "unknown key 'stpes' in [train]; nearest known key: train.steps" pretrain e -s train.stpes=3
 expect "unknown key 'pth' in [data.scenes]; nearest known key: data.scenes.path" pretrain e -s data.scenes.pth=x
 expect "train.steps = 'abc': expected" pretrain e -s train.steps=abc
+expect "train.image_position_init = 'sin': expected zeros or sincos" pretrain e -s train.image_position_init=sin
 expect "model.text_config.hiden_size" pretrain e -s model.text_config.hiden_size=32
 expect "/nonexistent/captions.tsv" pretrain e -s data.scenes.path=/nonexistent/captions.tsv
 expect "/nonexistent.model" pretrain e -s pretrain.tokenizer=/nonexistent.model
