@@ -345,6 +345,13 @@ static flava_status seek(void *self, int64_t step)
 
 /* ---- batches ---- */
 
+/* Whether a source's images get MIM targets (MIM or MMM-image feeds on it). */
+static bool source_masks_images(const source *s)
+{
+    return s->kind != KIND_TEXT &&
+           (s->heads >> FLAVA_HEAD_MIM & 1 || s->heads >> FLAVA_HEAD_MMM_IMAGE & 1);
+}
+
 static flava_status next(void *self, const flava_batch **out, int64_t step, int micro)
 {
     pretrain *p = self;
@@ -404,7 +411,7 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
             b->mlm_labels = p->mlm_lbl;
         }
     }
-    if (image && (on[FLAVA_HEAD_MIM] || on[FLAVA_HEAD_MMM_IMAGE])) {
+    if (source_masks_images(s)) {
         for (int i = 0; i < B; i++) {
             int nm;
             flava_rng_init(&r, p->seed + STREAM_MASK, ((uint64_t)g << 20) + 2 + 2 * (uint64_t)i);
@@ -425,13 +432,6 @@ static flava_status next(void *self, const flava_batch **out, int64_t step, int 
 }
 
 /* ---- the k-means codebook ---- */
-
-/* Whether a source's images get MIM targets (MIM or MMM-image feeds on it). */
-static bool source_masks_images(const source *s)
-{
-    return s->kind != KIND_TEXT &&
-           (s->heads >> FLAVA_HEAD_MIM & 1 || s->heads >> FLAVA_HEAD_MMM_IMAGE & 1);
-}
 
 /* Fits K = image_config.vocab_size centroids on up to kmeans_images
  * training images (an equal share from each source whose images get MIM
