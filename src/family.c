@@ -345,8 +345,27 @@ static flava_status flava_encode_texts(flava_ctx *ctx, flava_family_model *fm, f
     return flava_embed(ctx, m, emb, 1, B);
 }
 
+/* The mean over rows 1..S-1 (the patches) of each sample's last[S, C]. */
+static void mean_patches(float *out, const float *last, int B, int S, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < B; i++) {
+        float *o = out + (size_t)i * C;
+        for (int k = 0; k < C; k++)
+            o[k] = 0;
+        for (int s = 1; s < S; s++) {
+            const float *row = last + ((size_t)i * S + s) * C;
+            for (int k = 0; k < C; k++)
+                o[k] += row[k];
+        }
+        for (int k = 0; k < C; k++)
+            o[k] /= (float)(S - 1);
+    }
+}
+
 static flava_status flava_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                         const float *pixel_values, int B, int pooled)
+                                         const float *pixel_values, int B,
+                                         flava_image_feature which)
 {
     flava_model *m = fm->impl;
     const int g = m->cfg.image.image_size / m->cfg.image.patch_size;
@@ -354,8 +373,10 @@ static flava_status flava_image_features(flava_ctx *ctx, flava_family_model *fm,
                      .pixel_values = (float *)pixel_values};
     FLAVA_TRY(flava_model_forward(ctx, m, &b, 0));
     const int C = m->cfg.image.enc.hidden_size;
-    if (pooled)
+    if (which == FLAVA_IMAGE_POOLED)
         memcpy(out, m->img.pooled, sizeof(float) * (size_t)B * C);
+    else if (which == FLAVA_IMAGE_MEAN)
+        mean_patches(out, m->img.enc.out, B, m->img.enc.T, C);
     else
         flava_cls(out, &m->img.enc, C);
     return FLAVA_OK;
@@ -635,12 +656,18 @@ static flava_status clip_encode_texts(flava_ctx *ctx, flava_family_model *fm, fl
 }
 
 static flava_status clip_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                        const float *pixel_values, int B, int pooled)
+                                        const float *pixel_values, int B,
+                                        flava_image_feature which)
 {
     flava_clip *m = fm->impl;
     FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, pixel_values, B));
-    memcpy(out, pooled ? m->img.pooled : m->img.cls,
-           sizeof(float) * (size_t)B * m->cfg.vision.enc.hidden_size);
+    const int C = m->cfg.vision.enc.hidden_size, g = m->cfg.vision.image_size /
+                                                      m->cfg.vision.patch_size;
+    if (which == FLAVA_IMAGE_MEAN)
+        mean_patches(out, flava_encoder_last(&m->img.enc, &m->vision_enc.spec), B, g * g + 1, C);
+    else
+        memcpy(out, which == FLAVA_IMAGE_POOLED ? m->img.pooled : m->img.cls,
+               sizeof(float) * (size_t)B * C);
     return FLAVA_OK;
 }
 
@@ -878,11 +905,12 @@ static flava_status align_alloc_grads(flava_family_model *fm)
 }
 
 static flava_status align_image_features(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                         const float *pixel_values, int B, int pooled)
+                                         const float *pixel_values, int B,
+                                         flava_image_feature which)
 {
-    if (!pooled)
+    if (which == FLAVA_IMAGE_CLS)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "ALIGN's EfficientNet has no CLS state: use its "
-                           "pooled features");
+                           "pooled (mean) features");
     flava_align *m = fm->impl;
     const int S = m->cfg.vision.image_size;
     return flava_align_encode_images(ctx, m, out, pixel_values, B, S, S);
@@ -891,7 +919,7 @@ static flava_status align_image_features(flava_ctx *ctx, flava_family_model *fm,
 static flava_status align_encode_images(flava_ctx *ctx, flava_family_model *fm, float *emb,
                                         const float *pixel_values, int B)
 {
-    FLAVA_TRY(align_image_features(ctx, fm, emb, pixel_values, B, 1));
+    FLAVA_TRY(align_image_features(ctx, fm, emb, pixel_values, B, FLAVA_IMAGE_POOLED));
     flava_family_normalise(emb, B, fm->embed_dim);
     return FLAVA_OK;
 }

@@ -39,6 +39,15 @@ typedef enum flava_family_text {
     FLAVA_FAMILY_TEXT_CLIP_BPE,  /* CLIP byte-level BPE (vocab.json + merges.txt), 77 ids */
 } flava_family_text;
 
+/* Which image features the linear probe reads. */
+typedef enum flava_image_feature {
+    FLAVA_IMAGE_CLS,    /* last_hidden_state[:, 0], the CLS state (ALIGN has none: an error) */
+    FLAVA_IMAGE_POOLED, /* pooler_output (FLAVA: its pooler, CLIP: post_layernorm of the CLS
+                         * state, ALIGN: the mean-pooled last block) */
+    FLAVA_IMAGE_MEAN    /* last_hidden_state[:, 1:] averaged over the patches, MAE's and
+                         * BEiT's probe input (ALIGN: its pooled features, the same mean) */
+} flava_image_feature;
+
 typedef struct flava_family_ops flava_family_ops;
 
 /* HF config fields set by a run or a command line: dotted names
@@ -116,13 +125,10 @@ struct flava_family_ops {
     flava_status (*encode_texts)(flava_ctx *ctx, flava_family_model *fm, float *emb,
                                  const int32_t *input_ids, const float *attention_mask,
                                  const int32_t *token_type_ids, int B, int T);
-    /* Image features [B, feature_dim] for the linear probe, as HF's
-     * vision tower outputs them: pooled = pooler_output (FLAVA: its pooler,
-     * CLIP: post_layernorm of the CLS state, ALIGN: the mean-pooled last
-     * block), else last_hidden_state[:, 0] (the CLS state; ALIGN has none:
-     * an error). Inference mode. */
+    /* Image features [B, feature_dim] for the linear probe, from HF's
+     * vision tower outputs (see flava_image_feature). Inference mode. */
     flava_status (*image_features)(flava_ctx *ctx, flava_family_model *fm, float *out,
-                                   const float *pixel_values, int B, int pooled);
+                                   const float *pixel_values, int B, flava_image_feature which);
     /* The loss of b into fm->loss and head_loss (train: training mode;
      * FLAVA: its heads, the dual encoders: the contrastive loss of b's
      * pairs), and its backward, accumulated into fm->grads. */

@@ -1,9 +1,10 @@
 /* linprobe.c - linear probe: multinomial logistic regression (logreg.h) on
- * frozen image features (the final CLS state or the pooler output) of an
- * IDX train set, standardised with the fitting set's mean and std. The
- * inverse penalty C is chosen on a seeded held-out share of the train set
- * over a log grid (best held-out accuracy, ties to the smaller C), then the
- * probe is refitted on the whole train set and scored on the test set.
+ * frozen image features (the final CLS state, the pooler output or the
+ * patch states' mean) of an IDX train set, standardised with the fitting
+ * set's mean and std. The inverse penalty C is chosen on a seeded held-out
+ * share of the train set over a log grid (best held-out accuracy, ties to
+ * the smaller C), then the probe is refitted on the whole train set and
+ * scored on the test set.
  * With linprobe.scene_size the items are shown as one-item scenes (as
  * zero-shot can), the features averaged over the listed cells. */
 #include <stdlib.h>
@@ -22,7 +23,8 @@ static const flava_cfg_key linprobe_keys[] = {
     {"linprobe", "test_images", FLAVA_CFG_STRING, NULL, "IDX images of the test set"},
     {"linprobe", "test_labels", FLAVA_CFG_STRING, NULL, "IDX labels of the test set"},
     {"linprobe", "feature", FLAVA_CFG_STRING, "cls",
-     "cls (the image tower's CLS state; ALIGN has none) or pooled (its pooler output)"},
+     "cls (the image tower's CLS state; ALIGN has none), pooled (its pooler output) or mean "
+     "(its final patch states averaged, MAE's probe input)"},
     {"linprobe", "train_limit", FLAVA_CFG_INT, "0", "first N train images only (0: all)"},
     {"linprobe", "test_limit", FLAVA_CFG_INT, "0", "first N test images only (0: all)"},
     {"linprobe", "holdout", FLAVA_CFG_FLOAT, "0.2", "share of the train set that chooses C"},
@@ -145,8 +147,11 @@ static flava_status linprobe_inner(linprobe *p, flava_run *run, double t0)
         f = FLAVA_FEATURE_IMAGE_CLS;
     else if (!strcmp(feature, "pooled"))
         f = FLAVA_FEATURE_IMAGE_POOLED;
+    else if (!strcmp(feature, "mean"))
+        f = FLAVA_FEATURE_IMAGE_MEAN;
     else
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: linprobe.feature = '%s': expected cls or pooled",
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "%s: linprobe.feature = '%s': expected cls, pooled or mean",
                            flava_cfg_where(cfg, "linprobe", "feature"), feature);
     if (!(holdout > 0 && holdout < 1) || steps < 2 || steps > MAX_GRID || bs < 1 ||
         max_iter < 1 || train_limit < 0 || test_limit < 0)

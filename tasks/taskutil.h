@@ -42,8 +42,9 @@ void flava_task_free_lines(char **lines, long n);
 typedef enum flava_feature {
     FLAVA_FEATURE_IMAGE_EMBED, /* the family's image embedding, L2-normalised (contrastive) */
     FLAVA_FEATURE_TEXT_EMBED,  /* its text embedding, L2-normalised */
-    FLAVA_FEATURE_IMAGE_CLS,   /* the image tower's last_hidden_state[:, 0] */
-    FLAVA_FEATURE_IMAGE_POOLED /* its pooler_output */
+    FLAVA_FEATURE_IMAGE_CLS,    /* the image tower's last_hidden_state[:, 0] */
+    FLAVA_FEATURE_IMAGE_POOLED, /* its pooler_output */
+    FLAVA_FEATURE_IMAGE_MEAN    /* its last_hidden_state[:, 1:] averaged */
 } flava_feature;
 
 int flava_task_feature_dim(const flava_family_model *fm, flava_feature f);

@@ -1,7 +1,8 @@
 /* check_family.c - the family interface: the registry and checkpoint
  * detection, each family's normalised embeddings and contrastive forward
  * against the PyTorch fixtures (CLIP: clip_tiny_*, ALIGN: align_tiny_*),
- * CLIP's logit_scale clamp, the preprocessing each family declares (and
+ * CLIP's logit_scale clamp, the probe features (FLAVA's against HF's
+ * last_hidden_state), the preprocessing each family declares (and
  * what it makes of a real image against PIL), config
  * overrides as HF JSON (and misspelt keys refused), the CLIP BPE behind the
  * tokenizer interface against the tokenizer's own fixture, and a training
@@ -11,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <unistd.h>
 
+#include "clip.h"
 #include "family.h"
 #include "image.h"
 #include "safetensors.h"
@@ -172,8 +174,8 @@ START_TEST(test_clip_clamp_and_features)
     test_fill(px, B * 3 * S * S, 5, -1, 1);
     flava_ctx *ctx;
     OK(flava_ctx_create(&ctx, FLAVA_PRECISION_F32));
-    OK(ops->image_features(ctx, &fm, cls, px, B, 0));
-    OK(ops->image_features(ctx, &fm, pooled, px, B, 1));
+    OK(ops->image_features(ctx, &fm, cls, px, B, FLAVA_IMAGE_CLS));
+    OK(ops->image_features(ctx, &fm, pooled, px, B, FLAVA_IMAGE_POOLED));
     /* pooled = post_layernorm(cls), eps 1e-5, in double */
     const float *w = fm.params + flava_params_find(fm.table, "vision_model.post_layernorm.weight")
                                      ->offset;
@@ -192,6 +194,68 @@ START_TEST(test_clip_clamp_and_features)
             want[i * 24 + c] = (cls[i * 24 + c] - m) / sqrt(v + 1e-5) * w[c] + bias[c];
     }
     ck_assert_close(pooled, want, B * 24, 1e-4, 1e-5, "pooled");
+    /* mean: the last block's patch rows (after the CLS row) averaged */
+    float mean[B * 24];
+    OK(ops->image_features(ctx, &fm, mean, px, B, FLAVA_IMAGE_MEAN));
+    const flava_clip *m = fm.impl;
+    const int T = (S / m->cfg.vision.patch_size) * (S / m->cfg.vision.patch_size) + 1;
+    const float *last = flava_encoder_last(&m->img.enc, &m->vision_enc.spec);
+    for (int i = 0; i < B; i++)
+        for (int c = 0; c < 24; c++) {
+            double acc = 0;
+            for (int t = 1; t < T; t++)
+                acc += last[((size_t)i * T + t) * 24 + c];
+            want[i * 24 + c] = acc / (T - 1);
+        }
+    ck_assert_close(mean, want, B * 24, 1e-5, 1e-6, "mean");
+    flava_ctx_destroy(ctx);
+    flava_family_destroy(&fm);
+}
+END_TEST
+
+/* FLAVA's probe features against HF's last_hidden_state of the image
+ * model (the fixture's image_embeddings [B, 17, 32]): cls its row 0, mean
+ * its 16 patch rows averaged in double. */
+START_TEST(test_flava_probe_features)
+{
+    char p[4096];
+    const flava_family_ops *ops = flava_families[FLAVA_FAMILY_FLAVA];
+    flava_family_model fm;
+    OK(flava_family_create(&fm, ops, fx(p, sizeof p, "flava_tiny_model.safetensors"), NULL,
+                           NULL, 0, 0));
+    flava_st *in, *out;
+    OK(flava_st_read(&in, fx(p, sizeof p, "flava_tiny_image_inputs.safetensors")));
+    OK(flava_st_read(&out, fx(p, sizeof p, "flava_tiny_image_outputs.safetensors")));
+    flava_config geometry;
+    ops->input_config(&fm, &geometry);
+    flava_batch b;
+    OK(flava_batch_read(&b, in, &geometry));
+    enum { B = 2, S = 17, C = 32 };
+    ck_assert_int_eq(b.B, B);
+    ck_assert_int_eq(fm.feature_dim, C);
+    int64_t n;
+    double *last = ref(out, "image_embeddings", &n);
+    ck_assert_int_eq(n, B * S * C);
+    double want_cls[B * C], want_mean[B * C];
+    for (int i = 0; i < B; i++)
+        for (int c = 0; c < C; c++) {
+            double m = 0;
+            for (int s = 1; s < S; s++)
+                m += last[((size_t)i * S + s) * C + c];
+            want_mean[i * C + c] = m / (S - 1);
+            want_cls[i * C + c] = last[(size_t)i * S * C + c];
+        }
+    flava_ctx *ctx;
+    OK(flava_ctx_create(&ctx, FLAVA_PRECISION_F32));
+    float cls[B * C], mean[B * C];
+    OK(ops->image_features(ctx, &fm, cls, b.pixel_values, B, FLAVA_IMAGE_CLS));
+    OK(ops->image_features(ctx, &fm, mean, b.pixel_values, B, FLAVA_IMAGE_MEAN));
+    ck_assert_close(cls, want_cls, B * C, 1e-4, 1e-5, "cls");
+    ck_assert_close(mean, want_mean, B * C, 1e-4, 1e-5, "mean");
+    free(last);
+    flava_batch_free(&b);
+    flava_st_free(in);
+    flava_st_free(out);
     flava_ctx_destroy(ctx);
     flava_family_destroy(&fm);
 }
@@ -409,6 +473,7 @@ static Suite *make_family_suite(void)
     tcase_add_test(tc, test_clip_embeddings);
     tcase_add_test(tc, test_align_embeddings);
     tcase_add_test(tc, test_clip_clamp_and_features);
+    tcase_add_test(tc, test_flava_probe_features);
     tcase_add_test(tc, test_image_specs);
     tcase_add_test(tc, test_preprocessing_matches_pil);
     tcase_add_test(tc, test_overrides);

@@ -113,6 +113,8 @@ check 'a == 0.01 || a == 0.1 || a == 1' "$c"
 [ "$(num "$out/lp" train_images)" = 64 ] || fail "linprobe train images"
 "$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lp2" -s linprobe.feature=pooled 2> /dev/null
 check 'a >= 0 && a <= 1' "$(num "$out/lp2" accuracy)"
+"$flava" eval -c "$out/lp.cfg" -s run.dir="$out/lp3" -s linprobe.feature=mean 2> /dev/null
+check 'a >= 0 && a <= 1' "$(num "$out/lp3" accuracy)"
 # The probe on one-item scenes (train and test items in the top right cell)
 # gives what it gives on the scenes composed here; a cell listed twice
 # averages equal features; two cells run.
@@ -163,7 +165,7 @@ expect_error "linprobe.scene_cells: 'middle'" eval -c "$out/lp.cfg" -s run.dir="
   -s linprobe.scene_size=56 -s linprobe.scene_cells=middle
 expect_error "linprobe.scene_size 57" eval -c "$out/lp.cfg" -s run.dir="$out/e11" \
   -s linprobe.scene_size=57
-expect_error "expected cls or pooled" eval -c "$out/lp.cfg" -s run.dir="$out/e5" -s linprobe.feature=mean
+expect_error "expected cls, pooled or mean" eval -c "$out/lp.cfg" -s run.dir="$out/e5" -s linprobe.feature=max
 expect_error "too few to choose C" eval -c "$out/lp.cfg" -s run.dir="$out/e6" -s linprobe.train_limit=2
 expect_error "no column 'caption'" eval -c "$out/rt.cfg" -s run.dir="$out/e7" -s retrieval.caption_key=caption
 echo "eval tasks: OK"
