@@ -49,6 +49,16 @@ static double *ref(const flava_st *st, const char *name, int64_t *n)
     return d;
 }
 
+/* fm: a fixture model of the given family, all its tensors loaded. */
+static const flava_family_ops *fixture_model(flava_family_model *fm, flava_family_id family,
+                                             const char *name)
+{
+    char p[4096];
+    const flava_family_ops *ops = flava_families[family];
+    OK(flava_family_create(fm, ops, fx(p, sizeof p, name), NULL, NULL, 0, 0));
+    return ops;
+}
+
 START_TEST(test_registry)
 {
     for (int i = 0; i < FLAVA_NUM_FAMILIES; i++) {
@@ -151,11 +161,9 @@ END_TEST
 
 START_TEST(test_clip_clamp_and_features)
 {
-    char p[4096];
-    const flava_family_ops *ops = flava_families[FLAVA_FAMILY_CLIP];
     flava_family_model fm;
-    OK(flava_family_create(&fm, ops, fx(p, sizeof p, "clip_tiny_gelu_model.safetensors"), NULL,
-                           NULL, 0, 0));
+    const flava_family_ops *ops = fixture_model(&fm, FLAVA_FAMILY_CLIP,
+                                                "clip_tiny_gelu_model.safetensors");
     const flava_param *ls = flava_params_find(fm.table, "logit_scale");
     ck_assert_ptr_nonnull(ls);
     fm.params[ls->offset] = 7.0f;
@@ -219,10 +227,9 @@ END_TEST
 START_TEST(test_flava_probe_features)
 {
     char p[4096];
-    const flava_family_ops *ops = flava_families[FLAVA_FAMILY_FLAVA];
     flava_family_model fm;
-    OK(flava_family_create(&fm, ops, fx(p, sizeof p, "flava_tiny_model.safetensors"), NULL,
-                           NULL, 0, 0));
+    const flava_family_ops *ops = fixture_model(&fm, FLAVA_FAMILY_FLAVA,
+                                                "flava_tiny_model.safetensors");
     flava_st *in, *out;
     OK(flava_st_read(&in, fx(p, sizeof p, "flava_tiny_image_inputs.safetensors")));
     OK(flava_st_read(&out, fx(p, sizeof p, "flava_tiny_image_outputs.safetensors")));
@@ -421,10 +428,9 @@ START_TEST(test_loop_trains_clip)
 {
     char p[4096], dir[] = "/tmp/check_family.XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    const flava_family_ops *ops = flava_families[FLAVA_FAMILY_CLIP];
     flava_family_model fm;
-    OK(flava_family_create(&fm, ops, fx(p, sizeof p, "clip_tiny_quick_gelu_model.safetensors"),
-                           NULL, NULL, 0, 0));
+    const flava_family_ops *ops = fixture_model(&fm, FLAVA_FAMILY_CLIP,
+                                                "clip_tiny_quick_gelu_model.safetensors");
     flava_st *in;
     OK(flava_st_read(&in, fx(p, sizeof p, "clip_tiny_quick_gelu_io.safetensors")));
     flava_config geometry;
