@@ -661,10 +661,9 @@ static flava_status clip_image_features(flava_ctx *ctx, flava_family_model *fm, 
 {
     flava_clip *m = fm->impl;
     FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, pixel_values, B));
-    const int C = m->cfg.vision.enc.hidden_size, g = m->cfg.vision.image_size /
-                                                      m->cfg.vision.patch_size;
+    const int C = m->cfg.vision.enc.hidden_size;
     if (which == FLAVA_IMAGE_MEAN)
-        mean_patches(out, flava_encoder_last(&m->img.enc, &m->vision_enc.spec), B, g * g + 1, C);
+        mean_patches(out, flava_encoder_last(&m->img.enc, &m->vision_enc.spec), B, m->img.enc.T, C);
     else
         memcpy(out, which == FLAVA_IMAGE_POOLED ? m->img.pooled : m->img.cls,
                sizeof(float) * (size_t)B * C);
