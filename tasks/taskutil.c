@@ -100,9 +100,7 @@ flava_status flava_task_batch_features(float *out, flava_ctx *ctx, flava_family_
                                      b->token_type_ids, b->B, b->T);
     default:
         return fm->ops->image_features(ctx, fm, out, b->pixel_values, b->B,
-                                       f == FLAVA_FEATURE_IMAGE_POOLED ? FLAVA_IMAGE_POOLED
-                                       : f == FLAVA_FEATURE_IMAGE_MEAN ? FLAVA_IMAGE_MEAN
-                                                                       : FLAVA_IMAGE_CLS);
+                                       (flava_image_feature)f);
     }
 }
 

@@ -39,12 +39,14 @@ flava_loader_opts flava_task_eval_opts(flava_image_spec *spec, const flava_run *
 flava_status flava_task_read_lines(char ***lines, long *n, const char *path);
 void flava_task_free_lines(char **lines, long n);
 
+/* The image tower's features are the family's own kinds (flava_image_feature,
+ * passed on as they are); the contrastive embeddings come after them. */
 typedef enum flava_feature {
+    FLAVA_FEATURE_IMAGE_CLS = FLAVA_IMAGE_CLS,       /* last_hidden_state[:, 0] */
+    FLAVA_FEATURE_IMAGE_POOLED = FLAVA_IMAGE_POOLED, /* pooler_output */
+    FLAVA_FEATURE_IMAGE_MEAN = FLAVA_IMAGE_MEAN,     /* last_hidden_state[:, 1:] averaged */
     FLAVA_FEATURE_IMAGE_EMBED, /* the family's image embedding, L2-normalised (contrastive) */
-    FLAVA_FEATURE_TEXT_EMBED,  /* its text embedding, L2-normalised */
-    FLAVA_FEATURE_IMAGE_CLS,    /* the image tower's last_hidden_state[:, 0] */
-    FLAVA_FEATURE_IMAGE_POOLED, /* its pooler_output */
-    FLAVA_FEATURE_IMAGE_MEAN    /* its last_hidden_state[:, 1:] averaged */
+    FLAVA_FEATURE_TEXT_EMBED   /* its text embedding, L2-normalised */
 } flava_feature;
 
 int flava_task_feature_dim(const flava_family_model *fm, flava_feature f);
