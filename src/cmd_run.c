@@ -1,5 +1,6 @@
 /* cmd_run.c - `flava pretrain|finetune|eval -c run.cfg [-s section.key=value
- * ...] [--resume]`, `flava bench -c run.cfg` and `flava help config`. */
+ * ...] [--resume | --check]`, `flava bench -c run.cfg` and `flava help
+ * config`. */
 #include <ftw.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 typedef struct args {
     const char *config;
     const char **sets;
-    int nsets, resume;
+    int nsets, resume, check;
     int64_t bench_steps;
 } args;
 
@@ -37,6 +38,8 @@ static flava_status parse_args(args *a, const char *command, int argc, char **ar
             a->sets[a->nsets++] = argv[++i];
         else if (!strcmp(o, "--resume") && !bench)
             a->resume = 1;
+        else if (!strcmp(o, "--check") && !bench)
+            a->check = 1;
         else if (!strcmp(o, "--steps") && has_value && bench) {
             char *end;
             a->bench_steps = strtoll(argv[++i], &end, 10);
@@ -141,9 +144,13 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
                    "in a scratch run directory: seconds per step, samples/s and the encoders'\n"
                    "GFLOP/s (GEMMs and attention, forward and backward).\n");
         else
-            printf("usage: flava %s -c run.cfg [-s section.key=value ...] [--resume]\n\n"
+            printf("usage: flava %s -c run.cfg [-s section.key=value ...] [--resume | --check]\n\n"
                    "Runs the task named by [run] task. `flava help config` lists every key.\n"
-                   "--resume continues run.dir from its newest checkpoint.\n", command);
+                   "--resume continues run.dir from its newest checkpoint.\n"
+                   "--check reads the configuration and the settings, checks that every section\n"
+                   "and key is known and that the task is one of flava %s, and stops there:\n"
+                   "nothing is run or written (values are checked when the task reads them).\n",
+                   command, command);
         return FLAVA_OK;
     }
     args a;
@@ -182,7 +189,10 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
         if (s == FLAVA_OK)
             s = flava_cfg_set(cfg, set);
     }
-    if (s == FLAVA_OK) {
+    if (s == FLAVA_OK && a.check)
+        printf("%s: task %s of flava %s: every section and key is known\n", a.config, name,
+               command);
+    else if (s == FLAVA_OK) {
         flava_run run = {.cfg = cfg, .config_path = a.config, .bench_steps = bench ? a.bench_steps : 0};
         s = run_with(&run, task, &a, bench ? "bench" : command);
         if (s == FLAVA_OK)

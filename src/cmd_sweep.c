@@ -39,29 +39,32 @@ static const char help[] =
     "(and refuses if its command.txt shows other settings). Any other run starts\n"
     "again in an emptied folder, or, if its section says resume = true and its\n"
     "folder exists, in that folder with --resume added.\n"
+    "Before the first run starts, every run that is not complete is checked (its\n"
+    "command with --check: sections, keys and task); if one fails, none starts.\n"
     "A failed run is reported in the table with the last line of its log; the\n"
     "others go on, and the sweep exits non-zero at the end. Ctrl-C stops launching,\n"
     "passes the interrupt on to the running runs, kills them after `grace`\n"
     "seconds, writes the partial table and exits non-zero.\n"
     "Paths in the file are relative to the sweep file; paths given with -s to the\n"
-    "working directory. --dry-run lists the runs and their commands.\n"
+    "working directory. --dry-run lists the runs and their commands, and checks them.\n"
     "\n"
     "Keys:\n";
 
-/* Lists every run: complete or not, and its command line. */
+/* Lists every run: complete or not, and its command line; then checks the
+ * runs that are not complete. */
 static flava_status dry_run(flava_sweep *s)
 {
     FLAVA_TRY(flava_sweep_scan(s));
     for (int i = 0; i < s->nruns; i++) {
         char **argv;
-        FLAVA_TRY(flava_sweep_argv(&argv, s, i, false));
+        FLAVA_TRY(flava_sweep_argv(&argv, s, i, NULL));
         printf("%-30s %-9s", s->runs[i].name, s->runs[i].earlier ? "complete" : "pending");
         for (char **a = argv; *a; a++)
             printf(" %s", *a);
         printf("\n");
         free(argv);
     }
-    return FLAVA_OK;
+    return flava_sweep_check(s, stderr);
 }
 
 flava_status flava_cmd_sweep(int argc, char **argv)

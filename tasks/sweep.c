@@ -33,7 +33,8 @@ static const flava_cfg_key sweep_keys[] = {
      "folder of the run folders and the tables, relative to the sweep file"},
     {"sweep", "parallel", FLAVA_CFG_INT, "1", "how many runs go at a time"},
     {"sweep", "program", FLAVA_CFG_STRING, "",
-     "the program run, relative to the sweep file; empty: this flava"},
+     "the program run, relative to the sweep file; empty: this flava (another program must "
+     "take flava's arguments, --check included)"},
     {"sweep", "format", FLAVA_CFG_LIST, "md,csv,json", "tables written as out/results.*: md, csv, json"},
     {"sweep", "threads", FLAVA_CFG_INT, "0",
      "threads of each run (given to it as run.threads, which its own set can still override); "
@@ -771,20 +772,20 @@ flava_status flava_sweep_load(flava_sweep **out, const char *path, const char *c
 
 /* ---- command lines ---- */
 
-flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, bool resume)
+flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, const char *flag)
 {
     const flava_sweep_run *r = &s->runs[i];
     /* run.threads before the run's own sets, which may override it */
     char threads[32];
     snprintf(threads, sizeof threads, "run.threads=%d", s->threads);
     const char *fixed[] = {s->program, r->command, "-c", r->config, "-s", threads};
-    int nfixed = 6, argc = nfixed + 2 * r->nsets + 2 + resume;
+    int nfixed = 6, argc = nfixed + 2 * r->nsets + 2 + (flag != NULL);
     size_t bytes = sizeof(char *) * (size_t)(argc + 1);
     for (int k = 0; k < nfixed; k++)
         bytes += strlen(fixed[k]) + 1;
     for (int k = 0; k < r->nsets; k++)
         bytes += strlen(r->sets[k]) + 4;
-    bytes += strlen("run.dir=") + strlen(r->dir) + 4 + sizeof "--resume";
+    bytes += strlen("run.dir=") + strlen(r->dir) + 4 + (flag ? strlen(flag) + 1 : 0);
     char **a = malloc(bytes);
     if (!a)
         return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot build the command of %s", r->name);
@@ -799,8 +800,8 @@ flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, bool re
     }
     PUT("-s");
     PUT("run.dir=%s", r->dir);
-    if (resume)
-        PUT("--resume");
+    if (flag)
+        PUT("%s", flag);
 #undef PUT
     a[n] = NULL;
     *argv = a;
@@ -842,7 +843,7 @@ static flava_status quote_args(char **out, char *const *argv, int from)
 static flava_status command_line(char **out, const flava_sweep *s, int i)
 {
     char **argv, *args = NULL, *program = NULL;
-    FLAVA_TRY(flava_sweep_argv(&argv, s, i, false));
+    FLAVA_TRY(flava_sweep_argv(&argv, s, i, NULL));
     flava_status st = quote_args(&args, argv, 1);
     if (st == FLAVA_OK) {
         char *real = realpath(s->program, NULL);
@@ -893,7 +894,7 @@ static flava_status check_same_command(const flava_sweep *s, int i)
         return FLAVA_OK;
     size_t n;
     FLAVA_TRY(flava_file_read(&saved, &n, path));
-    flava_status st = flava_sweep_argv(&argv, s, i, false);
+    flava_status st = flava_sweep_argv(&argv, s, i, NULL);
     if (st == FLAVA_OK) {
         st = quote_args(&args, argv, 1);
         free(argv);
@@ -1029,7 +1030,7 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
         return FLAVA_ERROR(FLAVA_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char **argv;
-    flava_status sa = flava_sweep_argv(&argv, s, i, resume);
+    flava_status sa = flava_sweep_argv(&argv, s, i, resume ? "--resume" : NULL);
     if (sa != FLAVA_OK || null_fd < 0) {
         close(fd);
         if (null_fd >= 0)
@@ -1064,6 +1065,53 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
     r->state = FLAVA_SWEEP_RUNNING;
     r->t_start = now_seconds();
     fprintf(log, "sweep: %s started%s (pid %d)\n", r->name, resume ? ", resuming" : "", (int)pid);
+    return FLAVA_OK;
+}
+
+flava_status flava_sweep_check(const flava_sweep *s, FILE *log)
+{
+    char names[1024] = "";
+    size_t len = 0;
+    int bad = 0;
+    for (int i = 0; i < s->nruns; i++) {
+        const flava_sweep_run *r = &s->runs[i];
+        if (r->earlier)
+            continue;
+        char **argv;
+        FLAVA_TRY(flava_sweep_argv(&argv, s, i, "--check"));
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int null_fd = open("/dev/null", O_RDWR);
+            if (null_fd >= 0) {
+                dup2(null_fd, 0);
+                dup2(null_fd, 1);
+            }
+            execv(argv[0], argv);
+            dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
+            _exit(127);
+        }
+        int fork_errno = errno, status = 0;
+        free(argv);
+        if (pid < 0)
+            return FLAVA_ERROR(FLAVA_ERR_IO, "cannot check run %s: fork: %s", r->name,
+                               strerror(fork_errno));
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (flava_interrupted())
+            return FLAVA_ERROR(FLAVA_ERR_INTERRUPTED, "interrupted while checking the runs: no run "
+                               "was started");
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            continue;
+        fprintf(log, "sweep: run %s (%s) does not check: its error is above\n", r->name, r->where);
+        if (len < sizeof names)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", bad ? ", " : "",
+                                    r->name);
+        bad++;
+    }
+    if (bad)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%d run%s of the sweep %s not check (%s): no run was "
+                           "started", bad, bad == 1 ? "" : "s", bad == 1 ? "does" : "do", names);
     return FLAVA_OK;
 }
 
@@ -1203,6 +1251,8 @@ flava_status flava_sweep_execute(flava_sweep *s, FILE *log, int *nfailed)
     FLAVA_TRY(flava_mkdirs(s->out));
     FLAVA_TRY(lock_out(&lock, s));
     flava_status st = flava_sweep_scan(s);
+    if (st == FLAVA_OK)
+        st = flava_sweep_check(s, log);
     int done = 0;
     for (int i = 0; i < s->nruns; i++)
         done += s->runs[i].earlier;

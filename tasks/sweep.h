@@ -90,9 +90,16 @@ flava_status flava_sweep_load(flava_sweep **out, const char *path, const char *c
                               int noverrides);
 void flava_sweep_free(flava_sweep *s);
 
+/* Runs the command of each run that is not complete (flava_sweep_scan) with
+ * --check, one after another, so that a typo in the last run's settings
+ * costs none of the runs before it. A failing check's message goes to the
+ * sweep's standard error, a line naming its run to log; the error counts
+ * and names the runs that failed. */
+flava_status flava_sweep_check(const flava_sweep *s, FILE *log);
+
 /* Run i's command line, argv[0] being the program; NULL-terminated, freed
- * with free() (one block). `resume` adds --resume. */
-flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, bool resume);
+ * with free() (one block). A flag (--resume, --check), unless NULL, ends it. */
+flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, const char *flag);
 
 /* Marks the runs that are complete already (valid results.json). A
  * complete run whose command.txt shows another command line is an error:

@@ -173,7 +173,7 @@ START_TEST(test_set_items_and_overrides)
     ck_assert_str_eq(s->out, want);
     free(cwd);
     char **argv;
-    ck_assert_int_eq(flava_sweep_argv(&argv, s, 0, true), FLAVA_OK);
+    ck_assert_int_eq(flava_sweep_argv(&argv, s, 0, "--resume"), FLAVA_OK);
     /* the sweep's threads first: the run's own sets may override them */
     snprintf(want, sizeof want, "run.threads=%d", s->threads);
     const char *expected[] = {"/proc/self/exe", "eval", "-c", s->runs[0].config, "-s", want, "-s",

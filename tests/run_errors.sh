@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every error path of flava pretrain|finetune|eval names what is wrong: a
 # config key (with the nearest known one), a file, a checkpoint tensor, the
-# step and head of a non-finite loss; and fails with status 1.
+# step and head of a non-finite loss; and fails with status 1. --check stops
+# after reading the configuration.
 set -eu
 . "${FLAVA_SRCDIR:-..}/tests/pretrain_data.sh"
 
@@ -48,6 +49,17 @@ expect "run.task = 'pretrain' is not a task of flava finetune" finetune e
 expect "every head this task uses has weight 0" pretrain e -s heads.mim=0 -s heads.mlm=0 \
   -s heads.itm=0 -s heads.global_contrastive=0 -s heads.mmm_image=0 -s heads.mmm_text=0
 expect "no checkpoint to resume from" pretrain e --resume
+
+# --check reads the configuration and the settings and stops there: nothing
+# is run or written; the errors are those of a run.
+run pretrain checked --check > "$dir/out" 2> "$dir/err" || { cat "$dir/err"; fail "--check of a good config"; }
+grep -qF "task pretrain of flava pretrain: every section and key is known" "$dir/out" ||
+  fail "--check: $(cat "$dir/out")"
+[ ! -e "$dir/checked" ] || fail "--check wrote the run directory"
+expect "unknown key 'stpes' in [train]; nearest known key: train.steps" pretrain checked --check \
+  -s train.stpes=3
+expect "run.task = 'vqa' is not a task of flava pretrain" pretrain checked --check -s run.task=vqa
+[ ! -e "$dir/checked" ] || fail "a failed --check wrote the run directory"
 status=0
 "$flava" pretrain -c "$dir/none.cfg" 2> "$dir/err" || status=$?
 [ $status -eq 1 ] && grep -qF "none.cfg" "$dir/err" || fail "a missing config file"

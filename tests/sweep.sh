@@ -1,8 +1,8 @@
 #!/bin/sh
 # flava sweep end to end, with tests/sweep_fake_run.sh playing the runs:
 # two at a time, a failed run in the table, the exit status, a restart that
-# skips the complete runs, resume, Ctrl-C, and a config error that stops
-# everything before it starts.
+# skips the complete runs, resume, Ctrl-C, and a config error or a run
+# that does not check stopping everything before it starts.
 set -eu
 flava="${FLAVA_BUILDDIR:-.}/flava"
 fake="$(cd "${FLAVA_SRCDIR:-..}/tests" && pwd)/sweep_fake_run.sh"
@@ -172,6 +172,40 @@ status=0
 [ "$status" -ne 0 ] || fail "a missing config was accepted"
 grep -q "bad.cfg:9: run.b.config: cannot read .*zeroshot.cgf" "$dir/stderr" || fail "typo: $(cat "$dir/stderr")"
 [ ! -e "$dir/badout" ] || fail "runs started despite the typo"
+
+# --- a run whose settings do not check (its command with --check) stops the
+# sweep before any run starts; complete runs are not checked again
+cat > "$dir/k.cfg" <<EOF
+[sweep]
+out = kout
+program = $fake
+[run.first]
+command = eval
+config = zeroshot.cfg
+[run.second]
+command = finetune
+config = vqa.cfg
+set = fake.typo=1
+EOF
+: > "$FAKE_RUN_LOG"
+export FAKE_CHECK_LOG="$dir/checks"
+status=0
+"$flava" sweep -c "$dir/k.cfg" > /dev/null 2> "$dir/stderr" || status=$?
+[ "$status" -ne 0 ] || fail "a run that does not check was accepted"
+grep -q 'unknown key (did you mean fake.typo?)' "$dir/stderr" &&
+    grep -q "run second (.*k.cfg:7) does not check: its error is above" "$dir/stderr" &&
+    grep -q '1 run of the sweep does not check (second): no run was started' "$dir/stderr" ||
+    fail "check: $(cat "$dir/stderr")"
+[ ! -s "$FAKE_RUN_LOG" ] || fail "runs started despite a failed check: $(cat "$FAKE_RUN_LOG")"
+[ "$(cat "$FAKE_CHECK_LOG")" = "check first
+check second" ] || fail "checks: $(cat "$FAKE_CHECK_LOG")"
+: > "$FAKE_CHECK_LOG"
+"$flava" sweep -c "$dir/k.cfg" -s run.second.set=fake.typo=0 > /dev/null 2>&1 || fail "fixed sweep failed"
+[ "$(grep -c '^start' "$FAKE_RUN_LOG")" -eq 2 ] || fail "fixed sweep: $(cat "$FAKE_RUN_LOG")"
+: > "$FAKE_CHECK_LOG"
+"$flava" sweep -c "$dir/k.cfg" -s run.second.set=fake.typo=0 > /dev/null 2>&1 || fail "third pass failed"
+[ ! -s "$FAKE_CHECK_LOG" ] || fail "complete runs checked again: $(cat "$FAKE_CHECK_LOG")"
+unset FAKE_CHECK_LOG
 
 "$flava" sweep --help | grep -q 'vary = (required)' || fail "--help does not list the keys"
 echo "sweep.sh: ok"
