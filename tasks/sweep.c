@@ -1005,6 +1005,19 @@ static void set_error(flava_sweep_run *r, const char *fmt, ...)
     va_end(ap);
 }
 
+/* In a forked child: standard input, output and error from in_fd, out_fd
+ * and err_fd (each where it is not -1), then the run's program. */
+_Noreturn static void exec_run(char **argv, int in_fd, int out_fd, int err_fd)
+{
+    const int fds[3] = {in_fd, out_fd, err_fd};
+    for (int k = 0; k < 3; k++)
+        if (fds[k] >= 0)
+            dup2(fds[k], k);
+    execv(argv[0], argv);
+    dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
 /* Prepares run i's folder and starts it. */
 static flava_status launch(flava_sweep *s, int i, FILE *log)
 {
@@ -1047,12 +1060,7 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(127);
-        dup2(null_fd, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(argv[0], argv);
-        dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+        exec_run(argv, null_fd, fd, fd);
     }
     int fork_errno = errno;
     free(argv);
@@ -1083,13 +1091,7 @@ flava_status flava_sweep_check(const flava_sweep *s, FILE *log)
         pid_t pid = fork();
         if (pid == 0) {
             int null_fd = open("/dev/null", O_RDWR);
-            if (null_fd >= 0) {
-                dup2(null_fd, 0);
-                dup2(null_fd, 1);
-            }
-            execv(argv[0], argv);
-            dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
-            _exit(127);
+            exec_run(argv, null_fd, null_fd, -1);
         }
         int fork_errno = errno, status = 0;
         free(argv);
