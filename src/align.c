@@ -270,6 +270,12 @@ flava_status flava_align_config_validate(const flava_align_config *c)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "text_config: vocab_size, max_position_embeddings, "
                                              "type_vocab_size and layer_norm_eps must be "
                                              "positive, num_hidden_layers not negative");
+    if (!(t->hidden_dropout_prob >= 0 && t->hidden_dropout_prob < 1) ||
+        !(t->attention_probs_dropout_prob >= 0 && t->attention_probs_dropout_prob < 1))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "text_config: hidden_dropout_prob %g, attention_probs_dropout_prob "
+                           "%g: expected probabilities in [0, 1)",
+                           t->hidden_dropout_prob, t->attention_probs_dropout_prob);
     if (c->num_labels < 0 ||
         (strcmp(c->classifier_input, "image") && strcmp(c->classifier_input, "text")))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "num_labels %d >= 0 and classifier_input '%s' "
@@ -339,7 +345,10 @@ static flava_status declare_all(flava_align *m)
                                .pre_ln = 0,
                                .causal = 0,
                                .final_ln = 0,
-                               .qkv_bias = 1};
+                               .qkv_bias = 1,
+                               .hidden_dropout = (float)t->hidden_dropout_prob,
+                               .attention_dropout = (float)t->attention_probs_dropout_prob,
+                               .input_dropout = 1};
     FLAVA_TRY(flava_activation_parse(&spec.act, t->hidden_act));
     FLAVA_TRY(flava_encoder_declare(&m->text, tb, &spec, &bert_names, "text_model"));
     /* in the checkpoint, unused by AlignModel (its gradient stays 0) */
@@ -541,7 +550,8 @@ static flava_status bind(flava_align *m, int B, int T)
 /* BERT embeddings, the post-LN encoder, text_projection of the [CLS] row:
  * a->proj [B, P], not normalised */
 static flava_status text_forward(flava_ctx *ctx, flava_align *m, const int32_t *ids,
-                                 const float *mask, const int32_t *types)
+                                 const float *mask, const int32_t *types, int train,
+                                 uint64_t dropout_seed)
 {
     flava_align_text_acts *a = m->tacts;
     const flava_align_text_config *tc = &m->cfg.text;
@@ -566,6 +576,12 @@ static flava_status text_forward(flava_ctx *ctx, flava_align *m, const int32_t *
     FLAVA_TRY(layernorm_forward(ctx, a->enc.x, a->emb_mean, a->emb_var, a->emb, PAR(m->emb_ln_w),
                                 PAR(m->emb_ln_b), N, C, (float)tc->layer_norm_eps));
     a->enc.key_mask = mask;
+    /* the image tower's blocks draw streams 0, 1, ... of dropout_seed: the
+     * text tower's masks come from a seed of their own */
+    flava_rng r;
+    flava_rng_init(&r, dropout_seed, UINT64_MAX);
+    a->enc.train = train;
+    a->enc.dropout_seed = flava_rng_u64(&r);
     FLAVA_TRY(flava_encoder_forward(ctx, &m->text, m->params, &a->enc));
     for (int i = 0; i < B; i++)
         memcpy(a->cls + (size_t)i * C, a->enc.out + (size_t)i * T * C, (size_t)C * sizeof(float));
@@ -644,20 +660,6 @@ static double smoothed_ce(float *probs, const float *logits, int n, int transpos
     return loss / n;
 }
 
-/* The shared encoder has no dropout: training the text tower with the
- * config's dropout would silently differ from HF, so it is refused. */
-static flava_status text_training_allowed(const flava_align *m)
-{
-    const flava_align_text_config *tc = &m->cfg.text;
-    if (tc->hidden_dropout_prob > 0 || tc->attention_probs_dropout_prob > 0)
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
-                           "training ALIGN's text tower with dropout is not implemented: set "
-                           "text_config.hidden_dropout_prob and "
-                           "text_config.attention_probs_dropout_prob to 0 (they are %g and %g)",
-                           tc->hidden_dropout_prob, tc->attention_probs_dropout_prob);
-    return FLAVA_OK;
-}
-
 flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_align_inputs *in,
                                  int train, uint64_t dropout_seed)
 {
@@ -665,14 +667,13 @@ flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_ali
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN forward needs pixel_values and input_ids for "
                                           "B >= 1 pairs of T >= 1 tokens (B %d, T %d)",
                            in->B, in->T);
-    if (train)
-        FLAVA_TRY(text_training_allowed(m));
     FLAVA_TRY(bind(m, in->B, in->T));
     flava_align_text_acts *a = m->tacts;
     const int B = in->B, P = m->cfg.projection_dim;
     FLAVA_TRY(flava_effnet_forward(ctx, &m->vision, a->pooled, m->params, m->buf, m->counters,
                                    in->pixel_values, B, in->H, in->W, train, dropout_seed));
-    FLAVA_TRY(text_forward(ctx, m, in->input_ids, in->attention_mask, in->token_type_ids));
+    FLAVA_TRY(text_forward(ctx, m, in->input_ids, in->attention_mask, in->token_type_ids, train,
+                           dropout_seed));
     /* HF divides by the plain norm; the ops' F.normalize differs only for
      * a zero vector */
     FLAVA_TRY(l2norm_forward(a->proj, a->tnorm, a->proj, B, P));
@@ -758,36 +759,37 @@ flava_status flava_align_image_backward(flava_ctx *ctx, flava_align *m, const fl
 /* The text tower alone on B texts (m->tacts keeps the pass). */
 static flava_status text_pass(flava_ctx *ctx, flava_align *m, const int32_t *input_ids,
                               const float *attention_mask, const int32_t *token_type_ids, int B,
-                              int T)
+                              int T, int train, uint64_t dropout_seed)
 {
     if (B < 1 || T < 1 || !input_ids)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text features need input_ids for B >= 1 texts "
                                           "of T >= 1 tokens (B %d, T %d)", B, T);
     FLAVA_TRY(bind(m, B, T));
-    return text_forward(ctx, m, input_ids, attention_mask, token_type_ids);
+    return text_forward(ctx, m, input_ids, attention_mask, token_type_ids, train, dropout_seed);
 }
 
 flava_status flava_align_encode_texts(flava_ctx *ctx, flava_align *m, float *features,
                                       const int32_t *input_ids, const float *attention_mask,
                                       const int32_t *token_type_ids, int B, int T)
 {
-    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T));
+    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T, 0, 0));
     memcpy(features, m->tacts->proj, (size_t)B * m->cfg.projection_dim * sizeof(float));
     return FLAVA_OK;
 }
 
 flava_status flava_align_text_cls(flava_ctx *ctx, flava_align *m, float *cls,
                                   const int32_t *input_ids, const float *attention_mask,
-                                  const int32_t *token_type_ids, int B, int T)
+                                  const int32_t *token_type_ids, int B, int T, int train,
+                                  uint64_t dropout_seed)
 {
-    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T));
+    FLAVA_TRY(text_pass(ctx, m, input_ids, attention_mask, token_type_ids, B, T, train,
+                        dropout_seed));
     memcpy(cls, m->tacts->cls, (size_t)B * m->cfg.text.hidden_size * sizeof(float));
     return FLAVA_OK;
 }
 
 flava_status flava_align_text_cls_backward(flava_ctx *ctx, flava_align *m, const float *dcls)
 {
-    FLAVA_TRY(text_training_allowed(m));
     flava_align_text_acts *a = m->tacts;
     if (!a || !m->grads)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN text backward needs a text pass and gradients "

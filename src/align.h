@@ -109,27 +109,29 @@ flava_status flava_align_encode_texts(flava_ctx *ctx, flava_align *m, float *fea
 
 /* The contrastive forward over a batch of B image-text pairs. train: batch
  * norm with batch statistics, running statistics and counters updated,
- * residual dropout with masks from `dropout_seed`; otherwise inference.
- * The text tower has no dropout (the shared encoder has none): training
- * with text_config's hidden_dropout_prob or attention_probs_dropout_prob
- * above 0 (0.1 in align-base) is refused. Fills m's outputs. */
+ * the image tower's residual dropout and the text tower's BERT dropout
+ * (text_config's hidden_dropout_prob and attention_probs_dropout_prob, 0.1
+ * in align-base) with masks from `dropout_seed`; otherwise inference.
+ * Fills m's outputs. */
 flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_align_inputs *in,
                                  int train, uint64_t dropout_seed);
 /* Accumulates d loss / d parameter into m->grads for the last forward. */
 flava_status flava_align_backward(flava_ctx *ctx, flava_align *m);
 
 /* The towers one at a time, for a loss on their features (the
- * classifier's): the pooled image features [B, projection_dim] (train as
- * in flava_align_forward), and the text tower's [CLS] states [B,
- * hidden_size]; the passes are kept for the backward functions, which
- * accumulate the tower's gradients from the gradient of those features. */
+ * classifier's): the pooled image features [B, projection_dim] and the
+ * text tower's [CLS] states [B, hidden_size] (train as in
+ * flava_align_forward); the passes are kept for the backward functions,
+ * which accumulate the tower's gradients from the gradient of those
+ * features. */
 flava_status flava_align_image_forward(flava_ctx *ctx, flava_align *m, float *features,
                                        const float *pixel_values, int B, int H, int W, int train,
                                        uint64_t dropout_seed);
 flava_status flava_align_image_backward(flava_ctx *ctx, flava_align *m, const float *dfeatures);
 flava_status flava_align_text_cls(flava_ctx *ctx, flava_align *m, float *cls,
                                   const int32_t *input_ids, const float *attention_mask,
-                                  const int32_t *token_type_ids, int B, int T);
+                                  const int32_t *token_type_ids, int B, int T, int train,
+                                  uint64_t dropout_seed);
 flava_status flava_align_text_cls_backward(flava_ctx *ctx, flava_align *m, const float *dcls);
 
 /* The config of a checkpoint file or HF folder, over the HF defaults. */

@@ -296,12 +296,12 @@ typedef struct block_acts {
     float *e_act, *d_act;
     float *pool, *r, *r_act, *x, *s; /* squeeze-excite: [B,exp], [B,se] x2, [B,exp] x2 */
     float *se_out;
-    float *mask; /* dropout scale (0 or 1/(1-p)) per element, training only */
     float *out;
 } block_acts;
 
 struct flava_effnet_acts {
     int B, H, W, train;
+    uint64_t dropout_seed;
     const float *pixels;
     float *mem;
     bn_acts stem;
@@ -360,7 +360,6 @@ static size_t layout(flava_effnet_acts *a, const flava_effnet *e, float *mem)
         TAKE(ba->p.out, pout);
         TAKE(ba->p.mean, (size_t)b->out);
         TAKE(ba->p.var, (size_t)b->out);
-        TAKE(ba->mask, pout);
         TAKE(ba->out, pout);
         big = ein > big ? ein : big;
         big = eout > big ? eout : big;
@@ -455,15 +454,14 @@ static flava_status se_forward(flava_ctx *ctx, block_acts *ba, const flava_effne
     return channel_scale_forward(ctx, ba->se_out, ba->d_act, ba->s, B, b->exp, ba->OH, ba->OW);
 }
 
-/* The dropout scale of block n: 0 where u < p, 1/(1-p) elsewhere, u drawn
- * in NCHW order from flava_rng_init(seed, n). */
-static void dropout_mask(float *mask, size_t count, float p, uint64_t seed, int n)
+/* Block n's residual-branch dropout: stream n of the pass's seed, over the
+ * branch output in NCHW order (p 0 outside training or without a drop). */
+static flava_dropout block_dropout(const flava_effnet_acts *a, const flava_effnet_block *b, int n)
 {
-    flava_rng r;
-    flava_rng_init(&r, seed, (uint64_t)n);
-    const float keep = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < count; i++)
-        mask[i] = flava_rng_uniform(&r) >= p ? keep : 0.0f;
+    flava_dropout d = {.seed = a->dropout_seed, .stream = (uint64_t)n};
+    if (a->train && b->residual)
+        d.p = b->drop;
+    return d;
 }
 
 flava_status flava_effnet_forward(flava_ctx *ctx, flava_effnet *e, float *pooled,
@@ -478,6 +476,7 @@ flava_status flava_effnet_forward(flava_ctx *ctx, flava_effnet *e, float *pooled
     FLAVA_TRY(bind(e, B, H, W));
     flava_effnet_acts *a = e->acts;
     a->train = train;
+    a->dropout_seed = dropout_seed;
     a->pixels = pixels;
     const float eps = (float)e->cfg.batch_norm_eps;
     flava_conv2d_dims d =
@@ -513,14 +512,13 @@ flava_status flava_effnet_forward(flava_ctx *ctx, flava_effnet *e, float *pooled
         FLAVA_TRY(conv_bn_forward(ctx, &ba->p, ba->se_out, params, buffers, counters, b->proj_w,
                                   &d, &b->proj_bn, eps, train));
         if (b->residual) {
-            const int drop = train && b->drop > 0;
-            if (drop)
-                dropout_mask(ba->mask, pout, b->drop, dropout_seed, n);
-            const float *m = ba->mask, *p = ba->p.out, *in = x;
+            const flava_dropout drop = block_dropout(a, b, n);
+            FLAVA_TRY(dropout_forward(ba->out, ba->p.out, (int64_t)pout, &drop));
+            const float *in = x;
             float *out = ba->out;
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < pout; i++)
-                out[i] = (drop ? p[i] * m[i] : p[i]) + in[i];
+                out[i] += in[i];
         } else {
             memcpy(ba->out, ba->p.out, pout * sizeof(float));
         }
@@ -607,12 +605,9 @@ flava_status flava_effnet_backward(flava_ctx *ctx, float *grads, const flava_eff
             memcpy(gin, gout, xin * sizeof *gin);
         else
             memset(gin, 0, xin * sizeof *gin);
-        if (b->residual && train && b->drop > 0) {
-            const float *m = ba->mask;
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < pout; i++)
-                gout[i] *= m[i];
-        }
+        const flava_dropout drop = block_dropout(a, b, n);
+        if (drop.p > 0) /* the branch's gradient: times the forward's mask */
+            FLAVA_TRY(dropout_forward(gout, gout, (int64_t)pout, &drop));
         /* projection: se_out -> conv -> BN = gout */
         flava_conv2d_dims d = conv_dims(B, b->exp, ba->OH, ba->OW, b->out, 1, 1, 1, 0, 0, 0, 0);
         memset(t1, 0, eout * sizeof *t1);

@@ -102,8 +102,8 @@ void flava_effnet_init(const flava_effnet *e, float *params, float *buffers, int
 
 /* The pooled output pooled[B, out_channels] of pixels[B, num_channels, H, W].
  * train: batch statistics, running statistics and counters updated, and
- * dropout on the residual branches with masks drawn from
- * flava_rng_init(dropout_seed, block). Otherwise running statistics, no
+ * dropout on the residual branches with masks drawn from (dropout_seed,
+ * block index) (src/ops/dropout.c). Otherwise running statistics, no
  * dropout. Activations are kept for flava_effnet_backward. */
 flava_status flava_effnet_forward(flava_ctx *ctx, flava_effnet *e, float *pooled,
                                   const float *params, float *buffers, int64_t *counters,

@@ -228,34 +228,56 @@ static void add_inplace(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
+/* The dropout of one site of a pass (p 0 outside training). */
+enum { DROP_INPUT, DROP_ATT, DROP_PROJ, DROP_MLP };
+static flava_dropout site(const flava_encoder_spec *s, const flava_encoder_acts *a, int layer,
+                          int kind)
+{
+    flava_dropout d = {.seed = a->dropout_seed};
+    if (!a->train)
+        return d;
+    d.p = kind == DROP_ATT ? s->attention_dropout
+          : kind == DROP_INPUT && !s->input_dropout ? 0.0f
+                                                     : s->hidden_dropout;
+    d.stream = kind == DROP_INPUT ? 0 : 3 * (uint64_t)layer + (uint64_t)kind;
+    return d;
+}
+
 #define PP(off) flava_param_ptr((float *)params, (off))
 #define GG(off) flava_param_ptr(grads, (off))
 
-/* out = residual + fc2(act(fc1(inp))), keeping fc1 and act for backward:
- * the MLP of both the pre-LN and the post-LN block. */
+/* out = residual + drop(fc2(act(fc1(inp)))), keeping fc1 and act for
+ * backward: the MLP of both the pre-LN and the post-LN block. */
 static flava_status mlp_forward(flava_ctx *ctx, float *out, float *fc1, float *act,
                                 const float *inp, const float *residual,
                                 const flava_encoder_spec *s, const flava_block_offsets *o,
-                                const float *params, int N)
+                                const float *params, int N, const flava_dropout *drop)
 {
     const int C = s->hidden, FF = s->intermediate;
     FLAVA_TRY(linear_forward(ctx, fc1, inp, PP(o->fc1_w), PP(o->fc1_b), N, C, FF));
     FLAVA_TRY(flava_act_forward(ctx, s->act, act, fc1, (int64_t)N * FF));
     FLAVA_TRY(linear_forward(ctx, out, act, PP(o->fc2_w), PP(o->fc2_b), N, FF, C));
+    FLAVA_TRY(dropout_forward(out, out, (int64_t)N * C, drop));
     add_inplace(out, residual, (size_t)N * C);
     return FLAVA_OK;
 }
 
-/* From dout, the gradient of fc2's output: dfc1 = the gradient of fc1's
- * output (N*FF, overwritten), fc2's parameter gradients accumulated. tmp
- * holds N*FF floats; dfc1 may be dout's buffer (dout is read first). */
+/* dfc1: from dout, the gradient of the MLP branch's output (after its
+ * dropout), the gradient of fc1's output (N*FF, overwritten), fc2's
+ * parameter gradients accumulated. tmp holds N*FF floats; dfc1 may be
+ * dout's buffer (dout is read first). */
 static flava_status mlp_backward_to_fc1(flava_ctx *ctx, float *dfc1, float *tmp, float *grads,
                                         const float *dout, const float *fc1, const float *act,
                                         const flava_encoder_spec *s,
-                                        const flava_block_offsets *o, const float *params, int N)
+                                        const flava_block_offsets *o, const float *params, int N,
+                                        const flava_dropout *drop)
 {
     const int C = s->hidden, FF = s->intermediate;
     const size_t NF = (size_t)N * FF;
+    if (drop->p > 0) { /* the masked gradient in dfc1's buffer, which is N*FF >= N*C */
+        FLAVA_TRY(dropout_forward(dfc1, dout, (int64_t)N * C, drop));
+        dout = dfc1;
+    }
     memset(tmp, 0, NF * sizeof *tmp);
     FLAVA_TRY(linear_backward(ctx, tmp, GG(o->fc2_w), GG(o->fc2_b), dout, act, PP(o->fc2_w), N,
                               FF, C));
@@ -263,21 +285,28 @@ static flava_status mlp_backward_to_fc1(flava_ctx *ctx, float *dfc1, float *tmp,
     return flava_act_backward(ctx, s->act, dfc1, tmp, fc1, (int64_t)NF);
 }
 
-/* From dout, the gradient of the attention projection's output: dqkv = the
- * gradient of qkv (3*N*C, overwritten), the projection's parameter
- * gradients accumulated. tmp holds N*C floats; dqkv may be dout's buffer. */
+/* dqkv: from dout, the gradient of the attention branch's output (after
+ * its dropout), the gradient of qkv (3*N*C, overwritten), the
+ * projection's parameter gradients accumulated. tmp holds N*C floats; dqkv
+ * may be dout's buffer. drop[0] is the probabilities' dropout, drop[1] the
+ * projection output's. */
 static flava_status attention_backward_to_qkv(flava_ctx *ctx, float *dqkv, float *tmp,
                                               float *grads, const float *dout, const float *qkv,
                                               const float *att, const float *attn, int B, int T,
                                               const flava_encoder_spec *s,
-                                              const flava_block_offsets *o, const float *params)
+                                              const flava_block_offsets *o, const float *params,
+                                              const flava_dropout drop[2])
 {
     const int N = B * T, C = s->hidden;
+    if (drop[1].p > 0) { /* the masked gradient in dqkv's buffer, which is 3*N*C */
+        FLAVA_TRY(dropout_forward(dqkv, dout, (int64_t)N * C, &drop[1]));
+        dout = dqkv;
+    }
     memset(tmp, 0, (size_t)N * C * sizeof *tmp);
     FLAVA_TRY(linear_backward(ctx, tmp, GG(o->proj_w), GG(o->proj_b), dout, attn, PP(o->proj_w),
                               N, C, C));
     memset(dqkv, 0, 3 * (size_t)N * C * sizeof *dqkv);
-    return attention_backward(ctx, dqkv, tmp, qkv, att, B, T, C, s->heads);
+    return attention_backward(ctx, dqkv, tmp, qkv, att, B, T, C, s->heads, &drop[0]);
 }
 
 flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const float *params,
@@ -286,8 +315,12 @@ flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const
     const flava_encoder_spec *s = &e->spec;
     const int B = a->B, T = a->T, N = B * T, C = s->hidden, FF = s->intermediate, NH = s->heads;
     const size_t NC = (size_t)N * C, NF = (size_t)N * FF, att = (size_t)B * NH * T * T;
+    const flava_dropout in_drop = site(s, a, 0, DROP_INPUT);
+    FLAVA_TRY(dropout_forward(a->x, a->x, (int64_t)NC, &in_drop));
     for (int l = 0; l < s->layers; l++) {
         const flava_block_offsets *o = &e->layer[l];
+        const flava_dropout att_drop = site(s, a, l, DROP_ATT), proj_drop = site(s, a, l, DROP_PROJ),
+                            mlp_drop = site(s, a, l, DROP_MLP);
         float *x = a->x + l * NC, *y = a->x + (l + 1) * NC;
         float *ln1 = a->ln1 + l * NC, *m1 = a->ln1_mean + (size_t)l * N,
               *v1s = a->ln1_var + (size_t)l * N;
@@ -302,18 +335,20 @@ flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const
         } else {
             FLAVA_TRY(linear_forward(ctx, qkv, x, PP(o->qkv_w), PP(o->qkv_b), N, C, 3 * C));
         }
-        FLAVA_TRY(attention_forward(ctx, attn, att_l, qkv, a->key_mask, s->causal, B, T, C, NH));
+        FLAVA_TRY(attention_forward(ctx, attn, att_l, qkv, a->key_mask, s->causal, B, T, C, NH,
+                                    &att_drop));
         FLAVA_TRY(linear_forward(ctx, r1, attn, PP(o->proj_w), PP(o->proj_b), N, C, C));
+        FLAVA_TRY(dropout_forward(r1, r1, (int64_t)NC, &proj_drop));
         add_inplace(r1, x, NC);
         if (s->pre_ln) {
             FLAVA_TRY(layernorm_forward(ctx, ln2, m2, v2s, r1, PP(o->ln2_w), PP(o->ln2_b), N, C,
                                         s->eps));
-            FLAVA_TRY(mlp_forward(ctx, y, fc1, act, ln2, r1, s, o, params, N));
+            FLAVA_TRY(mlp_forward(ctx, y, fc1, act, ln2, r1, s, o, params, N, &mlp_drop));
         } else {
             float *r2 = a->r2 + l * NC;
             FLAVA_TRY(layernorm_forward(ctx, ln1, m1, v1s, r1, PP(o->ln1_w), PP(o->ln1_b), N, C,
                                         s->eps));
-            FLAVA_TRY(mlp_forward(ctx, r2, fc1, act, ln1, ln1, s, o, params, N));
+            FLAVA_TRY(mlp_forward(ctx, r2, fc1, act, ln1, ln1, s, o, params, N, &mlp_drop));
             FLAVA_TRY(layernorm_forward(ctx, y, m2, v2s, r2, PP(o->ln2_w), PP(o->ln2_b), N, C,
                                         s->eps));
         }
@@ -350,6 +385,8 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
 
     for (int l = s->layers - 1; l >= 0; l--) {
         const flava_block_offsets *o = &e->layer[l];
+        const flava_dropout att_drop[2] = {site(s, a, l, DROP_ATT), site(s, a, l, DROP_PROJ)},
+                            mlp_drop = site(s, a, l, DROP_MLP);
         const float *x = a->x + l * NC;
         const float *ln1 = a->ln1 + l * NC, *m1 = a->ln1_mean + (size_t)l * N,
                     *v1s = a->ln1_var + (size_t)l * N;
@@ -360,7 +397,8 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
         const float *fc1 = a->fc1 + l * NF, *act = a->fc1_act + l * NF;
         if (s->pre_ln) {
             /* y = r1 + fc2(act(fc1(LN2(r1)))) */
-            FLAVA_TRY(mlp_backward_to_fc1(ctx, d2, d1, grads, dx, fc1, act, s, o, params, N));
+            FLAVA_TRY(mlp_backward_to_fc1(ctx, d2, d1, grads, dx, fc1, act, s, o, params, N,
+                                          &mlp_drop));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->fc1_w), GG(o->fc1_b), d2, ln2,
                                       PP(o->fc1_w), N, C, FF));
@@ -368,7 +406,7 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
                                          PP(o->ln2_w), m2, v2s, N, C, s->eps));
             /* r1 = x + proj(attention(qkv(LN1(x)))) */
             FLAVA_TRY(attention_backward_to_qkv(ctx, d2, d1, grads, dx, qkv, att_l, attn, B, T, s,
-                                                o, params));
+                                                o, params, att_drop));
             memset(d1, 0, NC * sizeof *d1);
             FLAVA_TRY(linear_backward(ctx, d1, GG(o->qkv_w), GG(o->qkv_b), d2, ln1,
                                       PP(o->qkv_w), N, C, 3 * C));
@@ -381,7 +419,8 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
             FLAVA_TRY(layernorm_backward(ctx, d1, GG(o->ln2_w), GG(o->ln2_b), dx, r2,
                                          PP(o->ln2_w), m2, v2s, N, C, s->eps));
             memcpy(dx, d1, NC * sizeof *dx); /* dm from the residual */
-            FLAVA_TRY(mlp_backward_to_fc1(ctx, d1, d2, grads, d1, fc1, act, s, o, params, N));
+            FLAVA_TRY(mlp_backward_to_fc1(ctx, d1, d2, grads, d1, fc1, act, s, o, params, N,
+                                          &mlp_drop));
             FLAVA_TRY(linear_backward(ctx, dx, GG(o->fc1_w), GG(o->fc1_b), d1, ln1,
                                       PP(o->fc1_w), N, C, FF));
             memset(d1, 0, NC * sizeof *d1);
@@ -389,12 +428,16 @@ flava_status flava_encoder_backward(flava_ctx *ctx, float *dx0, float *grads,
                                          PP(o->ln1_w), m1, v1s, N, C, s->eps));
             memcpy(dx, d1, NC * sizeof *dx); /* dx from the residual */
             FLAVA_TRY(attention_backward_to_qkv(ctx, d1, d2, grads, d1, qkv, att_l, attn, B, T, s,
-                                                o, params));
+                                                o, params, att_drop));
             FLAVA_TRY(linear_backward(ctx, dx, GG(o->qkv_w), GG(o->qkv_b), d1, x,
                                       PP(o->qkv_w), N, C, 3 * C));
         }
     }
-    if (dx0)
+    if (dx0) {
+        const flava_dropout in_drop = site(s, a, 0, DROP_INPUT);
+        if (in_drop.p > 0)
+            return dropout_backward(dx0, dx, (int64_t)NC, &in_drop);
         add_inplace(dx0, dx, NC);
+    }
     return FLAVA_OK;
 }

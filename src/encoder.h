@@ -7,7 +7,10 @@
  * LayerNorm eps, causal attention, and an optional final LayerNorm. The
  * q/k/v projections of a layer are one [3C, C] linear (their weights are
  * adjacent in the parameter block), so attention reads one fused
- * qkv[B,T,3C]. Parameter names come from a naming scheme (printf formats
+ * qkv[B,T,3C]. Dropout, in training passes only, sits where HF's BERT, ViT
+ * and FLAVA layers have it: on the attention probabilities, on the
+ * attention projection's and the MLP's outputs before their residual add,
+ * and optionally on the input (the embeddings' dropout). Parameter names come from a naming scheme (printf formats
  * taking the prefix and the layer index), so one declaration function
  * serves HF FLAVA's names and other families' names alike. */
 #ifndef FLAVA_ENCODER_H
@@ -41,6 +44,11 @@ typedef struct flava_encoder_spec {
     int causal;   /* mask keys after the query */
     int final_ln; /* a LayerNorm after the last block */
     int qkv_bias;
+    /* dropout probabilities of a training pass (HF's hidden_dropout_prob
+     * and attention_probs_dropout_prob), and whether the hidden one also
+     * applies to the input (x[0], after the caller's embedding) */
+    float hidden_dropout, attention_dropout;
+    int input_dropout;
 } flava_encoder_spec;
 
 /* Names of one layer's tensors as printf formats of (prefix, layer). Each
@@ -77,6 +85,12 @@ void flava_encoder_free(flava_encoder *e);
 typedef struct flava_encoder_acts {
     int B, T;
     const float *key_mask; /* [B,T] or NULL: 1 = attend, 0 = masked key */
+    /* A training pass drops out with masks drawn from dropout_seed: stream 0
+     * for the input, 1 + 3l, 2 + 3l and 3 + 3l for layer l's attention
+     * probabilities, attention output and MLP output (src/ops/dropout.c).
+     * Set by the caller before each forward; bind clears them. */
+    int train;
+    uint64_t dropout_seed;
     float *x;              /* [L+1][N,C]: x[0] the input, x[l+1] block l's output */
     float *ln1, *ln1_mean, *ln1_var; /* [L][N,C], [L][N] */
     float *qkv;                        /* [L][N,3C] */
@@ -99,7 +113,8 @@ float *flava_encoder_last(const flava_encoder_acts *a, const flava_encoder_spec 
 /* Backward scratch, shareable by every encoder run one after another. */
 size_t flava_encoder_scratch_floats(const flava_encoder_spec *s, int B, int T);
 
-/* Runs the stack on a->x[0] (filled by the caller). */
+/* Runs the stack on a->x[0] (filled by the caller; dropped out in place if
+ * the spec says so). */
 flava_status flava_encoder_forward(flava_ctx *ctx, const flava_encoder *e, const float *params,
                                    flava_encoder_acts *a);
 

@@ -222,6 +222,12 @@ static double encoder_flops(int layers, double C, double I, double S)
     return layers * (2 * S * (4 * C * C + 2 * C * I) + 4 * S * S * C);
 }
 
+/* A training forward's dropout masks: from (seed, forward count). */
+static uint64_t family_dropout_seed(flava_family_model *fm, int train)
+{
+    return train ? (fm->seed << 32) ^ ++fm->steps : 0;
+}
+
 static const flava_head_id contrastive_head[] = {FLAVA_HEAD_CONTRASTIVE};
 
 /* ================================================================ FLAVA */
@@ -404,6 +410,7 @@ static flava_status flava_fwd(flava_ctx *ctx, flava_family_model *fm, const flav
     flava_model *m = fm->impl;
     /* the losses are kept on FLAVA_ERR_NUMERIC too: the loop names the
      * heads that went non-finite */
+    m->dropout_seed = family_dropout_seed(fm, train);
     const flava_status st = flava_model_forward(ctx, m, b, train);
     fm->loss = m->loss;
     for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
@@ -933,12 +940,6 @@ static flava_status align_encode_texts(flava_ctx *ctx, flava_family_model *fm, f
     return FLAVA_OK;
 }
 
-/* A training forward's dropout masks: from (seed, forward count). */
-static uint64_t align_dropout_seed(flava_family_model *fm, int train)
-{
-    return train ? (fm->seed << 32) ^ ++fm->steps : 0;
-}
-
 static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flava_batch *b,
                               int train)
 {
@@ -950,7 +951,7 @@ static flava_status align_fwd(flava_ctx *ctx, flava_family_model *fm, const flav
                                    .W = b->image_size, .pixel_values = b->pixel_values,
                                    .input_ids = b->input_ids, .attention_mask = b->attention_mask,
                                    .token_type_ids = b->token_type_ids};
-    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, align_dropout_seed(fm, train)));
+    FLAVA_TRY(flava_align_forward(ctx, m, &in, train, family_dropout_seed(fm, train)));
     contrastive_only(fm, m->loss);
     return FLAVA_OK;
 }
@@ -968,10 +969,11 @@ static flava_status align_features(flava_ctx *ctx, flava_family_model *fm, float
     flava_align *m = fm->impl;
     if (text)
         return flava_align_text_cls(ctx, m, out, b->input_ids, b->attention_mask,
-                                    b->token_type_ids, b->B, b->T);
+                                    b->token_type_ids, b->B, b->T, train,
+                                    family_dropout_seed(fm, train));
     const int S = m->cfg.vision.image_size;
     return flava_align_image_forward(ctx, m, out, b->pixel_values, b->B, S, S, train,
-                                     align_dropout_seed(fm, train));
+                                     family_dropout_seed(fm, train));
 }
 
 static flava_status align_features_backward(flava_ctx *ctx, flava_family_model *fm,

@@ -34,7 +34,10 @@ void flava_head_set_pretraining(flava_head_set *h, const flava_config *c)
 
 /* ---- parameters ---- */
 
-static flava_status encoder_spec(flava_encoder_spec *s, const flava_encoder_config *c)
+/* input_dropout: HF's image and text embeddings end in the hidden
+ * dropout; the multimodal encoder's input has none. */
+static flava_status encoder_spec(flava_encoder_spec *s, const flava_encoder_config *c,
+                                 int input_dropout)
 {
     memset(s, 0, sizeof *s);
     s->layers = c->num_hidden_layers;
@@ -45,6 +48,9 @@ static flava_status encoder_spec(flava_encoder_spec *s, const flava_encoder_conf
     s->pre_ln = 1;
     s->final_ln = 1;
     s->qkv_bias = c->qkv_bias;
+    s->hidden_dropout = (float)c->hidden_dropout_prob;
+    s->attention_dropout = (float)c->attention_probs_dropout_prob;
+    s->input_dropout = input_dropout;
     return flava_activation_parse(&s->act, c->hidden_act);
 }
 
@@ -89,7 +95,7 @@ static flava_status declare_all(flava_model *m)
                                 1, Ci));
     FLAVA_TRY(declare_token(t, &ie->pos, "flava.image_model.embeddings.position_embeddings",
                             P + 1, Ci));
-    FLAVA_TRY(encoder_spec(&s, &c->image.enc));
+    FLAVA_TRY(encoder_spec(&s, &c->image.enc, 1));
     FLAVA_TRY(flava_encoder_declare(&m->image_enc, t, &s, &flava_encoder_names_hf_vit,
                                     "flava.image_model"));
     FLAVA_TRY(declare_linear(t, &m->image_pooler, "flava.image_model.pooler.dense", Ci, Ci));
@@ -108,14 +114,14 @@ static flava_status declare_all(flava_model *m)
                                 Ct));
     FLAVA_TRY(flava_params_add1(t, &te->ln_b, "flava.text_model.embeddings.LayerNorm.bias", 1,
                                 Ct));
-    FLAVA_TRY(encoder_spec(&s, &c->text.enc));
+    FLAVA_TRY(encoder_spec(&s, &c->text.enc, 1));
     FLAVA_TRY(flava_encoder_declare(&m->text_enc, t, &s, &flava_encoder_names_hf_vit,
                                     "flava.text_model"));
     FLAVA_TRY(declare_linear(t, &m->text_pooler, "flava.text_model.pooler.dense", Ct, Ct));
 
     /* multimodal model */
     FLAVA_TRY(declare_token(t, &m->mm_cls, "flava.multimodal_model.cls_token", 1, Cm));
-    FLAVA_TRY(encoder_spec(&s, &c->multimodal.enc));
+    FLAVA_TRY(encoder_spec(&s, &c->multimodal.enc, 0));
     FLAVA_TRY(flava_encoder_declare(&m->mm_enc, t, &s, &flava_encoder_names_hf_vit,
                                     "flava.multimodal_model"));
     FLAVA_TRY(declare_linear(t, &m->mm_pooler, "flava.multimodal_model.pooler.dense", Cm, Cm));
@@ -732,15 +738,15 @@ flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_bat
     const int run_txt_m = has_text && (!train || need_masked);
     m->img.ran = m->txt.ran = m->mm.ran = m->img_m.ran = m->txt_m.ran = m->mm_m.ran = 0;
 
-    if (train && (c->image.enc.hidden_dropout_prob > 0 || c->text.enc.hidden_dropout_prob > 0 ||
-                  c->multimodal.enc.hidden_dropout_prob > 0 ||
-                  c->image.enc.attention_probs_dropout_prob > 0 ||
-                  c->text.enc.attention_probs_dropout_prob > 0 ||
-                  c->multimodal.enc.attention_probs_dropout_prob > 0))
-        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
-                           "training with dropout is not implemented: set the encoders' "
-                           "hidden_dropout_prob and attention_probs_dropout_prob to 0 (the HF "
-                           "defaults)");
+    /* each pass its own masks, as each of HF's passes draws its own */
+    flava_encoder_acts *passes[] = {&m->img.enc,   &m->img_m.enc, &m->txt.enc,
+                                    &m->txt_m.enc, &m->mm.enc,    &m->mm_m.enc};
+    for (int k = 0; k < (int)(sizeof passes / sizeof *passes); k++) {
+        flava_rng r;
+        flava_rng_init(&r, m->dropout_seed, (uint64_t)k);
+        passes[k]->train = train;
+        passes[k]->dropout_seed = flava_rng_u64(&r);
+    }
     if (train && on[FLAVA_HEAD_CONTRASTIVE]) {
         float *s = m->params + m->logit_scale;
         *s = *s < 0 ? 0 : *s > LOGIT_SCALE_MAX ? LOGIT_SCALE_MAX : *s;

@@ -241,6 +241,11 @@ struct flava_model {
     int head_ran[FLAVA_NUM_HEADS];
     flava_head_io io;
 
+    /* A training forward's dropout masks (the encoders' hidden_dropout_prob
+     * and attention_probs_dropout_prob, where HF applies them) are drawn
+     * from this seed, each pass its own stream; set before each forward. */
+    uint64_t dropout_seed;
+
     /* results of the last forward */
     float loss;
     int has_loss;
@@ -277,7 +282,8 @@ float *flava_model_param(const flava_model *m, const char *name, float **grad);
 
 /* Forward over a batch as HF FlavaForPreTraining (or the fine-tuning head)
  * runs it: unmasked and masked passes, heads, weighted total in m->loss.
- * With `train`, keeps what backward needs and clamps logit_scale. */
+ * With `train`, keeps what backward needs, clamps logit_scale and drops
+ * out (masks from m->dropout_seed). */
 flava_status flava_model_forward(flava_ctx *ctx, flava_model *m, const flava_batch *b, int train);
 /* One named output of the last forward, as HF FlavaForPreTrainingOutput
  * names it (losses as `loss_info.<name>`, the multimodal sequences as

@@ -334,6 +334,12 @@ static flava_status validate_encoder(const flava_encoder_config *e, const char *
                            e->intermediate_size);
     if (!(e->layer_norm_eps > 0))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s.layer_norm_eps must be positive", name);
+    if (!(e->hidden_dropout_prob >= 0 && e->hidden_dropout_prob < 1) ||
+        !(e->attention_probs_dropout_prob >= 0 && e->attention_probs_dropout_prob < 1))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG,
+                           "%s: hidden_dropout_prob %g, attention_probs_dropout_prob %g: "
+                           "expected probabilities in [0, 1)",
+                           name, e->hidden_dropout_prob, e->attention_probs_dropout_prob);
     flava_status st = flava_activation_parse(&act, e->hidden_act);
     if (st != FLAVA_OK)
         flava_error_context("%s", name);

@@ -32,16 +32,32 @@ flava_status linear_backward(flava_ctx *ctx, float *dinp, float *dw, float *db,
                              const float *dout, const float *inp, const float *w,
                              int N, int C, int OC);
 
+/* ---- dropout: out = inp * mask, the mask 0 with probability p and 1/(1-p)
+ * elsewhere, drawn from (seed, stream) alone (src/ops/dropout.c): the same
+ * site gives the same mask in forward and backward. out may be inp. p = 0
+ * is the identity; p outside [0, 1) is an error. ---- */
+typedef struct flava_dropout {
+    float p;
+    uint64_t seed, stream;
+} flava_dropout;
+flava_status dropout_forward(float *out, const float *inp, int64_t n, const flava_dropout *d);
+flava_status dropout_backward(float *dinp, const float *dout, int64_t n, const flava_dropout *d);
+
 /* ---- attention core on a fused projection qkv[B,T,3C] = [q | k | v], each
  * C = NH heads of C/NH contiguous features. out[B,T,C] (heads concatenated)
  * = softmax(q·kᵀ/sqrt(C/NH) + mask)·v, where the mask removes keys whose
  * key_mask[B,T] is 0 (key_mask may be NULL) and, if causal, keys after the
  * query. Scale and mask are post-ops of the q·kᵀ matmul. att[B,NH,T,T]
- * keeps the probabilities for backward. ---- */
+ * keeps the probabilities for backward. With `drop` (NULL or p = 0: none)
+ * the probabilities are dropped out before they weigh v (HF's
+ * attention_probs_dropout), the mask over att's [B,NH,T,T] elements; att
+ * keeps them undropped and backward draws the mask again. ---- */
 flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const float *qkv,
-                               const float *key_mask, int causal, int B, int T, int C, int NH);
+                               const float *key_mask, int causal, int B, int T, int C, int NH,
+                               const flava_dropout *drop);
 flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
-                                const float *qkv, const float *att, int B, int T, int C, int NH);
+                                const float *qkv, const float *att, int B, int T, int C, int NH,
+                                const flava_dropout *drop);
 
 /* ---- softmax over the last axis of [rows, cols] ---- */
 flava_status softmax_forward(flava_ctx *ctx, float *out, const float *inp, int rows, int cols);

@@ -3,22 +3,15 @@
 
 #include <math.h>
 
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void flava_rng_init(flava_rng *r, uint64_t seed, uint64_t stream)
 {
-    r->state = mix(seed ^ mix(stream + 0x9e3779b97f4a7c15ull));
+    r->state = flava_rng_mix(seed ^ flava_rng_mix(stream + FLAVA_RNG_GOLDEN));
 }
 
 uint64_t flava_rng_u64(flava_rng *r)
 {
-    r->state += 0x9e3779b97f4a7c15ull;
-    return mix(r->state);
+    r->state += FLAVA_RNG_GOLDEN;
+    return flava_rng_mix(r->state);
 }
 
 uint32_t flava_rng_below(flava_rng *r, uint32_t n)

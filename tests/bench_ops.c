@@ -44,12 +44,12 @@ static flava_status fc2_bwd(flava_ctx *ctx, bufs *s, int oc)
 }
 static flava_status attn_fwd(flava_ctx *ctx, bufs *s, int masked)
 {
-    return attention_forward(ctx, s->y, s->att, s->qkv, masked ? s->mask : NULL, 0, B, T, C, NH);
+    return attention_forward(ctx, s->y, s->att, s->qkv, masked ? s->mask : NULL, 0, B, T, C, NH, NULL);
 }
 static flava_status attn_bwd(flava_ctx *ctx, bufs *s, int unused)
 {
     (void)unused;
-    return attention_backward(ctx, s->dqkv, s->dy, s->qkv, s->att, B, T, C, NH);
+    return attention_backward(ctx, s->dqkv, s->dy, s->qkv, s->att, B, T, C, NH, NULL);
 }
 static flava_status ln_fwd(flava_ctx *ctx, bufs *s, int unused)
 {

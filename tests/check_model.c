@@ -419,18 +419,23 @@ START_TEST(test_smaller_batch_reuses_arena)
 }
 END_TEST
 
-/* The encoder in FLAVA's unused configuration (post-LN, ReLU, causal with
- * a key mask, no final LN) against tests/reference/encoder_fixtures.py. */
-START_TEST(test_encoder_post_ln)
+/* The encoder against a fixture of tests/reference/encoder_fixtures.py:
+ * output, input gradient and parameter gradients of sum(y * dout). A
+ * fixture with a dropout_seed is a training pass with its dropout. */
+static void check_encoder_fixture(const char *file, flava_encoder_spec spec)
 {
     enum { L = 2, C = 8, NH = 2, FF = 16, B = 2, T = 5 };
     char p[4096];
     flava_st *ref;
-    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, "encoder_postln.safetensors")),
-                     FLAVA_OK);
-    flava_encoder_spec spec = {.layers = L, .hidden = C, .heads = NH, .intermediate = FF,
-                               .eps = 1e-5f, .act = FLAVA_ACT_RELU, .pre_ln = 0, .causal = 1,
-                               .final_ln = 0, .qkv_bias = 1};
+    ck_assert_int_eq(flava_st_read(&ref, fixture(p, sizeof p, file)), FLAVA_OK);
+    spec.layers = L, spec.hidden = C, spec.heads = NH, spec.intermediate = FF;
+    spec.eps = 1e-5f, spec.qkv_bias = 1;
+    const char *seed = flava_st_meta(ref, "dropout_seed");
+    if (seed) {
+        spec.hidden_dropout = strtof(flava_st_meta(ref, "hidden_dropout"), NULL);
+        spec.attention_dropout = strtof(flava_st_meta(ref, "attention_dropout"), NULL);
+        spec.input_dropout = 1;
+    }
     flava_param_table t;
     flava_params_init(&t);
     flava_encoder e;
@@ -451,21 +456,23 @@ START_TEST(test_encoder_post_ln)
     ck_assert_int_eq(flava_st_load_f32(key_mask, ref, "key_mask", 2, shm), FLAVA_OK);
     ck_assert_int_eq(flava_st_load_f32(dout, ref, "dout", 3, sh), FLAVA_OK);
     a.key_mask = key_mask;
+    a.train = seed != NULL;
+    a.dropout_seed = seed ? strtoull(seed, NULL, 10) : 0;
     flava_ctx *ctx;
     ck_assert_int_eq(flava_ctx_create(&ctx, FLAVA_PRECISION_F32), FLAVA_OK);
     ck_assert_int_eq(flava_encoder_forward(ctx, &e, params, &a), FLAVA_OK);
     double worst = 0, worst_grad = 0;
-    expect_close("post-LN", a.out, flava_st_find(ref, "out"), 1e-4, 0, &worst);
+    expect_close(file, a.out, flava_st_find(ref, "out"), 1e-4, 0, &worst);
     ck_assert_int_eq(flava_encoder_backward(ctx, dx, grads, &e, params, &a, dout, NULL, scratch),
                      FLAVA_OK);
-    expect_close("post-LN", dx, flava_st_find(ref, "dx"), 1e-3, 1e-4, &worst_grad);
+    expect_close(file, dx, flava_st_find(ref, "dx"), 1e-3, 1e-4, &worst_grad);
     for (int i = 0; i < t.n; i++) { /* gradients here are O(1): a floor of 1e-3 */
         char name[256];
         snprintf(name, sizeof name, "grad.%s", t.p[i].name);
-        expect_close("post-LN", grads + t.p[i].offset, flava_st_find(ref, name), 1e-3, 1e-3,
+        expect_close(file, grads + t.p[i].offset, flava_st_find(ref, name), 1e-3, 1e-3,
                      &worst_grad);
     }
-    printf("post-LN encoder: output worst rel err %.3g, gradients %.3g\n", worst, worst_grad);
+    printf("encoder %s: output worst rel err %.3g, gradients %.3g\n", file, worst, worst_grad);
     flava_ctx_destroy(ctx);
     free(mem);
     free(scratch);
@@ -474,6 +481,26 @@ START_TEST(test_encoder_post_ln)
     flava_encoder_free(&e);
     flava_params_free(&t);
     flava_st_free(ref);
+}
+
+/* FLAVA's unused configuration: post-LN, ReLU, causal with a key mask, no
+ * final LN. */
+START_TEST(test_encoder_post_ln)
+{
+    check_encoder_fixture("encoder_postln.safetensors",
+                          (flava_encoder_spec){.act = FLAVA_ACT_RELU, .pre_ln = 0, .causal = 1});
+}
+END_TEST
+
+/* Dropout as HF's FLAVA (pre-LN, final LN) and BERT (post-LN) layers
+ * apply it, the masks drawn by the fixture's own splitmix64: dropping at
+ * another place, with another scale or another mask fails. */
+START_TEST(test_encoder_dropout)
+{
+    check_encoder_fixture("encoder_dropout_preln.safetensors",
+                          (flava_encoder_spec){.act = FLAVA_ACT_GELU, .pre_ln = 1, .final_ln = 1});
+    check_encoder_fixture("encoder_dropout_postln.safetensors",
+                          (flava_encoder_spec){.act = FLAVA_ACT_GELU, .pre_ln = 0});
 }
 END_TEST
 
@@ -908,6 +935,7 @@ Suite *make_model_suite(void)
     tcase_add_test(tc, test_finetune_regress);
     suite_add_tcase(s, tc);
     tcase_add_test(tc, test_encoder_post_ln);
+    tcase_add_test(tc, test_encoder_dropout);
     tcase_add_test(tc, test_smaller_batch_reuses_arena);
     tcase_add_test(tc, test_config_json);
     tc = tcase_create("checkpoint");

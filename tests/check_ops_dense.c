@@ -273,7 +273,7 @@ static void check_attention(int B, int T, int C, int NH, const float *mask, int 
     float *R = frand(nout, 12, -1, 1), *dqkv = fzeros(nqkv);
     double *dq = dcopy(qkv, nqkv), *ref = malloc((size_t)nout * sizeof *ref);
     double *ratt = malloc((size_t)natt * sizeof *ratt);
-    OK(attention_forward(ctx, out, att, qkv, mask, causal, B, T, C, NH));
+    OK(attention_forward(ctx, out, att, qkv, mask, causal, B, T, C, NH, NULL));
     ref_attention(ref, ratt, dq, mask, causal, B, T, C, NH);
     ck_assert_close(out, ref, nout, 1e-4, 1e-5, "attention out");
     ck_assert_close(att, ratt, natt, 1e-4, 1e-6, "attention probabilities");
@@ -282,7 +282,7 @@ static void check_attention(int B, int T, int C, int NH, const float *mask, int 
             ck_assert_msg(att[i] == 0.0f, "masked key %lld has probability %g", (long long)i,
                           (double)att[i]);
 
-    OK(attention_backward(ctx, dqkv, R, qkv, att, B, T, C, NH));
+    OK(attention_backward(ctx, dqkv, R, qkv, att, B, T, C, NH, NULL));
     double *dR = dcopy(R, nout);
     problem p = {.forward = attention_problem_fwd, .nout = nout, .B = B, .T = T, .C = C,
                  .NH = NH, .causal = causal, .mask = mask, .R = dR, .out = ref};
@@ -338,10 +338,10 @@ START_TEST(test_attention_backward_accumulates)
     float *qkv = frand(B * T * 3 * C, 21, -1, 1), *out = fzeros(B * T * C);
     float *att = fzeros(B * NH * T * T), *dout = frand(B * T * C, 22, -1, 1);
     float *g1 = fzeros(B * T * 3 * C), *g2 = fzeros(B * T * 3 * C);
-    OK(attention_forward(ctx, out, att, qkv, NULL, 0, B, T, C, NH));
-    OK(attention_backward(ctx, g1, dout, qkv, att, B, T, C, NH));
-    OK(attention_backward(ctx, g2, dout, qkv, att, B, T, C, NH));
-    OK(attention_backward(ctx, g2, dout, qkv, att, B, T, C, NH));
+    OK(attention_forward(ctx, out, att, qkv, NULL, 0, B, T, C, NH, NULL));
+    OK(attention_backward(ctx, g1, dout, qkv, att, B, T, C, NH, NULL));
+    OK(attention_backward(ctx, g2, dout, qkv, att, B, T, C, NH, NULL));
+    OK(attention_backward(ctx, g2, dout, qkv, att, B, T, C, NH, NULL));
     double *twice = dcopy(g1, B * T * 3 * C);
     for (int i = 0; i < B * T * 3 * C; i++)
         twice[i] *= 2;
@@ -487,7 +487,8 @@ START_TEST(test_bf16_matches_f32)
     float mask[2 * 17];
     for (int i = 0; i < B * T; i++)
         mask[i] = i % T < 14 || i < T;
-    float *aout[2], *att[2], *dqkv[2];
+    float *aout[2], *att[2], *dqkv[2], *dout_drop[2], *dqkv_drop[2];
+    const flava_dropout drop = {.p = 0.25f, .seed = 9, .stream = 4};
     for (int k = 0; k < 2; k++) {
         flava_ctx_set_precision(ctx, k ? FLAVA_PRECISION_BF16 : FLAVA_PRECISION_F32);
         out[k] = fzeros(N * OC), dinp[k] = fzeros(N * C), dw[k] = fzeros(OC * C);
@@ -496,8 +497,12 @@ START_TEST(test_bf16_matches_f32)
         OK(linear_backward(ctx, dinp[k], dw[k], db[k], dout, inp, w, N, C, OC));
         aout[k] = fzeros(B * T * H), att[k] = fzeros(B * NH * T * T);
         dqkv[k] = fzeros(B * T * 3 * H);
-        OK(attention_forward(ctx, aout[k], att[k], qkv, mask, 1, B, T, H, NH)); /* causal too */
-        OK(attention_backward(ctx, dqkv[k], ado, qkv, att[k], B, T, H, NH));
+        OK(attention_forward(ctx, aout[k], att[k], qkv, mask, 1, B, T, H, NH, NULL)); /* causal too */
+        OK(attention_backward(ctx, dqkv[k], ado, qkv, att[k], B, T, H, NH, NULL));
+        /* with dropout: its own buffers in both precisions */
+        dout_drop[k] = fzeros(B * T * H), dqkv_drop[k] = fzeros(B * T * 3 * H);
+        OK(attention_forward(ctx, dout_drop[k], att[k], qkv, mask, 1, B, T, H, NH, &drop));
+        OK(attention_backward(ctx, dqkv_drop[k], ado, qkv, att[k], B, T, H, NH, &drop));
     }
     assert_bf16_close(out[1], out[0], N * OC, "bf16 linear out");
     assert_bf16_close(dinp[1], dinp[0], N * C, "bf16 linear dinp");
@@ -506,6 +511,8 @@ START_TEST(test_bf16_matches_f32)
     assert_bf16_close(aout[1], aout[0], B * T * H, "bf16 attention out");
     assert_bf16_close(att[1], att[0], B * NH * T * T, "bf16 attention probabilities");
     assert_bf16_close(dqkv[1], dqkv[0], B * T * 3 * H, "bf16 attention dqkv");
+    assert_bf16_close(dout_drop[1], dout_drop[0], B * T * H, "bf16 attention out, dropout");
+    assert_bf16_close(dqkv_drop[1], dqkv_drop[0], B * T * 3 * H, "bf16 attention dqkv, dropout");
     /* and bf16 really is in use: results differ from f32 */
     int differ = 0;
     for (int i = 0; i < N * OC; i++)
@@ -513,9 +520,49 @@ START_TEST(test_bf16_matches_f32)
     ck_assert_int_gt(differ, N * OC / 4);
     for (int k = 0; k < 2; k++) {
         free(out[k]), free(dinp[k]), free(dw[k]), free(db[k]), free(aout[k]), free(att[k]);
-        free(dqkv[k]);
+        free(dqkv[k]), free(dout_drop[k]), free(dqkv_drop[k]);
     }
     free(inp), free(w), free(b), free(dout), free(qkv), free(ado);
+}
+END_TEST
+
+/* Dropout: the share dropped is p (within 5 standard deviations), the
+ * rest scaled by exactly 1/(1-p); a site's mask is the same every time
+ * (backward multiplies by the mask forward used, accumulating) and another
+ * stream's is not; p = 0 is the identity and p outside [0, 1) an error. */
+START_TEST(test_dropout)
+{
+    const int64_t n = 100001; /* odd: the last draw's low half unused */
+    float *x = frand(n, 71, 0.5f, 1.5f), *y = fzeros(n), *y2 = fzeros(n), *g = fzeros(n);
+    const flava_dropout d = {.p = 0.3f, .seed = 5, .stream = 2}, other = {.p = 0.3f, .seed = 5,
+                                                                          .stream = 3};
+    OK(dropout_forward(y, x, n, &d));
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] == 0.0f)
+            dropped++;
+        else
+            ck_assert_float_eq(y[i], x[i] * (1.0f / 0.7f));
+    }
+    const double share = (double)dropped / n, sd = sqrt(0.3 * 0.7 / n);
+    ck_assert_msg(fabs(share - 0.3) < 5 * sd, "dropped %.4f, expected 0.3", share);
+    for (int64_t i = 0; i < n; i++)
+        g[i] = 1.0f;
+    OK(dropout_backward(g, x, n, &d));
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_float_eq(g[i], 1.0f + y[i]);
+    OK(dropout_forward(y2, x, n, &other));
+    int64_t same = 0;
+    for (int64_t i = 0; i < n; i++)
+        same += (y2[i] == 0.0f) == (y[i] == 0.0f);
+    ck_assert_int_lt(same, n * 7 / 10); /* independent masks agree on 0.58 of the elements */
+    const flava_dropout none = {.p = 0.0f}, bad = {.p = 1.0f};
+    OK(dropout_forward(y2, x, n, &none));
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_float_eq(y2[i], x[i]);
+    ck_assert_int_eq(dropout_forward(y2, x, n, &bad), FLAVA_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(flava_error_message(), "expected 0 <= p < 1"));
+    free(x), free(y), free(y2), free(g);
 }
 END_TEST
 
@@ -611,14 +658,14 @@ static void match_attention(const flava_st *st, const char *prefix, const float 
     enum { B = 2, T = 6, C = 8, NH = 2 };
     char name[64];
     float out[B * T * C], att[B * NH * T * T], dqkv[B * T * 3 * C] = {0};
-    OK(attention_forward(ctx, out, att, qkv, mask, causal, B, T, C, NH));
+    OK(attention_forward(ctx, out, att, qkv, mask, causal, B, T, C, NH, NULL));
     snprintf(name, sizeof name, "%s.out", prefix);
     match(st, name, out, B * T * C);
     snprintf(name, sizeof name, "%s.att", prefix);
     match(st, name, att, B * NH * T * T);
     snprintf(name, sizeof name, "%s.dout", prefix);
     float *dout = fixture(st, name, B * T * C);
-    OK(attention_backward(ctx, dqkv, dout, qkv, att, B, T, C, NH));
+    OK(attention_backward(ctx, dqkv, dout, qkv, att, B, T, C, NH, NULL));
     snprintf(name, sizeof name, "%s.dqkv", prefix);
     match(st, name, dqkv, B * T * 3 * C);
     free(dout);
@@ -717,7 +764,7 @@ static void tlayer_forward(tlayer *l, float *y, const float *x)
     OK(layernorm_forward(ctx, l->ln1, l->mean1, l->var1, x, l->p[P_LN1W], l->p[P_LN1B], TN, TC,
                          teps));
     OK(linear_forward(ctx, l->qkv, l->ln1, l->p[P_WQKV], l->p[P_BQKV], TN, TC, 3 * TC));
-    OK(attention_forward(ctx, l->a, l->att, l->qkv, NULL, 0, TB, TT, TC, TNH));
+    OK(attention_forward(ctx, l->a, l->att, l->qkv, NULL, 0, TB, TT, TC, TNH, NULL));
     OK(linear_forward(ctx, l->x1, l->a, l->p[P_WO], l->p[P_BO], TN, TC, TC));
     for (int i = 0; i < TN * TC; i++)
         l->x1[i] += x[i];
@@ -746,7 +793,7 @@ static void tlayer_backward(tlayer *l, float *dx, const float *dy, const float *
     for (int i = 0; i < TN * TC; i++)
         dx[i] += dx1[i];
     OK(linear_backward(ctx, da, l->g[P_WO], l->g[P_BO], dx1, l->a, l->p[P_WO], TN, TC, TC));
-    OK(attention_backward(ctx, dqkv, da, l->qkv, l->att, TB, TT, TC, TNH));
+    OK(attention_backward(ctx, dqkv, da, l->qkv, l->att, TB, TT, TC, TNH, NULL));
     OK(linear_backward(ctx, dln1, l->g[P_WQKV], l->g[P_BQKV], dqkv, l->ln1, l->p[P_WQKV], TN, TC,
                        3 * TC));
     OK(layernorm_backward(ctx, dx, l->g[P_LN1W], l->g[P_LN1B], dln1, x, l->p[P_LN1W], l->mean1,
@@ -822,9 +869,9 @@ START_TEST(test_bad_sizes_are_errors)
     ck_assert_int_eq(linear_forward(ctx, y, x, x, NULL, 0, 4, 4), FLAVA_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(flava_error_message(), "linear_forward"));
     ck_assert_int_eq(linear_backward(ctx, y, y, y, x, x, x, 4, -1, 4), FLAVA_ERR_SHAPE);
-    ck_assert_int_eq(attention_forward(ctx, y, y, x, NULL, 0, 1, 2, 6, 4), FLAVA_ERR_SHAPE);
+    ck_assert_int_eq(attention_forward(ctx, y, y, x, NULL, 0, 1, 2, 6, 4, NULL), FLAVA_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(flava_error_message(), "divisible"));
-    ck_assert_int_eq(attention_backward(ctx, y, x, x, x, 1, 0, 4, 2), FLAVA_ERR_SHAPE);
+    ck_assert_int_eq(attention_backward(ctx, y, x, x, x, 1, 0, 4, 2, NULL), FLAVA_ERR_SHAPE);
     ck_assert_int_eq(softmax_forward(ctx, y, x, 0, 4), FLAVA_ERR_SHAPE);
     ck_assert_int_eq(layernorm_forward(ctx, y, m, NULL, x, x, x, 4, 4, 1e-5f), FLAVA_ERR_ARG);
     ck_assert_int_eq(layernorm_forward(ctx, y, m, v, x, x, x, 4, 4, 0.0f), FLAVA_ERR_SHAPE);
@@ -847,6 +894,7 @@ Suite *make_ops_dense_suite(void)
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_layernorm);
     tcase_add_test(tc, test_activations);
+    tcase_add_test(tc, test_dropout);
     tcase_add_test(tc, test_bf16_matches_f32);
     tcase_add_test(tc, test_bf16_weight_copies);
     tcase_add_test(tc, test_matches_pytorch);

@@ -15,6 +15,9 @@
  *             for [1,1,T,T]), out = att·v
  *   backward: datt = dout·vᵀ;  dv = attᵀ·dout;  ds = softmax_bwd(datt)
  *             dq = scale · ds·k;  dk = scale · dsᵀ·q;  dqkv += [dq | dk | dv]
+ * With dropout, out = drop(att)·v: the dropped probabilities go to a
+ * scratch copy (att stays what softmax backward needs), and backward draws
+ * the mask again for dv = drop(att)ᵀ·dout and datt = drop(dout·vᵀ).
  * Masked keys get a large finite negative score, so their probability is
  * exactly 0 while a fully masked row stays finite. */
 #include <math.h>
@@ -99,13 +102,14 @@ static flava_status check_sizes(const char *op, int B, int T, int C, int NH)
     return FLAVA_OK;
 }
 
-/* ---- forward: key dims {B, T, C, NH, causal, has_mask, bf16} ---- */
+/* ---- forward: key dims {B, T, C, NH, causal, has_mask, bf16, dropout} ---- */
 enum { AF_QK, AF_SOFTMAX, AF_AV, AF_NPRIM };
 enum { AF_Q, AF_KT, AF_ATT, AF_ATT16, AF_V, AF_OUT, AF_MASK, AF_NMEM };
 struct attention_fwd {
     dnnl_primitive_t prim[AF_NPRIM];
     dnnl_memory_t mem[AF_NMEM];
     float *mask; /* additive, [B,T] or causal [B,T,T]; filled per call with a key mask */
+    float *dropped;              /* dropout only: [B,NH,T,T] probabilities that weigh v */
     flava_dnnl_bf16_copy qkv_hm; /* head-major q, k, v in the matmul type */
     flava_dnnl_bf16_copy att16;  /* bf16 mode only */
 };
@@ -115,6 +119,7 @@ static void attention_fwd_destroy(void *p)
     struct attention_fwd *e = p;
     flava_dnnl_release(e->prim, AF_NPRIM, e->mem, AF_NMEM);
     flava_free(e->mask);
+    flava_free(e->dropped);
     flava_dnnl_bf16_copy_release(&e->qkv_hm);
     flava_dnnl_bf16_copy_release(&e->att16);
     flava_free(e);
@@ -125,6 +130,7 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
     struct attention_fwd *e = p;
     int64_t B = key->dims[0], T = key->dims[1], C = key->dims[2], NH = key->dims[3];
     int causal = (int)key->dims[4], has_mask = (int)key->dims[5], bf16 = (int)key->dims[6];
+    int dropout = (int)key->dims[7];
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AF_NMEM];
@@ -160,19 +166,28 @@ static flava_status attention_fwd_build(void *p, flava_ctx *ctx, const flava_op_
             fill_mask(e->mask, NULL, 1, B, T);
     }
     FLAVA_TRY(head_major_copy(&e->qkv_hm, ctx, 3, B, T, NH, hs, dt));
+    if (dropout)
+        FLAVA_TRY(flava_alloc((void **)&e->dropped, (size_t)(B * NH * T * T) * sizeof(float),
+                              "attention dropped probabilities"));
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->att16.buf));
+    } else if (dropout) {
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AF_ATT16], e->dropped));
     }
     return FLAVA_OK;
 }
 
+static int dropping(const flava_dropout *drop) { return drop && drop->p > 0.0f; }
+
 flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const float *qkv,
-                               const float *key_mask, int causal, int B, int T, int C, int NH)
+                               const float *key_mask, int causal, int B, int T, int C, int NH,
+                               const flava_dropout *drop)
 {
     FLAVA_TRY(check_sizes("attention_forward", B, T, C, NH));
-    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16;
-    flava_op_key key = {"attention_forward", {B, T, C, NH, causal != 0, key_mask != NULL, bf16}};
+    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16, dropout = dropping(drop);
+    flava_op_key key = {"attention_forward",
+                        {B, T, C, NH, causal != 0, key_mask != NULL, bf16, dropout}};
     struct attention_fwd *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_fwd_build,
                                attention_fwd_destroy));
@@ -195,14 +210,19 @@ flava_status attention_forward(flava_ctx *ctx, float *out, float *att, const flo
     FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_QK], key_mask || causal ? 4 : 3, qk));
     dnnl_exec_arg_t sm[] = {{DNNL_ARG_SRC, m[AF_ATT]}, {DNNL_ARG_DST, m[AF_ATT]}};
     FLAVA_TRY(flava_dnnl_exec(ctx, e->prim[AF_SOFTMAX], 2, sm));
+    const float *weights = att;
+    if (dropout) {
+        FLAVA_TRY(dropout_forward(e->dropped, att, (int64_t)B * NH * T * T, drop));
+        weights = e->dropped;
+    }
     if (bf16)
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
-    else
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, weights));
+    else if (!dropout)
         FLAVA_TRY(flava_dnnl_bind(m[AF_ATT16], att));
     return flava_dnnl_run_matmul(ctx, e->prim[AF_AV], m[AF_ATT16], m[AF_V], m[AF_OUT]);
 }
 
-/* ---- backward: key dims {B, T, C, NH, bf16} ---- */
+/* ---- backward: key dims {B, T, C, NH, bf16, dropout} ---- */
 enum { AB_DATT, AB_DV, AB_SOFTMAX, AB_DQ, AB_DK, AB_ADD, AB_NPRIM };
 enum {
     AB_DOUT, AB_VT, AB_DATTM,   /* datt = dout·vᵀ */
@@ -217,6 +237,7 @@ struct attention_bwd {
     dnnl_primitive_t prim[AB_NPRIM];
     dnnl_memory_t mem[AB_NMEM];
     float *datt;    /* [B,NH,T,T] scratch: datt, then ds in place */
+    float *dropped; /* dropout only: [B,NH,T,T] the probabilities that weighed v */
     float *grad_hm; /* [3,B,NH,T,hs] scratch: dq, dk, dv head-major */
     flava_dnnl_bf16_copy qkv_hm, dout_hm; /* head-major, in the matmul type */
     flava_dnnl_bf16_copy att16, ds16;     /* bf16 mode only */
@@ -227,6 +248,7 @@ static void attention_bwd_destroy(void *p)
     struct attention_bwd *e = p;
     flava_dnnl_release(e->prim, AB_NPRIM, e->mem, AB_NMEM);
     flava_free(e->datt);
+    flava_free(e->dropped);
     flava_free(e->grad_hm);
     flava_dnnl_bf16_copy_release(&e->qkv_hm);
     flava_dnnl_bf16_copy_release(&e->dout_hm);
@@ -239,7 +261,7 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
 {
     struct attention_bwd *e = p;
     int64_t B = key->dims[0], T = key->dims[1], C = key->dims[2], NH = key->dims[3];
-    int bf16 = (int)key->dims[4];
+    int bf16 = (int)key->dims[4], dropout = (int)key->dims[5];
     int64_t hs = C / NH;
     dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t md[AB_NMEM];
@@ -293,6 +315,11 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
     FLAVA_TRY(head_major_copy(&e->qkv_hm, ctx, 3, B, T, NH, hs, dt));
     FLAVA_TRY(head_major_copy(&e->dout_hm, ctx, 1, B, T, NH, hs, dt));
     FLAVA_TRY(flava_dnnl_bind(e->mem[AB_DOUT], e->dout_hm.buf));
+    if (dropout)
+        FLAVA_TRY(flava_alloc((void **)&e->dropped, (size_t)(B * NH * T * T) * sizeof(float),
+                              "attention dropped probabilities"));
+    if (!bf16 && dropout)
+        FLAVA_TRY(flava_dnnl_bind(e->mem[AB_ATT_T], e->dropped));
     if (bf16) {
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->att16, ctx, B * NH * T * T));
         FLAVA_TRY(flava_dnnl_bf16_copy_init(&e->ds16, ctx, B * NH * T * T));
@@ -307,13 +334,14 @@ static flava_status attention_bwd_build(void *p, flava_ctx *ctx, const flava_op_
 }
 
 flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
-                                const float *qkv, const float *att, int B, int T, int C, int NH)
+                                const float *qkv, const float *att, int B, int T, int C, int NH,
+                                const flava_dropout *drop)
 {
     FLAVA_TRY(check_sizes("attention_backward", B, T, C, NH));
     if (!dqkv)
         return FLAVA_OK;
-    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16;
-    flava_op_key key = {"attention_backward", {B, T, C, NH, bf16}};
+    int bf16 = flava_ctx_precision(ctx) == FLAVA_PRECISION_BF16, dropout = dropping(drop);
+    flava_op_key key = {"attention_backward", {B, T, C, NH, bf16, dropout}};
     struct attention_bwd *e;
     FLAVA_TRY(flava_dnnl_entry((void **)&e, ctx, &key, sizeof *e, attention_bwd_build,
                                attention_bwd_destroy));
@@ -322,9 +350,15 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
     FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->dout_hm, ctx, dout));
     const void *in = e->qkv_hm.buf;
     const int64_t part = (int64_t)B * T * C; /* where k starts, relative to q */
+    const int64_t scores = (int64_t)B * NH * T * T;
+    const float *weights = att;
+    if (dropout) {
+        FLAVA_TRY(dropout_forward(e->dropped, att, scores, drop));
+        weights = e->dropped;
+    }
     if (bf16)
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, att));
-    else
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, weights));
+    else if (!dropout)
         FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
     FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
     FLAVA_TRY(bind_at(m[AB_K], in, part, bf16));
@@ -334,6 +368,8 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
 
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DATT], m[AB_DOUT], m[AB_VT], m[AB_DATTM]));
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DV], m[AB_ATT_T], m[AB_DOUT], m[AB_GV]));
+    if (dropout) /* the gradient of the undropped probabilities: times the same mask */
+        FLAVA_TRY(dropout_forward(e->datt, e->datt, scores, drop));
     dnnl_exec_arg_t sm[] = {{DNNL_ARG_DST, m[AB_ATT]},
                             {DNNL_ARG_DIFF_DST, m[AB_DATTM]},
                             {DNNL_ARG_DIFF_SRC, m[AB_DATTM]}};

@@ -49,43 +49,20 @@ logits_per_text = T I^T / temperature, logits_per_image its transpose; loss
 = (CE(logits_per_text, arange, label_smoothing=0.1) + CE(logits_per_image,
 arange, label_smoothing=0.1)) / 2.
 
-Dropout masks: torch's RNG cannot be reproduced in C, so the masks come from
-the project's splitmix64 (src/rng.h), reimplemented here: block b's mask
-draws flava_rng_init(seed, b) then one uniform per element of the block
-output in NCHW order; kept where u >= p, scaled by 1/(1-p).
+Dropout masks: torch's RNG cannot be reproduced in C, so the masks are
+rng_ref.dropout_scale's (src/ops/dropout.c): image block b's over its
+branch output in NCHW order from (seed, b); the text tower's from the seed
+flava_rng_init(seed, 2^64 - 1)'s first draw, at the sites of
+src/encoder.h (stream 0 the embeddings after their LayerNorm; 1 + 3l,
+2 + 3l, 3 + 3l layer l's attention probabilities, attention output before
+its residual LayerNorm, MLP output before its residual LayerNorm).
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-# ---------------------------------------------------------------- splitmix64
-_M = (1 << 64) - 1
-_GOLDEN = 0x9e3779b97f4a7c15
-
-
-def _mix(z):
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _M
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _M
-    return z ^ (z >> 31)
-
-
-def _mix_np(z):
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
-    return z ^ (z >> np.uint64(31))
-
-
-def rng_uniform(seed, stream, n):
-    """n successive flava_rng_uniform draws of flava_rng_init(seed, stream)."""
-    state = _mix(seed ^ _mix((stream + _GOLDEN) & _M))
-    k = np.arange(1, n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        states = np.uint64(state) + k * np.uint64(_GOLDEN)
-    return (_mix_np(states) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+from rng_ref import M64, Rng, dropout_scale
 
 
 # ---------------------------------------------------------------- structure
@@ -224,9 +201,7 @@ def vision_forward(P, B, vc, pixel_values, train, dropout_seed):
         x = _bn(x, P, B, p + "projection.project_bn", train, mom, eps)
         if blk["residual"]:
             if train and blk["drop"] > 0:
-                u = rng_uniform(dropout_seed, blk["index"], x.numel())
-                keep = torch.from_numpy((u >= blk["drop"]).reshape(x.shape)).to(x.dtype)
-                x = x * keep / (1.0 - blk["drop"])
+                x = x * dropout_scale(x.shape, blk["drop"], dropout_seed, blk["index"])
             x = x + inp
     H, W = x.shape[2:]
     assert H <= vc["hidden_dim"] and W <= vc["hidden_dim"]
@@ -234,15 +209,21 @@ def vision_forward(P, B, vc, pixel_values, train, dropout_seed):
     return pooled.reshape(x.shape[:2])
 
 
-def text_forward(P, tc, input_ids, attention_mask, token_type_ids):
+def text_forward(P, tc, input_ids, attention_mask, token_type_ids, train=False,
+                 dropout_seed=0):
     t = "text_model."
+    seed = Rng(dropout_seed, M64).u64()
+
+    def drop(h, p, stream):
+        return h * dropout_scale(h.shape, p, seed, stream).to(h.dtype) if train and p > 0 else h
+    ph, pa = tc["hidden_dropout_prob"], tc["attention_probs_dropout_prob"]
     Bn, T = input_ids.shape
     C, NH, eps = tc["hidden_size"], tc["num_attention_heads"], tc["layer_norm_eps"]
     x = (P[t + "embeddings.word_embeddings.weight"][input_ids]
          + P[t + "embeddings.token_type_embeddings.weight"][token_type_ids]
          + P[t + "embeddings.position_embeddings.weight"][:T][None])
-    x = F.layer_norm(x, (C,), P[t + "embeddings.LayerNorm.weight"],
-                     P[t + "embeddings.LayerNorm.bias"], eps)
+    x = drop(F.layer_norm(x, (C,), P[t + "embeddings.LayerNorm.weight"],
+                          P[t + "embeddings.LayerNorm.bias"], eps), ph, 0)
     mask = (1.0 - attention_mask.to(x.dtype))[:, None, None, :] * torch.finfo(x.dtype).min
 
     def lin(name, h):
@@ -257,12 +238,12 @@ def text_forward(P, tc, input_ids, attention_mask, token_type_ids):
         k = heads(lin(p + "attention.self.key", x))
         v = heads(lin(p + "attention.self.value", x))
         a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(C // NH) + mask, dim=-1)
-        ctx = (a @ v).permute(0, 2, 1, 3).reshape(Bn, T, C)
-        x = F.layer_norm(lin(p + "attention.output.dense", ctx) + x, (C,),
+        ctx = (drop(a, pa, 1 + 3 * l) @ v).permute(0, 2, 1, 3).reshape(Bn, T, C)
+        x = F.layer_norm(drop(lin(p + "attention.output.dense", ctx), ph, 2 + 3 * l) + x, (C,),
                          P[p + "attention.output.LayerNorm.weight"],
                          P[p + "attention.output.LayerNorm.bias"], eps)
         h = F.gelu(lin(p + "intermediate.dense", x))
-        x = F.layer_norm(lin(p + "output.dense", h) + x, (C,),
+        x = F.layer_norm(drop(lin(p + "output.dense", h), ph, 3 + 3 * l) + x, (C,),
                          P[p + "output.LayerNorm.weight"], P[p + "output.LayerNorm.bias"], eps)
     return x
 
@@ -273,7 +254,7 @@ def align_forward(P, B, cfg, inputs, train, dropout_seed=0):
     image = vision_forward(P, B, cfg["vision_config"], inputs["pixel_values"], train,
                            dropout_seed)
     h = text_forward(P, cfg["text_config"], inputs["input_ids"], inputs["attention_mask"],
-                     inputs["token_type_ids"])
+                     inputs["token_type_ids"], train, dropout_seed)
     text = F.linear(h[:, 0, :], P["text_projection.weight"], P["text_projection.bias"])
     image = image / image.norm(p=2, dim=-1, keepdim=True)
     text = text / text.norm(p=2, dim=-1, keepdim=True)

@@ -10,8 +10,9 @@ seeded, deterministic). The model is tests/reference/align_ref.py.
 - align_tiny_inputs: pixel_values (3,3,33,33) F32, input_ids,
   attention_mask (row 1 padded), token_type_ids (I64).
 - align_tiny_train / align_tiny_eval: one forward in training mode
-  (batch statistics, running-stat update, dropout masks from splitmix64
-  with seed `dropout_seed` = 1234 in metadata) / inference mode (running
+  (batch statistics, running-stat update, the image blocks' and the text
+  tower's dropout, 0.1 as in align-base, masks from splitmix64 with seed
+  `dropout_seed` = 1234 in metadata) / inference mode (running
   stats, no dropout): text_embeds, image_embeds (normalised), logits_per_image,
   loss, grad.<key> of d loss / d parameter for every trainable parameter
   (zero for the unused text pooler), and, for train, the buffers after
@@ -39,7 +40,7 @@ CONFIG = {
     "text_config": {
         "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 48, "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
         "max_position_embeddings": 16, "type_vocab_size": 2, "initializer_range": 0.02,
         "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
     },

@@ -7,34 +7,11 @@ patch for patch.
 
 Run from the source root: /usr/bin/python3 tests/reference/mim_masks.py"""
 import math
+import os
+import sys
 
-M64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-
-
-def mix(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-class Rng:
-    def __init__(self, seed, stream):
-        self.state = mix(seed ^ mix((stream + GOLDEN) & M64))
-
-    def u64(self):
-        self.state = (self.state + GOLDEN) & M64
-        return mix(self.state)
-
-    def random(self):  # uniform in [0, 1)
-        return (self.u64() >> 11) * 2.0 ** -53
-
-    def uniform(self, a, b):  # as random.uniform
-        return a + (b - a) * self.random()
-
-    def randint(self, a, b):  # as random.randint, inclusive
-        n = b - a + 1
-        return a + (((self.u64() >> 32) * n) >> 32)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rng_ref import Rng  # noqa: E402
 
 
 class MaskingGenerator:
