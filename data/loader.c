@@ -33,7 +33,8 @@ struct flava_loader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
-    long next_fill, next_take, held; /* held: the batch the consumer has, -1 if none */
+    /* counted in this rank's batches; held: the one the consumer has, -1 if none */
+    long next_fill, next_take, held;
 };
 
 long flava_loader_batches_per_epoch(const flava_loader *l) { return l->batches; }
@@ -178,6 +179,12 @@ static void shuffle_for(flava_loader *l, long epoch)
     l->perm_epoch = epoch;
 }
 
+/* The run-wide index of this rank's batch k. */
+static long run_batch(const flava_loader *l, long k)
+{
+    return l->o.ranks > 1 ? k * l->o.ranks + l->o.rank : k;
+}
+
 /* Fills slot s with batch g; the first failing sample (lowest index, so
  * the message does not depend on thread timing) decides the error. */
 static void fill_batch(flava_loader *l, slot *s, long g)
@@ -216,7 +223,7 @@ static void *produce(void *arg)
         long g = l->next_fill;
         slot *s = &l->slots[g % l->nslots];
         pthread_mutex_unlock(&l->mu);
-        fill_batch(l, s, g);
+        fill_batch(l, s, run_batch(l, g));
         pthread_mutex_lock(&l->mu);
         s->g = g;
         s->ready = 1;
@@ -247,8 +254,8 @@ flava_status flava_loader_next(flava_loader *l, const flava_batch **batch, long 
         return FLAVA_ERROR(s->status, "%s", s->msg); /* stays failed: the slot is not released */
     l->held = s->g;
     *batch = &s->b;
-    *epoch = s->g / l->batches;
-    *step = s->g;
+    *step = run_batch(l, s->g);
+    *epoch = *step / l->batches;
     return FLAVA_OK;
 }
 
@@ -277,12 +284,14 @@ static flava_status check_opts(const flava_loader_source *src, const flava_text_
                                const flava_loader_opts *o, long n)
 {
     if (o->batch_size <= 0 || o->prefetch < 1 || o->threads < 1 || o->image_size < 0 ||
-        o->codebook_size < 0 || o->max_text_len < 0 || o->first_batch < 0)
+        o->codebook_size < 0 || o->max_text_len < 0 || o->first_batch < 0 || o->ranks < 0 ||
+        o->rank < 0 || (o->rank && o->rank >= o->ranks))
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: batch_size %d, prefetch %d, threads %d, "
-                           "image_size %d, codebook_size %d, max_text_len %d: expected positive "
-                           "batch size, prefetch and threads and no negative sizes",
+                           "image_size %d, codebook_size %d, max_text_len %d, rank %d of %d: "
+                           "expected positive batch size, prefetch and threads, no negative "
+                           "sizes and a rank below the ranks",
                            o->batch_size, o->prefetch, o->threads, o->image_size,
-                           o->codebook_size, o->max_text_len);
+                           o->codebook_size, o->max_text_len, o->rank, o->ranks);
     if (o->image_size && !src->idx && !src->pairs && !src->vqa)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "loader: image_size %d but the source has no images",
                            o->image_size);

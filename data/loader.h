@@ -6,7 +6,10 @@
  * Batch g of the run holds the samples perm_e[(g mod batches) * B ...] where
  * e = g / batches and perm_e is a Fisher-Yates shuffle drawn from
  * flava_rng_init(seed, e): the batches depend on the seed alone, never on
- * the number of threads or on timing. */
+ * the number of threads or on timing. A loader of one of R data-parallel
+ * ranks yields the run's batches rank, rank + R, rank + 2R, ... (batch k
+ * of its own is the run's k * R + rank), so the ranks share each epoch as
+ * PyTorch's DistributedSampler shares it. */
 #ifndef FLAVA_DATA_LOADER_H
 #define FLAVA_DATA_LOADER_H
 
@@ -44,7 +47,8 @@ typedef struct flava_loader_opts {
     int prefetch;      /* batches decoded ahead of the consumer, >= 1 */
     int threads;       /* decoding threads, >= 1 */
     uint64_t seed;
-    long first_batch;  /* run-wide index of the first batch (resuming a run) */
+    long first_batch;  /* index of the first batch (resuming a run), in this rank's batches */
+    int rank, ranks;   /* this rank of the data-parallel ranks (0 of 1: ranks 0 or 1) */
 } flava_loader_opts;
 
 /* A source: exactly one data set, read in place (the loader never takes

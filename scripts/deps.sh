@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential autoconf automake autoconf-archive libtool pkg-config
   libdnnl-dev check libsubunit-dev libsentencepiece-dev libcjson-dev
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev mpi-default-dev mpi-default-bin
   dataset-fashion-mnist
 )
 # npm fetches the SpamAssassin corpus (data/get_spam.sh); an npm that came

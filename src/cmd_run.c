@@ -12,6 +12,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "ctx.h"
+#include "dist.h"
 #include "task.h"
 #include "train.h"
 
@@ -115,7 +116,8 @@ static flava_status run_with(flava_run *run, const flava_task_ops *task, const a
     if (s == FLAVA_OK) {
         char path[4200];
         snprintf(path, sizeof path, "%s/config.ini", dir);
-        s = flava_cfg_write(cfg, path);
+        if (flava_dist_rank() == 0)
+            s = flava_cfg_write(cfg, path);
         if (s == FLAVA_OK) {
             flava_runlog_printf(&run->log, "flava %s: task %s, run directory %s%s", command,
                                 task->name, dir, a->resume ? " (resuming)" : "");
@@ -176,6 +178,12 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
         if (!task)
             s = unknown_task(command, name, flava_cfg_where(cfg, "run", "task"));
     }
+    /* the ranks share training steps; an evaluation or a benchmark would
+     * only run as many times */
+    if (s == FLAVA_OK && flava_dist_size() > 1 && (bench || !strcmp(command, "eval")))
+        s = FLAVA_ERROR(FLAVA_ERR_ARG, "flava %s runs in one process, not in %d MPI ranks: "
+                        "mpirun spreads the training steps of pretrain and finetune only",
+                        bench ? "bench" : command, flava_dist_size());
     char scratch[] = "/tmp/flava-bench-XXXXXX";
     if (s == FLAVA_OK && bench) {
         char set[64];
@@ -189,13 +197,14 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
         if (s == FLAVA_OK)
             s = flava_cfg_set(cfg, set);
     }
-    if (s == FLAVA_OK && a.check)
-        printf("%s: task %s of flava %s: every section and key is known\n", a.config, name,
-               command);
-    else if (s == FLAVA_OK) {
+    if (s == FLAVA_OK && a.check) {
+        if (flava_dist_rank() == 0)
+            printf("%s: task %s of flava %s: every section and key is known\n", a.config, name,
+                   command);
+    } else if (s == FLAVA_OK) {
         flava_run run = {.cfg = cfg, .config_path = a.config, .bench_steps = bench ? a.bench_steps : 0};
         s = run_with(&run, task, &a, bench ? "bench" : command);
-        if (s == FLAVA_OK)
+        if (s == FLAVA_OK && flava_dist_rank() == 0)
             flava_cfg_warn_unread(cfg, stderr);
     }
     if (bench && scratch[strlen(scratch) - 1] != 'X') /* the scratch run of bench goes */

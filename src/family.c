@@ -12,6 +12,7 @@
 #include "align.h"
 #include "checkpoint.h"
 #include "clip.h"
+#include "dist.h"
 #include "image.h"
 #include "mlp.h"
 #include "model.h"
@@ -222,10 +223,14 @@ static double encoder_flops(int layers, double C, double I, double S)
     return layers * (2 * S * (4 * C * C + 2 * C * I) + 4 * S * S * C);
 }
 
-/* A training forward's dropout masks: from (seed, forward count). */
+/* A training forward's dropout masks: from the seed and the forward's
+ * run-wide number (this rank's count, interleaved with the other ranks'). */
 static uint64_t family_dropout_seed(flava_family_model *fm, int train)
 {
-    return train ? (fm->seed << 32) ^ ++fm->steps : 0;
+    if (!train)
+        return 0;
+    const uint64_t forward = fm->steps++ * (uint64_t)flava_dist_size() + (uint64_t)flava_dist_rank();
+    return (fm->seed << 32) ^ (forward + 1);
 }
 
 static const flava_head_id contrastive_head[] = {FLAVA_HEAD_CONTRASTIVE};

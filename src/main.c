@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "cli.h"
+#include "dist.h"
 
 static const flava_command commands[] = {
     {"data", "generate or convert data sets (scenes, spam)", flava_cmd_data},
@@ -43,13 +44,25 @@ int main(int argc, char **argv)
     for (const flava_command *c = commands; c->name; c++) {
         if (strcmp(c->name, argv[1]))
             continue;
-        flava_status s = c->run(argc - 2, argv + 2);
+        flava_status s = flava_dist_init(&argc, &argv);
+        if (s == FLAVA_OK)
+            s = c->run(argc - 2, argv + 2);
         if (s != FLAVA_OK) {
-            fprintf(stderr, "flava %s: error: %s\n", c->name, flava_error_message());
+            if (flava_dist_size() > 1)
+                fprintf(stderr, "flava %s (rank %d of %d): error: %s\n", c->name,
+                        flava_dist_rank(), flava_dist_size(), flava_error_message());
+            else
+                fprintf(stderr, "flava %s: error: %s\n", c->name, flava_error_message());
             if (getenv("FLAVA_DEBUG"))
                 fprintf(stderr, "  (raised at %s)\n", flava_error_where());
+            /* the other ranks stop at the same step when interrupted; after
+             * any other error they would wait for this one forever */
+            if (s != FLAVA_ERR_INTERRUPTED)
+                flava_dist_abort(1);
+            flava_dist_finalize();
             return 1;
         }
+        flava_dist_finalize();
         return 0;
     }
     fprintf(stderr, "flava: unknown command '%s'\n", argv[1]);

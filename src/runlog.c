@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ctx.h"
+#include "dist.h"
 
 flava_status flava_mkdirs(const char *path)
 {
@@ -51,6 +52,9 @@ flava_status flava_runlog_open(flava_runlog *rl, const char *run_dir, long first
     if (strlen(run_dir) >= sizeof rl->dir)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "run directory path too long: %s", run_dir);
     snprintf(rl->dir, sizeof rl->dir, "%s", run_dir);
+    rl->silent = flava_dist_rank() != 0;
+    if (rl->silent)
+        return FLAVA_OK;
     FLAVA_TRY(flava_mkdirs(run_dir));
     FLAVA_TRY(open_append(&rl->log, run_dir, "log.txt"));
     flava_status s = open_append(&rl->metrics, run_dir, "metrics.jsonl");
@@ -81,6 +85,8 @@ void flava_runlog_printf(flava_runlog *rl, const char *fmt, ...)
 {
     char msg[2048];
     va_list ap;
+    if (rl->silent)
+        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
@@ -100,6 +106,8 @@ void flava_runlog_printf(flava_runlog *rl, const char *fmt, ...)
 flava_status flava_runlog_metrics(flava_runlog *rl, long step, const char *const *names,
                                   const double *values, int n)
 {
+    if (rl->silent)
+        return FLAVA_OK;
     fprintf(rl->metrics, "{\"step\": %ld", step);
     for (int i = 0; i < n; i++)
         fprintf(rl->metrics, ", \"%s\": %.9g", names[i], values[i]);
@@ -120,6 +128,8 @@ static void format_duration(char *buf, size_t n, double s)
 
 void flava_runlog_progress(flava_runlog *rl, long step, double loss, double samples_per_s)
 {
+    if (rl->silent)
+        return;
     double elapsed = flava_now() - rl->t_start;
     long done = step - rl->first_step;
     char eta[32] = "?";

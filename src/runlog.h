@@ -17,10 +17,13 @@ typedef struct flava_runlog {
     double t_start;
     long total_steps;
     long first_step; /* where this process started (resume), for the rate */
+    int silent;      /* a data-parallel rank other than 0: no files, no lines */
 } flava_runlog;
 
 /* Creates RUN_DIR (and parents) and opens log.txt and metrics.jsonl for
- * appending, so a resumed run continues the same files. */
+ * appending, so a resumed run continues the same files. On a data-parallel
+ * rank other than 0 (src/dist.h) it opens nothing and the log is silent:
+ * rank 0 speaks for the run. */
 flava_status flava_runlog_open(flava_runlog *rl, const char *run_dir, long first_step,
                                long total_steps);
 void flava_runlog_close(flava_runlog *rl);

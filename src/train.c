@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "dist.h"
 
 static const flava_cfg_key common_keys[] = {
     {"run", "task", FLAVA_CFG_STRING, NULL, "the task to run (flava help config lists them)"},
@@ -330,6 +331,8 @@ static flava_status optim_step(flava_family_model *m, optim *o, double lr, int64
 
 static flava_status save(flava_run *run, flava_family_model *m, const optim *o, int64_t step)
 {
+    if (flava_dist_rank() != 0) /* the ranks hold the same weights: rank 0 writes them */
+        return FLAVA_OK;
     char dir[PATH_MAX_LEN], name[64], path[PATH_MAX_LEN];
     snprintf(dir, sizeof dir, "%s/checkpoints", run->run_dir);
     FLAVA_TRY(flava_mkdirs(dir));
@@ -389,7 +392,7 @@ static void bad_heads(char *out, size_t cap, const flava_family_model *m)
 static flava_status evaluate(flava_run *run, flava_family_model *m, const flava_train_task *task,
                              int64_t step, flava_train_result *res)
 {
-    if (!task->evaluate)
+    if (!task->evaluate || flava_dist_rank() != 0) /* the model is the same on every rank */
         return FLAVA_OK;
     int n = 0;
     FLAVA_TRY(task->evaluate(task->self, m, step, res->eval_names, res->eval_values, &n));
@@ -478,6 +481,20 @@ static flava_status log_window(flava_run *run, window *w, int64_t done, double l
     static char head_names[FLAVA_NUM_HEADS][48];
     const char *names[NFIX + FLAVA_NUM_HEADS];
     double values[NFIX + FLAVA_NUM_HEADS];
+    /* the window of every rank: the run's means and throughput */
+    double sums[3 + 2 * FLAVA_NUM_HEADS] = {w->loss, (double)w->micro, (double)w->samples};
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+        sums[3 + h] = w->head[h];
+        sums[3 + FLAVA_NUM_HEADS + h] = w->head_n[h];
+    }
+    FLAVA_TRY(flava_dist_sum_f64(sums, 3 + 2 * FLAVA_NUM_HEADS));
+    w->loss = sums[0];
+    w->micro = (long)sums[1];
+    w->samples = (long)sums[2];
+    for (int h = 0; h < FLAVA_NUM_HEADS; h++) {
+        w->head[h] = sums[3 + h];
+        w->head_n[h] = (int)sums[3 + FLAVA_NUM_HEADS + h];
+    }
     double dt = flava_now() - w->t0;
     long steps = w->micro ? w->micro : 1;
     res->loss = w->loss / (double)steps;
@@ -549,8 +566,11 @@ static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
             w.samples += b->B;
             FLAVA_TRY(m->ops->backward(run->ctx, m, b));
         }
-        if (tc->grad_accum > 1) {
-            const float scale = 1.0f / (float)tc->grad_accum;
+        /* the mean over the step's micro-batches, on every rank */
+        FLAVA_TRY(flava_dist_sum_f32(m->grads, n));
+        const int micros = tc->grad_accum * flava_dist_size();
+        if (micros > 1) {
+            const float scale = 1.0f / (float)micros;
             float *g = m->grads;
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < n; i++)
@@ -579,7 +599,9 @@ static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
             FLAVA_TRY(save(run, m, o, done));
             saved = done;
         }
-        if (flava_interrupted()) {
+        int stop; /* every rank stops after the same step */
+        FLAVA_TRY(flava_dist_any(&stop, flava_interrupted()));
+        if (stop) {
             if (saved != done)
                 FLAVA_TRY(save(run, m, o, done));
             return FLAVA_ERROR(FLAVA_ERR_INTERRUPTED, "interrupted after step %lld; continue "
@@ -595,6 +617,8 @@ static flava_status train_loop(flava_run *run, flava_family_model *m, optim *o,
                             "with --resume", (long long)end);
         return FLAVA_OK;
     }
+    if (flava_dist_rank() != 0)
+        return FLAVA_OK;
     char path[PATH_MAX_LEN];
     ckpt_path(path, run->run_dir, "final", ".safetensors");
     return m->ops->save(m, path);

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "dist.h"
 #include "idx.h"
 #include "imagetext.h"
 #include "kmeans.h"
@@ -310,6 +311,8 @@ static flava_loader_opts loader_opts(const pretrain *p, const source *s, long fi
         .threads = p->run->threads,
         .seed = flava_rng_u64(&r),
         .first_batch = first_batch,
+        .rank = flava_dist_rank(),
+        .ranks = flava_dist_size(),
     };
 }
 
@@ -355,8 +358,13 @@ static bool source_masks_images(const source *s)
 static flava_status next(void *self, const flava_batch **out, int64_t step, int micro)
 {
     pretrain *p = self;
-    const int64_t g = step * p->tc.grad_accum + micro;
-    source *s = &p->src[choose(p, g)];
+    /* The ranks of a data-parallel run read the same source at a micro-batch,
+     * each its own batch of it; masks and negatives come from the run-wide
+     * index g of the batch (the same run on one rank with grad_accum times
+     * the ranks draws the same for a single source). */
+    const int64_t micro_index = step * p->tc.grad_accum + micro;
+    source *s = &p->src[choose(p, micro_index)];
+    const int64_t g = micro_index * flava_dist_size() + flava_dist_rank();
     const flava_batch *lb;
     long epoch, index;
     FLAVA_TRY(flava_loader_next(s->loader, &lb, &epoch, &index));
@@ -480,6 +488,7 @@ static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters
             ls.pairs = &src->pairs;
         flava_loader_opts o = loader_opts(p, src, 0);
         o.max_text_len = o.codebook_size = o.drop_last = 0;
+        o.rank = o.ranks = 0; /* every rank fits on the same images */
         flava_rng r;
         flava_rng_init(&r, p->seed + STREAM_KMEANS, (uint64_t)i);
         o.seed = flava_rng_u64(&r);
@@ -518,7 +527,8 @@ static flava_status kmeans_codebook(pretrain *p, int64_t n_images, int64_t iters
     flava_runlog_printf(&p->run->log, "k-means MIM codebook: %d centroids on %lld patches of "
                         "%lld images (%s) in %.1f s", K, (long long)M, (long long)have, from,
                         flava_now() - t0);
-    return flava_kmeans_save(p->km, path);
+    /* every rank fits the same codebook; rank 0 keeps it */
+    return flava_dist_rank() == 0 ? flava_kmeans_save(p->km, path) : FLAVA_OK;
 }
 
 /* ---- setup and run ---- */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "task.h"
 #include "tsv.h"
 
@@ -12,6 +13,8 @@ flava_status flava_results_write(const char *run_dir, const char *command, const
                                  const char *const *names, const double *values, int n,
                                  double wall_seconds)
 {
+    if (flava_dist_rank() != 0) /* rank 0 writes for the run */
+        return FLAVA_OK;
     int found = 0;
     for (int i = 0; i < n; i++)
         found |= !strcmp(names[i], metric);

@@ -7,6 +7,7 @@
 
 #include "tsv.h"
 
+#include "dist.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -181,6 +182,8 @@ static flava_status ft_seek(void *self, int64_t step)
     o.drop_last = 1;
     o.seed = flava_rng_u64(&r);
     o.first_batch = (long)(step * ft->grad_accum);
+    o.rank = flava_dist_rank();
+    o.ranks = flava_dist_size();
     return flava_loader_open(&ft->loader, &ft->train, ft->max_text_len ? ft->enc : NULL, &o);
 }
 
@@ -340,6 +343,8 @@ flava_status flava_task_results(flava_run *run, const char *command, const char 
                                 const char *dataset, const char *metric, const char **names,
                                 const double *values, int n, double t0)
 {
+    if (flava_dist_rank() != 0) /* rank 0 evaluated the model and writes for the run */
+        return FLAVA_OK;
     char list[512] = "";
     size_t len = 0;
     for (int i = 0; i < n; i++) {

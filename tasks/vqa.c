@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "evalmath.h"
 #include "taskutil.h"
 #include "vqa.h"
@@ -192,9 +193,11 @@ static flava_status vqa_inner(vqa_task *v, flava_run *run, int eval, double t0)
         } else {
             char path[4200];
             FLAVA_TRY(flava_vqa_vocab_build(&v->vocab, &v->train, (int)top_k));
-            FLAVA_TRY(flava_mkdirs(run->run_dir));
             snprintf(path, sizeof path, "%s/answers.txt", run->run_dir);
-            FLAVA_TRY(flava_vqa_vocab_write(&v->vocab, path));
+            if (flava_dist_rank() == 0) { /* every rank builds the same vocabulary */
+                FLAVA_TRY(flava_mkdirs(run->run_dir));
+                FLAVA_TRY(flava_vqa_vocab_write(&v->vocab, path));
+            }
         }
     } else {
         if (*ta) /* for the prior baseline, which needs no images */

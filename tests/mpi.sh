@@ -1,0 +1,98 @@
+#!/bin/sh
+# Data-parallel training over MPI (src/dist.h): two ranks with one
+# micro-batch each train as one process with grad_accum 2 does (same
+# batches, masks and negatives; the gradients summed in another order, so
+# the numbers agree to float rounding), for a pretraining and a VQA
+# fine-tune; rank 0 alone writes the run; --resume continues a
+# data-parallel run bit for bit; `flava eval` refuses to run on ranks.
+. "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
+command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install mpi-default-bin)"; exit 77; }
+# Open MPI refuses root without these; two ranks on however many cores.
+# Its libraries leave allocations at exit (thousands, in its dlopened
+# modules): in a sanitizer build LeakSanitizer would report theirs, so leak
+# detection is off here (the address and undefined-behaviour checks stay
+# on, and every other test checks flava's own leaks).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}detect_leaks=0"
+mpi() { mpirun --oversubscribe -np 2 "$@"; }
+
+# Every number of each metrics line, relative differences up to 1e-5.
+same_metrics() {
+  [ "$(wc -l < "$1/metrics.jsonl")" -eq "$(wc -l < "$2/metrics.jsonl")" ] ||
+    fail "$2: $(wc -l < "$2/metrics.jsonl") metrics lines, $1 has $(wc -l < "$1/metrics.jsonl")"
+  paste -d '\n' "$1/metrics.jsonl" "$2/metrics.jsonl" | sed 's/, "samples_per_s": [^,}]*//' |
+    awk 'NR % 2 == 1 { a = $0; next }
+         { n = split(a, x, /[,:{} ]+/); m = split($0, y, /[,:{} ]+/);
+           if (n != m) { print "lines differ: " a " / " $0; bad = 1; next }
+           for (i = 1; i <= n; i++) {
+             if (x[i] ~ /^-?[0-9]/) {
+               d = x[i] - y[i]; if (d < 0) d = -d; s = x[i] < 0 ? -x[i] : x[i];
+               if (d > 1e-5 * (s > 1 ? s : 1)) { print "differ: " x[i] " / " y[i] " in " a; bad = 1 }
+             } else if (x[i] != y[i]) { print "keys differ: " x[i] " / " y[i]; bad = 1 }
+           } }
+         END { exit bad }' || fail "$2 does not train as $1"
+}
+
+# Pretraining on one image-text source: every head that source feeds.
+"$flava" data scenes --train 64 --test 0 --seed 5 --out "$out/pre" > /dev/null
+sed '/^\[data.fmnist\]/,$d' "$src/configs/tiny-pretrain.cfg" > "$out/dp.cfg"
+pre() { # pre LAUNCHER [ARGS...]: LAUNCHER is `mpi` or `exec`
+  launcher=$1
+  shift
+  ($launcher "$flava" pretrain -c "$out/dp.cfg" -s data.scenes.path="$out/pre/train/captions.tsv" \
+    -s pretrain.tokenizer="$src/tests/fixtures/tok/spm_unigram.model" -s run.threads=1 \
+    -s train.steps=6 "$@")
+}
+pre exec -s run.dir="$out/one" -s train.grad_accum=2 2> /dev/null || fail "one process"
+pre mpi -s run.dir="$out/two" 2> "$out/err" || { cat "$out/err"; fail "two ranks"; }
+same_metrics "$out/one" "$out/two"
+[ "$(grep -c 'saved checkpoint step-6' "$out/two/log.txt")" -eq 1 ] || fail "rank 0 alone logs"
+[ -f "$out/two/results.json" ] && [ -f "$out/two/checkpoints/final.safetensors" ] ||
+  fail "no results or final checkpoint from two ranks"
+
+# Resume: stopped after step 3 and resumed, the same lines as straight.
+pre mpi -s run.dir="$out/split" -s train.stop_after=3 2> /dev/null || fail "stop after 3"
+pre mpi -s run.dir="$out/split" --resume 2> /dev/null || fail "resume on two ranks"
+cmp -s "$out/two/checkpoints/final.safetensors" "$out/split/checkpoints/final.safetensors" ||
+  fail "a resumed data-parallel run ends with other weights"
+sed 's/, "samples_per_s": [^,}]*//' "$out/two/metrics.jsonl" > "$out/want"
+sed 's/, "samples_per_s": [^,}]*//' "$out/split/metrics.jsonl" > "$out/got"
+cmp -s "$out/want" "$out/got" || { diff "$out/want" "$out/got"; fail "resumed losses differ"; }
+
+# A fine-tune: VQA from the tiny checkpoint (the head initialised fresh).
+"$flava" data scenes --train 32 --test 8 --seed 5 --out "$out/scenes" > /dev/null
+cat > "$out/vqa.cfg" <<CFG
+[run]
+task = vqa
+threads = 1
+[model]
+checkpoint = $ckpt
+[train]
+steps = 4
+batch_size = 8
+lr = 1e-3
+log_every = 1
+[vqa]
+tokenizer = $vocab
+train_questions = $out/scenes/train/questions.json
+train_annotations = $out/scenes/train/annotations.json
+train_images = $out/scenes/train/images
+questions = $out/scenes/test/questions.json
+annotations = $out/scenes/test/annotations.json
+images = $out/scenes/test/images
+max_text_len = 16
+CFG
+"$flava" finetune -c "$out/vqa.cfg" -s run.dir="$out/vqa1" -s train.grad_accum=2 2> /dev/null ||
+  fail "VQA in one process"
+mpi "$flava" finetune -c "$out/vqa.cfg" -s run.dir="$out/vqa2" 2> "$out/err" ||
+  { cat "$out/err"; fail "VQA on two ranks"; }
+same_metrics "$out/vqa1" "$out/vqa2"
+cmp -s "$out/vqa1/answers.txt" "$out/vqa2/answers.txt" || fail "answer vocabularies differ"
+
+# Evaluations run in one process.
+if mpi "$flava" eval -c "$out/vqa.cfg" -s run.task=vqa -s run.dir="$out/ev" \
+  -s model.checkpoint="$out/vqa1/checkpoints/final.safetensors" > "$out/err" 2>&1; then
+  fail "flava eval ran on two ranks"
+fi
+grep -q "runs in one process, not in 2 MPI ranks" "$out/err" || fail "eval: $(cat "$out/err")"
+exit 0
