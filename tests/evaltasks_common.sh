@@ -23,6 +23,33 @@ make_idx() {
   gunzip -c "$fm/$1-labels-idx1-ubyte.gz" | tail -c +9 | head -c 64 >> "$2-labels.idx"
 }
 
+# The VQA fine-tune of the tiny checkpoint on the scenes in $out/scenes
+# (`flava data scenes`), STEPS steps, into RUN_DIR: vqa_cfg FILE RUN_DIR STEPS
+vqa_cfg() {
+  cat > "$1" <<CFG
+[run]
+task = vqa
+dir = $2
+threads = 1
+[model]
+checkpoint = $ckpt
+[train]
+steps = $3
+batch_size = 8
+lr = 1e-3
+log_every = 1
+[vqa]
+tokenizer = $vocab
+train_questions = $out/scenes/train/questions.json
+train_annotations = $out/scenes/train/annotations.json
+train_images = $out/scenes/train/images
+questions = $out/scenes/test/questions.json
+annotations = $out/scenes/test/annotations.json
+images = $out/scenes/test/images
+max_text_len = 16
+CFG
+}
+
 # A number of RUN/results.json: `value` or one of its metrics.
 num() {
   grep -o "\"$2\":[[:space:]]*[-0-9.e+]*[0-9]" "$1/results.json" | head -1 | sed 's/.*:[[:space:]]*//'

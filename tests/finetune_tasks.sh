@@ -13,28 +13,7 @@
 make_idx train "$out/tr"
 make_idx t10k "$out/te"
 
-cat > "$out/vqa.cfg" <<CFG
-[run]
-task = vqa
-dir = $out/vqa
-threads = 1
-[model]
-checkpoint = $ckpt
-[train]
-steps = 6
-batch_size = 8
-lr = 1e-3
-log_every = 1
-[vqa]
-tokenizer = $vocab
-train_questions = $out/scenes/train/questions.json
-train_annotations = $out/scenes/train/annotations.json
-train_images = $out/scenes/train/images
-questions = $out/scenes/test/questions.json
-annotations = $out/scenes/test/annotations.json
-images = $out/scenes/test/images
-max_text_len = 16
-CFG
+vqa_cfg "$out/vqa.cfg" "$out/vqa" 6
 "$flava" finetune -c "$out/vqa.cfg" 2> /dev/null
 acc=$(num "$out/vqa" vqa_accuracy)
 check 'a >= 0 && a <= 1' "$acc"

@@ -61,27 +61,7 @@ cmp -s "$out/want" "$out/got" || { diff "$out/want" "$out/got"; fail "resumed lo
 
 # A fine-tune: VQA from the tiny checkpoint (the head initialised fresh).
 "$flava" data scenes --train 32 --test 8 --seed 5 --out "$out/scenes" > /dev/null
-cat > "$out/vqa.cfg" <<CFG
-[run]
-task = vqa
-threads = 1
-[model]
-checkpoint = $ckpt
-[train]
-steps = 4
-batch_size = 8
-lr = 1e-3
-log_every = 1
-[vqa]
-tokenizer = $vocab
-train_questions = $out/scenes/train/questions.json
-train_annotations = $out/scenes/train/annotations.json
-train_images = $out/scenes/train/images
-questions = $out/scenes/test/questions.json
-annotations = $out/scenes/test/annotations.json
-images = $out/scenes/test/images
-max_text_len = 16
-CFG
+vqa_cfg "$out/vqa.cfg" "$out/vqa" 4
 "$flava" finetune -c "$out/vqa.cfg" -s run.dir="$out/vqa1" -s train.grad_accum=2 2> /dev/null ||
   fail "VQA in one process"
 mpi "$flava" finetune -c "$out/vqa.cfg" -s run.dir="$out/vqa2" 2> "$out/err" ||
