@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dist.h"
 #include "mlp.h"
 #include "ops.h"
 #include "rng.h"
@@ -302,10 +303,14 @@ struct flava_align_text_acts {
     float *emb, *emb_mean, *emb_var;
     flava_encoder_acts enc;
     float *cls, *proj, *tnorm, *pooled, *inorm; /* [B,C], [B,P], [B], [B,P], [B] */
-    float *logits_t, *logits_i;                  /* [B,B] per text, per image */
-    float *probs_t, *probs_i;                    /* [B,B] rows of each cross-entropy */
+    /* The contrastive loss is over K = B times the data-parallel ranks
+     * pairs, every rank's embeddings gathered (src/dist.h). */
+    float *proj_all, *pooled_all;                /* [K,P] */
+    float *logits_t, *logits_i;                  /* [K,K] per text, per image */
+    float *probs_t, *probs_i;                    /* [K,K] rows of each cross-entropy */
     /* backward */
-    float *dL, *dS, *dtext, *dimage, *dproj, *dpooled, *dcls; /* [B,B] x2, [B,P] x4, [B,C] */
+    float *dL, *dS, *dtext_all, *dimage_all;     /* [K,K] x2, [K,P] x2 */
+    float *dtext, *dimage, *dproj, *dpooled, *dcls; /* [B,P] x4, [B,C] */
     float *dout, *dx, *de, *scratch;
 };
 
@@ -485,7 +490,7 @@ void flava_align_zero_grads(flava_align *m)
 static size_t text_layout(flava_align_text_acts *a, const flava_align *m, float *mem)
 {
     const size_t B = (size_t)a->B, T = (size_t)a->T, C = (size_t)m->cfg.text.hidden_size,
-                 P = (size_t)m->cfg.projection_dim, N = B * T;
+                 P = (size_t)m->cfg.projection_dim, N = B * T, K = B * (size_t)flava_dist_size();
     size_t n = 0;
 #define TAKE(ptr, count) (mem ? (void)((ptr) = mem + n) : (void)0, n += (count))
     TAKE(a->emb, N * C);
@@ -500,12 +505,16 @@ static size_t text_layout(flava_align_text_acts *a, const flava_align *m, float 
     TAKE(a->tnorm, B);
     TAKE(a->pooled, B * P);
     TAKE(a->inorm, B);
-    TAKE(a->logits_t, B * B);
-    TAKE(a->logits_i, B * B);
-    TAKE(a->probs_t, B * B);
-    TAKE(a->probs_i, B * B);
-    TAKE(a->dL, B * B);
-    TAKE(a->dS, B * B);
+    TAKE(a->proj_all, K * P);
+    TAKE(a->pooled_all, K * P);
+    TAKE(a->logits_t, K * K);
+    TAKE(a->logits_i, K * K);
+    TAKE(a->probs_t, K * K);
+    TAKE(a->probs_i, K * K);
+    TAKE(a->dL, K * K);
+    TAKE(a->dS, K * K);
+    TAKE(a->dtext_all, K * P);
+    TAKE(a->dimage_all, K * P);
     TAKE(a->dtext, B * P);
     TAKE(a->dimage, B * P);
     TAKE(a->dproj, B * P);
@@ -682,17 +691,20 @@ flava_status flava_align_forward(flava_ctx *ctx, flava_align *m, const flava_ali
     if (!(temp != 0.0f) || !isfinite(temp))
         return FLAVA_ERROR(FLAVA_ERR_NUMERIC, "temperature is %g: the logits are undefined",
                            (double)temp);
-    /* logits_per_text[i][j] = t_i . v_j / temperature */
+    /* logits_per_text[i][j] = t_i . v_j / temperature, over every rank's pairs */
+    const int K = B * flava_dist_size();
+    FLAVA_TRY(flava_dist_gather_rows(a->proj_all, a->proj, B, P));
+    FLAVA_TRY(flava_dist_gather_rows(a->pooled_all, a->pooled, B, P));
     float *per_text = m->logits_per_text, *per_image = m->logits_per_image;
-    FLAVA_TRY(linear_forward(ctx, per_text, a->proj, a->pooled, NULL, B, P, B));
-    for (int i = 0; i < B; i++)
-        for (int j = 0; j < B; j++)
-            per_text[(size_t)i * B + j] /= temp;
-    for (int i = 0; i < B; i++)
-        for (int j = 0; j < B; j++)
-            per_image[(size_t)j * B + i] = per_text[(size_t)i * B + j];
-    double lt = smoothed_ce(a->probs_t, per_text, B, 0, ALIGN_LABEL_SMOOTHING);
-    double li = smoothed_ce(a->probs_i, per_text, B, 1, ALIGN_LABEL_SMOOTHING);
+    FLAVA_TRY(linear_forward(ctx, per_text, a->proj_all, a->pooled_all, NULL, K, P, K));
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++)
+            per_text[(size_t)i * K + j] /= temp;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++)
+            per_image[(size_t)j * K + i] = per_text[(size_t)i * K + j];
+    double lt = smoothed_ce(a->probs_t, per_text, K, 0, ALIGN_LABEL_SMOOTHING);
+    double li = smoothed_ce(a->probs_i, per_text, K, 1, ALIGN_LABEL_SMOOTHING);
     m->loss = (float)((lt + li) / 2.0);
     return FLAVA_OK;
 }
@@ -703,29 +715,32 @@ flava_status flava_align_backward(flava_ctx *ctx, flava_align *m)
     if (!a || !m->grads)
         return FLAVA_ERROR(FLAVA_ERR_ARG, "ALIGN backward needs a forward pass and gradients "
                                           "(flava_align_alloc_grads)");
-    const int B = a->B, P = m->cfg.projection_dim;
+    const int B = a->B, P = m->cfg.projection_dim, K = B * flava_dist_size();
     const double eps = ALIGN_LABEL_SMOOTHING;
     const float temp = m->params[m->temperature];
     const float *per_text = m->logits_per_text;
-    /* d loss / d logits_per_text: half of each direction's (p - q) / B,
-     * q = (1 - eps) onehot + eps / B; the image rows are its columns */
+    /* d loss / d logits_per_text: half of each direction's (p - q) / K,
+     * q = (1 - eps) onehot + eps / K; the image rows are its columns */
     float *dL = a->dL, *dS = a->dS;
     double dtemp = 0;
-    for (int i = 0; i < B; i++)
-        for (int j = 0; j < B; j++) {
-            double q = (i == j ? 1.0 - eps : 0.0) + eps / B;
-            double g = 0.5 * ((a->probs_t[(size_t)i * B + j] - q) +
-                              (a->probs_i[(size_t)j * B + i] - q)) / B;
-            dL[(size_t)i * B + j] = (float)g;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) {
+            double q = (i == j ? 1.0 - eps : 0.0) + eps / K;
+            double g = 0.5 * ((a->probs_t[(size_t)i * K + j] - q) +
+                              (a->probs_i[(size_t)j * K + i] - q)) / K;
+            dL[(size_t)i * K + j] = (float)g;
             /* per_text = S / temp: d temp = -sum g * per_text / temp */
-            dtemp -= g * per_text[(size_t)i * B + j] / temp;
+            dtemp -= g * per_text[(size_t)i * K + j] / temp;
         }
     m->grads[m->temperature] += (float)dtemp;
-    for (int k = 0; k < B * B; k++)
+    for (int k = 0; k < K * K; k++)
         dS[k] = dL[k] / temp;
-    memset(a->dtext, 0, (size_t)B * P * sizeof(float));
-    memset(a->dimage, 0, (size_t)B * P * sizeof(float));
-    FLAVA_TRY(linear_backward(ctx, a->dtext, a->dimage, NULL, dS, a->proj, a->pooled, B, P, B));
+    memset(a->dtext_all, 0, (size_t)K * P * sizeof(float));
+    memset(a->dimage_all, 0, (size_t)K * P * sizeof(float));
+    FLAVA_TRY(linear_backward(ctx, a->dtext_all, a->dimage_all, NULL, dS, a->proj_all,
+                              a->pooled_all, K, P, K));
+    flava_dist_own_rows(a->dtext, a->dtext_all, B, P);
+    flava_dist_own_rows(a->dimage, a->dimage_all, B, P);
     memset(a->dproj, 0, (size_t)B * P * sizeof(float));
     FLAVA_TRY(l2norm_backward(a->dproj, a->dtext, a->proj, a->tnorm, B, P));
     memset(a->dpooled, 0, (size_t)B * P * sizeof(float));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "dist.h"
 #include "mlp.h"
 #include "ops.h"
 
@@ -837,21 +838,25 @@ flava_status flava_clip_forward(flava_ctx *ctx, flava_clip *m, const float *pixe
                                 const int32_t *input_ids, const float *attention_mask, int B,
                                 int T)
 {
-    const int D = m->cfg.projection_dim;
+    const int D = m->cfg.projection_dim, N = B * flava_dist_size();
     FLAVA_TRY(flava_clip_encode_image(ctx, m, NULL, pixel_values, B));
     FLAVA_TRY(flava_clip_encode_text(ctx, m, NULL, input_ids, attention_mask, B, T));
-    /* logits and probabilities of both directions, d logits, d embeddings */
-    const size_t bb = (size_t)B * B, bd = (size_t)B * D;
-    FLAVA_TRY(grow(&m->con_mem, &m->con_floats, 5 * bb + 2 * bd, "CLIP logits"));
+    /* logits and probabilities of both directions and d logits [N,N]; the
+     * gathered embeddings and their gradients [N,D]; this rank's [B,D] */
+    const size_t nn = (size_t)N * N, nd = (size_t)N * D, bd = (size_t)B * D;
+    FLAVA_TRY(grow(&m->con_mem, &m->con_floats, 5 * nn + 4 * nd + 2 * bd, "CLIP logits"));
     m->B = B;
+    m->N = N;
     m->logits_per_image = m->con_mem;
-    m->logits_per_text = m->logits_per_image + bb;
-    m->probs_i = m->logits_per_text + bb;
-    m->probs_t = m->probs_i + bb;
+    m->logits_per_text = m->logits_per_image + nn;
+    m->probs_i = m->logits_per_text + nn;
+    m->probs_t = m->probs_i + nn;
+    float *img_all = m->probs_t + 2 * nn, *txt_all = img_all + nd;
+    FLAVA_TRY(flava_dist_gather_rows(img_all, m->img.embeds, B, D));
+    FLAVA_TRY(flava_dist_gather_rows(txt_all, m->txt.embeds, B, D));
     const float scale = expf(m->params[m->off.logit_scale]);
     return flava_clip_contrastive_forward(ctx, &m->loss, m->logits_per_text, m->logits_per_image,
-                                          m->probs_t, m->probs_i, m->img.embeds, m->txt.embeds,
-                                          scale, B, D);
+                                          m->probs_t, m->probs_i, img_all, txt_all, scale, N, D);
 }
 
 flava_status flava_clip_backward(flava_ctx *ctx, flava_clip *m, float dloss)
@@ -865,15 +870,20 @@ flava_status flava_clip_backward(flava_ctx *ctx, flava_clip *m, float dloss)
                            "CLIP backward: the last passes saw %d images and %d texts, not "
                            "the %d pairs of the last flava_clip_forward",
                            m->img.B, m->txt.B, B);
-    const size_t bb = (size_t)B * B, bd = (size_t)B * D;
-    float *ddot = m->probs_t + bb, *dimg = ddot + bb, *dtxt = dimg + bd;
-    memset(dimg, 0, 2 * bd * sizeof *dimg);
+    const int N = m->N;
+    const size_t nn = (size_t)N * N, nd = (size_t)N * D, bd = (size_t)B * D;
+    float *ddot = m->probs_t + nn, *img_all = ddot + nn, *txt_all = img_all + nd;
+    float *dimg_all = txt_all + nd, *dtxt_all = dimg_all + nd, *dimg = dtxt_all + nd,
+          *dtxt = dimg + bd;
+    memset(dimg_all, 0, 2 * nd * sizeof *dimg_all);
     const float scale = expf(m->params[m->off.logit_scale]);
     float dscale = 0;
-    FLAVA_TRY(flava_clip_contrastive_backward(ctx, dimg, dtxt, &dscale, ddot, dloss, m->probs_t,
-                                              m->probs_i, m->logits_per_text, m->img.embeds,
-                                              m->txt.embeds, scale, B, D));
+    FLAVA_TRY(flava_clip_contrastive_backward(ctx, dimg_all, dtxt_all, &dscale, ddot, dloss,
+                                              m->probs_t, m->probs_i, m->logits_per_text,
+                                              img_all, txt_all, scale, N, D));
     m->grads[m->off.logit_scale] += dscale * scale; /* scale = exp(logit_scale) */
+    flava_dist_own_rows(dimg, dimg_all, B, D);
+    flava_dist_own_rows(dtxt, dtxt_all, B, D);
     FLAVA_TRY(image_backward(ctx, m, dimg));
     return text_backward(ctx, m, dtxt);
 }

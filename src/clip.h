@@ -106,11 +106,13 @@ typedef struct flava_clip {
     flava_clip_image_pass img;
     flava_clip_text_pass txt;
 
-    /* the contrastive part of the last flava_clip_forward (in con_mem) */
+    /* the contrastive part of the last flava_clip_forward (in con_mem): B
+     * pairs here, N = B times the data-parallel ranks in the logits (the
+     * loss gathers every rank's embeddings, src/dist.h) */
     float *con_mem;
     size_t con_floats;
-    int B;
-    float *logits_per_image, *logits_per_text; /* [B,B] */
+    int B, N;
+    float *logits_per_image, *logits_per_text; /* [N,N] */
     float *probs_i, *probs_t;                  /* softmax rows of each, for backward */
     float loss;
 } flava_clip;

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <mpi.h>
 
@@ -66,6 +67,33 @@ flava_status flava_dist_sum_f32(float *x, int64_t n)
 flava_status flava_dist_sum_f64(double *x, int64_t n)
 {
     return sum(x, n, MPI_DOUBLE, sizeof *x, "doubles");
+}
+
+flava_status flava_dist_gather(void *all, const void *mine, int64_t bytes)
+{
+    if (world_size == 1) {
+        if (all != mine)
+            memmove(all, mine, (size_t)bytes);
+        return FLAVA_OK;
+    }
+    if (bytes > INT_MAX || MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE,
+                                         MPI_COMM_WORLD) != MPI_SUCCESS)
+        return FLAVA_ERROR(FLAVA_ERR_IO, "MPI_Allgather of %lld bytes failed on rank %d of %d",
+                           (long long)bytes, world_rank, world_size);
+    return FLAVA_OK;
+}
+
+flava_status flava_dist_gather_rows(float *all, const float *mine, int B, int D)
+{
+    return flava_dist_gather(all, mine, (int64_t)B * D * (int64_t)sizeof *mine);
+}
+
+void flava_dist_own_rows(float *mine, const float *all, int B, int D)
+{
+    const size_t n = (size_t)B * D;
+    const float *own = all + (size_t)world_rank * n;
+    for (size_t k = 0; k < n; k++)
+        mine[k] = (float)world_size * own[k];
 }
 
 flava_status flava_dist_any(int *any, int flag)

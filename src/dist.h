@@ -30,6 +30,18 @@ int flava_dist_size(void); /* 1 without a launcher */
 /* x[n] becomes the sum over the ranks of x[n], on every rank. */
 flava_status flava_dist_sum_f32(float *x, int64_t n);
 flava_status flava_dist_sum_f64(double *x, int64_t n);
+/* all[] = every rank's `bytes` bytes of mine[], in rank order (size *
+ * bytes in all). */
+flava_status flava_dist_gather(void *all, const void *mine, int64_t bytes);
+
+/* A contrastive loss over the batch of every rank (OpenCLIP's gather with
+ * gradient): each rank gathers the B rows [B, D] of every rank's
+ * embeddings into [size * B, D], computes the whole batch's loss and its
+ * gradient for all rows, and backpropagates through its own towers its
+ * own rows' gradient times size (the mean of the ranks' gradients is then
+ * the whole batch's). */
+flava_status flava_dist_gather_rows(float *all, const float *mine, int B, int D);
+void flava_dist_own_rows(float *mine, const float *all, int B, int D);
 /* Whether any rank passes a non-zero flag. */
 flava_status flava_dist_any(int *any, int flag);
 

@@ -2,9 +2,12 @@
 # Data-parallel training over MPI (src/dist.h): two ranks with one
 # micro-batch each train as one process with grad_accum 2 does (same
 # batches, masks and negatives; the gradients summed in another order, so
-# the numbers agree to float rounding), for a pretraining and a VQA
-# fine-tune; rank 0 alone writes the run; --resume continues a
-# data-parallel run bit for bit; `flava eval` refuses to run on ranks.
+# the numbers agree to float rounding), for a pretraining without the
+# contrastive loss and a VQA fine-tune; the contrastive loss (FLAVA's,
+# CLIP's), gathered over the ranks, trains as one process with the ranks'
+# batches in one;
+# rank 0 alone writes the run; --resume continues a data-parallel run bit
+# for bit; `flava eval` refuses to run on ranks.
 . "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
 command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install mpi-default-bin)"; exit 77; }
 # Open MPI refuses root without these; two ranks on however many cores.
@@ -33,7 +36,8 @@ same_metrics() {
          END { exit bad }' || fail "$2 does not train as $1"
 }
 
-# Pretraining on one image-text source: every head that source feeds.
+# Pretraining on one image-text source: every head that source feeds but
+# the contrastive one (ITM, MMM).
 "$flava" data scenes --train 64 --test 0 --seed 5 --out "$out/pre" > /dev/null
 sed '/^\[data.fmnist\]/,$d' "$src/configs/tiny-pretrain.cfg" > "$out/dp.cfg"
 pre() { # pre LAUNCHER [ARGS...]: LAUNCHER is `mpi` or `exec`
@@ -43,16 +47,43 @@ pre() { # pre LAUNCHER [ARGS...]: LAUNCHER is `mpi` or `exec`
     -s pretrain.tokenizer="$src/tests/fixtures/tok/spm_unigram.model" -s run.threads=1 \
     -s train.steps=6 "$@")
 }
-pre exec -s run.dir="$out/one" -s train.grad_accum=2 2> /dev/null || fail "one process"
-pre mpi -s run.dir="$out/two" 2> "$out/err" || { cat "$out/err"; fail "two ranks"; }
+pre exec -s run.dir="$out/one" -s train.grad_accum=2 -s heads.global_contrastive=0 2> /dev/null ||
+  fail "one process"
+pre mpi -s run.dir="$out/two" -s heads.global_contrastive=0 2> "$out/err" ||
+  { cat "$out/err"; fail "two ranks"; }
 same_metrics "$out/one" "$out/two"
 [ "$(grep -c 'saved checkpoint step-6' "$out/two/log.txt")" -eq 1 ] || fail "rank 0 alone logs"
 [ -f "$out/two/results.json" ] && [ -f "$out/two/checkpoints/final.safetensors" ] ||
   fail "no results or final checkpoint from two ranks"
 
+# The contrastive loss alone: two ranks of 8 pairs, one process of 16.
+only_con="-s heads.itm=0 -s heads.mmm_image=0 -s heads.mmm_text=0"
+# shellcheck disable=SC2086 # $only_con is a list of arguments
+pre exec -s run.dir="$out/con1" -s train.batch_size=16 $only_con 2> /dev/null || fail "one process"
+# shellcheck disable=SC2086
+pre mpi -s run.dir="$out/con2" $only_con 2> "$out/err" || { cat "$out/err"; fail "two ranks"; }
+same_metrics "$out/con1" "$out/con2"
+
+# CLIP's contrastive loss the same way (ALIGN's image tower normalises its
+# batches per rank, as DistributedDataParallel without SyncBatchNorm does,
+# so it is not the one-process run).
+clip() { # clip LAUNCHER [ARGS...]
+  launcher=$1
+  shift
+  ($launcher "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.threads=1 -s train.steps=6 \
+    -s data.scenes.path="$out/pre/train/captions.tsv" -s pretrain.tokenizer="$src/tests/fixtures/clip_bpe" \
+    "$@")
+}
+clip exec -s run.dir="$out/clip1" 2> /dev/null || fail "CLIP in one process"
+clip mpi -s run.dir="$out/clip2" -s train.batch_size=8 2> "$out/err" ||
+  { cat "$out/err"; fail "CLIP on two ranks"; }
+same_metrics "$out/clip1" "$out/clip2"
+
 # Resume: stopped after step 3 and resumed, the same lines as straight.
-pre mpi -s run.dir="$out/split" -s train.stop_after=3 2> /dev/null || fail "stop after 3"
-pre mpi -s run.dir="$out/split" --resume 2> /dev/null || fail "resume on two ranks"
+pre mpi -s run.dir="$out/split" -s heads.global_contrastive=0 -s train.stop_after=3 2> /dev/null ||
+  fail "stop after 3"
+pre mpi -s run.dir="$out/split" -s heads.global_contrastive=0 --resume 2> /dev/null ||
+  fail "resume on two ranks"
 cmp -s "$out/two/checkpoints/final.safetensors" "$out/split/checkpoints/final.safetensors" ||
   fail "a resumed data-parallel run ends with other weights"
 sed 's/, "samples_per_s": [^,}]*//' "$out/two/metrics.jsonl" > "$out/want"
