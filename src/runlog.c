@@ -153,12 +153,11 @@ void flava_runlog_progress(flava_runlog *rl, long step, double loss, double samp
 
 static volatile sig_atomic_t interrupt_flag;
 
-static void on_sigint(int sig)
+static void on_stop_signal(int sig)
 {
-    (void)sig;
-    if (interrupt_flag) { /* second Ctrl-C: the user really wants out */
-        signal(SIGINT, SIG_DFL);
-        raise(SIGINT);
+    if (interrupt_flag) { /* the second one: the user really wants out */
+        signal(sig, SIG_DFL);
+        raise(sig);
     }
     interrupt_flag = 1;
 }
@@ -167,9 +166,12 @@ void flava_interrupt_install(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    /* what mpirun sends every rank on Ctrl-C, and batch schedulers before
+     * they kill a job at its time limit */
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 int flava_interrupted(void) { return interrupt_flag != 0; }

@@ -42,7 +42,8 @@ void flava_runlog_progress(flava_runlog *rl, long step, double loss, double samp
 /* mkdir -p. */
 flava_status flava_mkdirs(const char *path);
 
-/* SIGINT sets a flag instead of killing the process; a second Ctrl-C kills. */
+/* SIGINT (Ctrl-C) and SIGTERM (mpirun's Ctrl-C, a scheduler's time limit)
+ * set a flag instead of killing the process; a second one kills. */
 void flava_interrupt_install(void);
 int flava_interrupted(void);
 

@@ -7,7 +7,7 @@
 # CLIP's), gathered over the ranks, trains as one process with the ranks'
 # batches in one;
 # rank 0 alone writes the run; --resume continues a data-parallel run bit
-# for bit; `flava eval` refuses to run on ranks.
+# for bit, also after Ctrl-C; `flava eval` refuses to run on ranks.
 . "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
 command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install mpi-default-bin)"; exit 77; }
 # Open MPI refuses root without these; two ranks on however many cores.
@@ -89,6 +89,22 @@ cmp -s "$out/two/checkpoints/final.safetensors" "$out/split/checkpoints/final.sa
 sed 's/, "samples_per_s": [^,}]*//' "$out/two/metrics.jsonl" > "$out/want"
 sed 's/, "samples_per_s": [^,}]*//' "$out/split/metrics.jsonl" > "$out/got"
 cmp -s "$out/want" "$out/got" || { diff "$out/want" "$out/got"; fail "resumed losses differ"; }
+
+# Ctrl-C on mpirun (it sends the ranks SIGTERM): every rank stops after
+# the same step, rank 0 saves it, and the run resumes from there.
+(pre mpi -s run.dir="$out/int" -s train.steps=100000 > /dev/null 2> "$out/int.err") &
+pid=$!
+i=0
+while [ "$(cat "$out/int/metrics.jsonl" 2> /dev/null | wc -l)" -lt 3 ] && [ $i -lt 300 ]; do
+  sleep 0.1; i=$((i + 1))
+done
+pkill -INT -f "^mpirun .*run.dir=$out/int" || fail "no mpirun to interrupt"
+wait "$pid" && fail "an interrupted run exited with status 0"
+[ "$(grep -c 'interrupted after step' "$out/int.err")" -eq 2 ] || fail "both ranks: $(cat "$out/int.err")"
+n=$(ls "$out/int/checkpoints" | sed -n 's/^step-\([0-9]*\)\.optim\.safetensors$/\1/p')
+[ -n "$n" ] || fail "Ctrl-C: no checkpoint"
+pre mpi -s run.dir="$out/int" -s train.steps=$((n + 2)) --resume 2> /dev/null || fail "resume after Ctrl-C"
+[ -f "$out/int/checkpoints/final.safetensors" ] || fail "the resumed run did not finish"
 
 # A fine-tune: VQA from the tiny checkpoint (the head initialised fresh).
 "$flava" data scenes --train 32 --test 8 --seed 5 --out "$out/scenes" > /dev/null
