@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,15 +464,16 @@ flava_status flava_checkpoint_save_table(const flava_param_table *t, const float
 
 flava_status flava_checkpoint_save_optim(const flava_param_table *t, const float *exp_avg,
                                          const float *exp_avg_sq, int64_t step,
-                                         uint64_t rng_state, const char *path)
+                                         uint64_t rng_state, int ranks, const char *path)
 {
-    char sstep[32], srng[32];
+    char sstep[32], srng[32], sranks[16];
     snprintf(sstep, sizeof sstep, "%" PRId64, step);
     snprintf(srng, sizeof srng, "%" PRIu64, rng_state);
-    const flava_st_kv meta[] = {{"rng_state", srng}, {"step", sstep}};
+    snprintf(sranks, sizeof sranks, "%d", ranks);
+    const flava_st_kv meta[] = {{"ranks", sranks}, {"rng_state", srng}, {"step", sstep}};
     /* exp_avg.<key> from the first block, exp_avg_sq.<key> from the second:
      * write_tensors walks the table once per block */
-    return write_tensors(t, exp_avg, NULL, path, "exp_avg_sq.", exp_avg_sq, meta, 2);
+    return write_tensors(t, exp_avg, NULL, path, "exp_avg_sq.", exp_avg_sq, meta, 3);
 }
 
 static flava_status meta_u64(uint64_t *out, const flava_st *st, const char *key)
@@ -490,15 +492,21 @@ static flava_status meta_u64(uint64_t *out, const flava_st *st, const char *key)
 
 flava_status flava_checkpoint_load_optim(const flava_param_table *t, float *exp_avg,
                                          float *exp_avg_sq, int64_t *step,
-                                         uint64_t *rng_state, const char *path)
+                                         uint64_t *rng_state, int *ranks, const char *path)
 {
     flava_st *st;
     FLAVA_TRY(flava_st_read(&st, path));
-    uint64_t s = 0;
+    uint64_t s = 0, r_ranks = 1;
     flava_status r = meta_u64(&s, st, "step");
     if (r == FLAVA_OK)
         r = meta_u64(rng_state, st, "rng_state");
+    if (r == FLAVA_OK && flava_st_meta(st, "ranks"))
+        r = meta_u64(&r_ranks, st, "ranks");
+    if (r == FLAVA_OK && (r_ranks < 1 || r_ranks > INT_MAX))
+        r = FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: __metadata__[\"ranks\"] is %llu, expected 1 or more",
+                        path, (unsigned long long)r_ranks);
     *step = (int64_t)s;
+    *ranks = (int)r_ranks;
     for (int pass = 0; r == FLAVA_OK && pass < 2; pass++) {
         float *dst = pass ? exp_avg_sq : exp_avg;
         for (int i = 0; r == FLAVA_OK && i < t->n; i++) {

@@ -51,13 +51,14 @@ flava_status flava_checkpoint_save_table(const flava_param_table *t, const float
                                          const char *config_json, const char *path);
 
 /* Optimizer state: moments over a model's table t, the step count, an RNG
- * state. */
+ * state and the data-parallel ranks that trained it (a file without them
+ * was written by one process). */
 flava_status flava_checkpoint_save_optim(const flava_param_table *t, const float *exp_avg,
                                          const float *exp_avg_sq, int64_t step,
-                                         uint64_t rng_state, const char *path);
+                                         uint64_t rng_state, int ranks, const char *path);
 flava_status flava_checkpoint_load_optim(const flava_param_table *t, float *exp_avg,
                                          float *exp_avg_sq, int64_t *step,
-                                         uint64_t *rng_state, const char *path);
+                                         uint64_t *rng_state, int *ranks, const char *path);
 
 /* A batch from a safetensors file of HF-named inputs (pixel_values,
  * input_ids, input_ids_masked, token_type_ids, attention_mask,

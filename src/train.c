@@ -343,7 +343,7 @@ static flava_status save(flava_run *run, flava_family_model *m, const optim *o, 
     /* The data position is a function of the step and the seed: the
      * seed is the RNG state to restore. */
     FLAVA_TRY(flava_checkpoint_save_optim(m->table, o->exp_avg, o->exp_avg_sq, step, run->seed,
-                                          path));
+                                          flava_dist_size(), path));
     flava_runlog_printf(&run->log, "saved checkpoint %s", name);
     return FLAVA_OK;
 }
@@ -361,8 +361,9 @@ static flava_status restore(flava_run *run, flava_family_model *m, optim *o, int
     ckpt_path(path, run->run_dir, name, ".optim.safetensors");
     int64_t step;
     uint64_t seed;
+    int ranks;
     FLAVA_TRY(flava_checkpoint_load_optim(m->table, o->exp_avg, o->exp_avg_sq, &step, &seed,
-                                          path));
+                                          &ranks, path));
     if (step != *start)
         return FLAVA_ERROR(FLAVA_ERR_FORMAT, "%s: holds step %lld, expected %lld", path,
                            (long long)step, (long long)*start);
@@ -370,6 +371,11 @@ static flava_status restore(flava_run *run, flava_family_model *m, optim *o, int
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "--resume: %s was written with seed %llu, the run "
                            "has seed %llu", path, (unsigned long long)seed,
                            (unsigned long long)run->seed);
+    /* the ranks decide which batches each step reads */
+    if (ranks != flava_dist_size())
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "--resume: %s was written by a run on %d rank%s, "
+                           "this one has %d: resume it on %d", path, ranks, ranks > 1 ? "s" : "",
+                           flava_dist_size(), ranks);
     flava_runlog_printf(&run->log, "resuming from %s at step %lld", name, (long long)*start);
     return FLAVA_OK;
 }

@@ -643,15 +643,18 @@ START_TEST(test_checkpoint_round_trip)
     test_fill(m->exp_avg, (int64_t)m->table.total, 1, -1, 1);
     test_fill(m->exp_avg_sq, (int64_t)m->table.total, 2, 0, 1);
     ck_assert_int_eq(flava_checkpoint_save_optim(&m->table, m->exp_avg, m->exp_avg_sq, 42,
-                                                 0x123456789abcdefull, b2),
+                                                 0x123456789abcdefull, 3, b2),
                      FLAVA_OK);
     ck_assert_int_eq(flava_model_alloc_optim(m2), FLAVA_OK);
     int64_t step;
     uint64_t rng;
-    s = flava_checkpoint_load_optim(&m2->table, m2->exp_avg, m2->exp_avg_sq, &step, &rng, b2);
+    int ranks;
+    s = flava_checkpoint_load_optim(&m2->table, m2->exp_avg, m2->exp_avg_sq, &step, &rng, &ranks,
+                                    b2);
     ck_assert_msg(s == FLAVA_OK, "%s", flava_error_message());
     ck_assert_int_eq(step, 42);
     ck_assert_uint_eq(rng, 0x123456789abcdefull);
+    ck_assert_int_eq(ranks, 3);
     ck_assert_int_eq(memcmp(m2->exp_avg, m->exp_avg, m->table.total * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(m2->exp_avg_sq, m->exp_avg_sq, m->table.total * sizeof(float)), 0);
     free(da);

@@ -89,6 +89,14 @@ cmp -s "$out/two/checkpoints/final.safetensors" "$out/split/checkpoints/final.sa
 sed 's/, "samples_per_s": [^,}]*//' "$out/two/metrics.jsonl" > "$out/want"
 sed 's/, "samples_per_s": [^,}]*//' "$out/split/metrics.jsonl" > "$out/got"
 cmp -s "$out/want" "$out/got" || { diff "$out/want" "$out/got"; fail "resumed losses differ"; }
+# on another number of ranks the steps would read other batches
+pre mpi -s run.dir="$out/split" -s heads.global_contrastive=0 -s train.steps=8 --resume \
+  > /dev/null 2>&1 || fail "resume on two ranks to step 8"
+if pre exec -s run.dir="$out/split" -s train.steps=10 --resume 2> "$out/err"; then
+  fail "a two-rank run resumed in one process"
+fi
+grep -q "was written by a run on 2 ranks, this one has 1: resume it on 2" "$out/err" ||
+  fail "resume on 1 rank: $(cat "$out/err")"
 
 # Ctrl-C on mpirun (it sends the ranks SIGTERM): every rank stops after
 # the same step, rank 0 saves it, and the run resumes from there.
