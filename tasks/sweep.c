@@ -41,11 +41,14 @@ static const flava_cfg_key sweep_keys[] = {
      "0: OMP_NUM_THREADS if set, else cores / parallel"},
     {"sweep", "grace", FLAVA_CFG_FLOAT, "30",
      "seconds the running runs get to stop after Ctrl-C before they are killed"},
+    {"sweep", "mpirun", FLAVA_CFG_STRING, "mpirun",
+     "the launcher of runs with ranks > 1 and its options, split at spaces; -np RANKS and the "
+     "run's command follow"},
 };
 
 /* The keys of a [run.NAME] section (the first RUN_KEYS) and of a
  * [grid.NAME] section (all); the section is filled in per instance. */
-enum { RUN_KEYS = 4, GRID_KEYS = 5 };
+enum { RUN_KEYS = 5, GRID_KEYS = 6, MAX_RANKS = 4096 };
 static const flava_cfg_key section_keys[GRID_KEYS] = {
     {NULL, "command", FLAVA_CFG_STRING, NULL, "pretrain, finetune or eval"},
     {NULL, "config", FLAVA_CFG_STRING, NULL, "the run's config file, relative to the sweep file"},
@@ -53,6 +56,9 @@ static const flava_cfg_key section_keys[GRID_KEYS] = {
      "section.key=value overrides passed as -s; an item without = continues the value before the comma"},
     {NULL, "resume", FLAVA_CFG_BOOL, "false",
      "an incomplete run is resumed with --resume instead of started again"},
+    {NULL, "ranks", FLAVA_CFG_INT, "1",
+     "data-parallel ranks of a pretrain or finetune run: more than 1 starts it with "
+     "`sweep.mpirun -np RANKS`, each rank with the run's threads / RANKS"},
     {NULL, "vary", FLAVA_CFG_LIST, NULL,
      "section.key=v1|v2|...: the grid is the cartesian product of these lists"},
 };
@@ -236,6 +242,7 @@ void flava_sweep_free(flava_sweep *s)
     free(s->path);
     free(s->out);
     free(s->program);
+    free_strings(s->launcher, s->nlauncher);
     free(s);
 }
 
@@ -470,10 +477,18 @@ static flava_status check_name(const char *name, const char *where, const char *
     return FLAVA_OK;
 }
 
+/* What a [run.NAME] or [grid.NAME] section gives each of its runs besides
+ * the command, the config and the sets. */
+typedef struct run_opts {
+    bool resume;
+    int ranks;
+} run_opts;
+
 /* Appends a run; it takes sets (nsets of them, the last nvaried the grid
  * point). */
 static flava_status add_run(flava_sweep *s, char *name, const char *where, const char *command,
-                            const char *config, char **sets, int nsets, int nvaried, bool resume)
+                            const char *config, char **sets, int nsets, int nvaried,
+                            const run_opts *o)
 {
     flava_sweep_run *grown = realloc(s->runs, sizeof *grown * (size_t)(s->nruns + 1));
     if (!grown) {
@@ -484,7 +499,7 @@ static flava_status add_run(flava_sweep *s, char *name, const char *where, const
     s->runs = grown;
     flava_sweep_run *r = &s->runs[s->nruns++];
     *r = (flava_sweep_run){.name = name, .sets = sets, .nsets = nsets, .nvaried = nvaried,
-                           .resume = resume, .pid = -1};
+                           .resume = o->resume, .ranks = o->ranks, .pid = -1};
     FLAVA_TRY(flava_strdup(&r->where, where));
     FLAVA_TRY(flava_strdup(&r->command, command));
     FLAVA_TRY(flava_strdup(&r->config, config));
@@ -504,7 +519,7 @@ static void append_sanitized(char *dst, const char *v)
  * varying slowest; named NAME-label=value-... */
 static flava_status expand_grid(flava_sweep *s, const loader *ld, const section_ref *ref,
                                 const char *command, const char *config, char **sets, int nsets,
-                                bool resume)
+                                const run_opts *o)
 {
     const char *where = flava_cfg_where(ld->cfg, ref->section, "vary");
     char **vary;
@@ -573,11 +588,37 @@ static flava_status expand_grid(flava_sweep *s, const loader *ld, const section_
             strcat(name, "=");
             append_sanitized(name, strchr(point[nsets + a], '=') + 1);
         }
-        st = add_run(s, name, where, command, config, point, nsets + nvary, nvary, resume);
+        st = add_run(s, name, where, command, config, point, nsets + nvary, nvary, o);
     }
     free_axes(ax, nvary);
     free_strings(vary, nvary);
     return st;
+}
+
+/* The words of `text`, split at spaces and tabs. */
+static flava_status split_words(char ***out, int *n, const char *text)
+{
+    *out = NULL;
+    *n = 0;
+    int cap = 0;
+    for (const char *p = text; *p;) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, " \t");
+        if (!len)
+            break;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 4;
+            char **grown = realloc(*out, sizeof *grown * (size_t)cap);
+            if (!grown)
+                return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot split '%s'", text);
+            *out = grown;
+        }
+        if (!((*out)[*n] = strndup(p, len)))
+            return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot split '%s'", text);
+        (*n)++;
+        p += len;
+    }
+    return FLAVA_OK;
 }
 
 /* The [sweep] section. */
@@ -615,9 +656,18 @@ static flava_status load_sweep_section(const loader *ld)
     if (s->grace < 0)
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.grace = %g: expected seconds >= 0",
                            flava_cfg_where(c, "sweep", "grace"), s->grace);
+    const char *mpirun;
+    FLAVA_TRY(flava_cfg_get_string(c, "sweep", "mpirun", &mpirun));
+    FLAVA_TRY(split_words(&s->launcher, &s->nlauncher, mpirun));
+    if (s->nlauncher == 0)
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: sweep.mpirun is empty: expected the launcher of "
+                           "runs with ranks > 1 (mpirun)", flava_cfg_where(c, "sweep", "mpirun"));
     FLAVA_TRY(flava_cfg_get_string(c, "sweep", "program", &program));
-    if (!*program)
-        FLAVA_TRY(flava_strdup(&s->program, "/proc/self/exe"));
+    if (!*program) { /* this flava, by its path: a launcher would read /proc/self/exe as itself */
+        s->program = realpath("/proc/self/exe", NULL);
+        if (!s->program)
+            FLAVA_TRY(flava_strdup(&s->program, "/proc/self/exe"));
+    }
     else
         FLAVA_TRY(resolve_path(&s->program, ld, "sweep", "program", program));
     if (access(s->program, X_OK) != 0)
@@ -647,13 +697,21 @@ static flava_status load_section(const loader *ld, const section_ref *ref)
     const char *name = strchr(ref->section, '.') + 1;
     FLAVA_TRY(check_name(name, where, ref->section));
     const char *command, *config;
-    bool resume;
+    run_opts o;
+    int64_t ranks;
     FLAVA_TRY(flava_cfg_get_string(c, ref->section, "command", &command));
     if (!is_command(command))
         return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.command = '%s': expected pretrain, finetune or eval",
                            flava_cfg_where(c, ref->section, "command"), ref->section, command);
     FLAVA_TRY(flava_cfg_get_string(c, ref->section, "config", &config));
-    FLAVA_TRY(flava_cfg_get_bool(c, ref->section, "resume", &resume));
+    FLAVA_TRY(flava_cfg_get_bool(c, ref->section, "resume", &o.resume));
+    FLAVA_TRY(flava_cfg_get_int(c, ref->section, "ranks", &ranks));
+    if (ranks < 1 || ranks > MAX_RANKS || (ranks > 1 && !strcmp(command, "eval")))
+        return FLAVA_ERROR(FLAVA_ERR_CONFIG, "%s: %s.ranks = %lld: expected 1 to %d, and 1 for "
+                           "eval (an evaluation runs in one process)",
+                           flava_cfg_where(c, ref->section, "ranks"), ref->section,
+                           (long long)ranks, MAX_RANKS);
+    o.ranks = (int)ranks;
     char *joined, *real;
     FLAVA_TRY(resolve_path(&joined, ld, ref->section, "config", config));
     real = realpath(joined, NULL);
@@ -670,11 +728,11 @@ static flava_status load_section(const loader *ld, const section_ref *ref)
     int nsets;
     flava_status st = assignments(&sets, &nsets, ld, ref->section, "set");
     if (st == FLAVA_OK && ref->grid) {
-        st = expand_grid(ld->s, ld, ref, command, real, sets, nsets, resume);
+        st = expand_grid(ld->s, ld, ref, command, real, sets, nsets, &o);
         free_strings(sets, nsets);
     } else if (st == FLAVA_OK) {
         char *run_name = strdup(name);
-        st = run_name ? add_run(ld->s, run_name, where, command, real, sets, nsets, 0, resume)
+        st = run_name ? add_run(ld->s, run_name, where, command, real, sets, nsets, 0, &o)
                       : FLAVA_ERROR(FLAVA_ERR_NOMEM, "%s: out of memory", where);
     } else
         free_strings(sets, nsets);
@@ -775,9 +833,11 @@ flava_status flava_sweep_load(flava_sweep **out, const char *path, const char *c
 flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, const char *flag)
 {
     const flava_sweep_run *r = &s->runs[i];
-    /* run.threads before the run's own sets, which may override it */
+    /* run.threads before the run's own sets, which may override it; the
+     * ranks of a run share its threads */
     char threads[32];
-    snprintf(threads, sizeof threads, "run.threads=%d", s->threads);
+    const int per_rank = s->threads / r->ranks;
+    snprintf(threads, sizeof threads, "run.threads=%d", per_rank > 1 ? per_rank : 1);
     const char *fixed[] = {s->program, r->command, "-c", r->config, "-s", threads};
     int nfixed = 6, argc = nfixed + 2 * r->nsets + 2 + (flag != NULL);
     size_t bytes = sizeof(char *) * (size_t)(argc + 1);
@@ -805,6 +865,34 @@ flava_status flava_sweep_argv(char ***argv, const flava_sweep *s, int i, const c
 #undef PUT
     a[n] = NULL;
     *argv = a;
+    return FLAVA_OK;
+}
+
+/* What starts run i: argv itself, or for a run of several ranks the
+ * launcher's words, -np, the ranks (written into np) and argv. A new array
+ * (of the same strings) is freed by the caller when it is not argv. */
+static flava_status with_launcher(char ***out, const flava_sweep *s, int i, char **argv,
+                                  char np[16])
+{
+    const flava_sweep_run *r = &s->runs[i];
+    *out = argv;
+    if (r->ranks <= 1)
+        return FLAVA_OK;
+    int n = 0;
+    while (argv[n])
+        n++;
+    char **a = malloc(sizeof *a * (size_t)(s->nlauncher + 2 + n + 1));
+    if (!a)
+        return FLAVA_ERROR(FLAVA_ERR_NOMEM, "cannot build the command of %s", r->name);
+    int k = 0;
+    for (int j = 0; j < s->nlauncher; j++)
+        a[k++] = s->launcher[j];
+    snprintf(np, 16, "%d", r->ranks);
+    a[k++] = "-np";
+    a[k++] = np;
+    for (int j = 0; j <= n; j++)
+        a[k++] = argv[j];
+    *out = a;
     return FLAVA_OK;
 }
 
@@ -848,7 +936,12 @@ static flava_status command_line(char **out, const flava_sweep *s, int i)
     if (st == FLAVA_OK) {
         char *real = realpath(s->program, NULL);
         char *prog_argv[2] = {real ? real : s->program, NULL};
-        st = quote_args(&program, prog_argv, 0);
+        char **started = NULL, np[16];
+        st = with_launcher(&started, s, i, prog_argv, np);
+        if (st == FLAVA_OK)
+            st = quote_args(&program, started, 0);
+        if (started != prog_argv)
+            free(started);
         free(real);
     }
     if (st == FLAVA_OK)
@@ -1013,7 +1106,7 @@ _Noreturn static void exec_run(char **argv, int in_fd, int out_fd, int err_fd)
     for (int k = 0; k < 3; k++)
         if (fds[k] >= 0)
             dup2(fds[k], k);
-    execv(argv[0], argv);
+    execvp(argv[0], argv); /* a launcher is found on PATH */
     dprintf(2, "flava sweep: cannot execute %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
@@ -1042,12 +1135,15 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
     if (fd < 0)
         return FLAVA_ERROR(FLAVA_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    char **argv;
+    char **argv = NULL, **started = NULL, np[16];
     flava_status sa = flava_sweep_argv(&argv, s, i, resume ? "--resume" : NULL);
+    if (sa == FLAVA_OK)
+        sa = with_launcher(&started, s, i, argv, np);
     if (sa != FLAVA_OK || null_fd < 0) {
         close(fd);
         if (null_fd >= 0)
             close(null_fd);
+        free(argv);
         return sa != FLAVA_OK ? sa : FLAVA_ERROR(FLAVA_ERR_IO, "cannot open /dev/null: %s", strerror(errno));
     }
     pid_t parent = getpid();
@@ -1060,9 +1156,11 @@ static flava_status launch(flava_sweep *s, int i, FILE *log)
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(127);
-        exec_run(argv, null_fd, fd, fd);
+        exec_run(started, null_fd, fd, fd);
     }
     int fork_errno = errno;
+    if (started != argv)
+        free(started);
     free(argv);
     close(fd);
     close(null_fd);

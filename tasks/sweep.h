@@ -58,6 +58,7 @@ typedef struct flava_sweep_run {
     int nvaried;      /* the last nvaried sets are the grid point */
     const char **params; /* each hyper-parameter column's value (in sets), NULL if not varied */
     bool resume;      /* an incomplete run is resumed (--resume), not restarted */
+    int ranks;        /* data-parallel ranks: > 1 runs it under the sweep's launcher */
     /* outcome */
     flava_sweep_state state;
     bool earlier;     /* complete before this sweep started */
@@ -72,6 +73,8 @@ typedef struct flava_sweep {
     char *path;       /* the sweep file */
     char *out;        /* absolute */
     char *program;    /* what is executed */
+    char **launcher;  /* what starts a run of several ranks, before -np N (mpirun ...) */
+    int nlauncher;
     int parallel;
     int threads;      /* run.threads of each run */
     double grace;     /* seconds the runs get to stop after Ctrl-C */

@@ -7,7 +7,8 @@
 # CLIP's), gathered over the ranks, trains as one process with the ranks'
 # batches in one;
 # rank 0 alone writes the run; --resume continues a data-parallel run bit
-# for bit, also after Ctrl-C; `flava eval` refuses to run on ranks.
+# for bit, also after Ctrl-C; a sweep starts a run on ranks; `flava eval`
+# refuses to run on ranks.
 . "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
 command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install mpi-default-bin)"; exit 77; }
 # Open MPI refuses root without these; two ranks on however many cores.
@@ -123,6 +124,21 @@ mpi "$flava" finetune -c "$out/vqa.cfg" -s run.dir="$out/vqa2" 2> "$out/err" ||
   { cat "$out/err"; fail "VQA on two ranks"; }
 same_metrics "$out/vqa1" "$out/vqa2"
 cmp -s "$out/vqa1/answers.txt" "$out/vqa2/answers.txt" || fail "answer vocabularies differ"
+
+# A sweep starts a run of 2 ranks through mpirun.
+cat > "$out/dp-sweep.cfg" <<CFG
+[sweep]
+out = $out/sw
+mpirun = mpirun --oversubscribe
+threads = 2
+[run.vqa]
+command = finetune
+config = $out/vqa.cfg
+ranks = 2
+CFG
+"$flava" sweep -c "$out/dp-sweep.cfg" > /dev/null 2> "$out/err" || { cat "$out/err"; fail "sweep of 2 ranks"; }
+grep -q '^mpirun --oversubscribe -np 2 ' "$out/sw/vqa/command.txt" || fail "sweep: $(cat "$out/sw/vqa/command.txt")"
+same_metrics "$out/vqa2" "$out/sw/vqa"
 
 # Evaluations run in one process.
 if mpi "$flava" eval -c "$out/vqa.cfg" -s run.task=vqa -s run.dir="$out/ev" \

@@ -207,5 +207,44 @@ check second" ] || fail "checks: $(cat "$FAKE_CHECK_LOG")"
 [ ! -s "$FAKE_CHECK_LOG" ] || fail "complete runs checked again: $(cat "$FAKE_CHECK_LOG")"
 unset FAKE_CHECK_LOG
 
+# --- a run of 2 ranks: started by sweep.mpirun (here a fake that logs its
+# arguments and runs what follows -np N once) with half the threads each;
+# its check and an evaluation are not launched so
+cat > "$dir/fake_mpirun" <<'EOF'
+#!/bin/sh
+echo "launch $*" >> "$FAKE_LAUNCH_LOG"
+[ "$1" = --opt ] && shift
+[ "$1" = -np ] || exit 9
+shift 2
+exec "$@"
+EOF
+chmod +x "$dir/fake_mpirun"
+export FAKE_LAUNCH_LOG="$dir/launches"
+cat > "$dir/r.cfg" <<EOF
+[sweep]
+out = rout
+program = $fake
+mpirun = $dir/fake_mpirun --opt
+threads = 4
+[run.dp]
+command = finetune
+config = vqa.cfg
+ranks = 2
+[run.single]
+command = eval
+config = zeroshot.cfg
+EOF
+"$flava" sweep -c "$dir/r.cfg" > /dev/null 2> "$dir/stderr" || fail "ranks: $(cat "$dir/stderr")"
+[ "$(wc -l < "$FAKE_LAUNCH_LOG")" -eq 1 ] && grep -q "^launch --opt -np 2 $fake finetune " "$FAKE_LAUNCH_LOG" ||
+    fail "launches: $(cat "$FAKE_LAUNCH_LOG")"
+grep -qx 'threads 2' "$dir/rout/dp/output.log" || fail "a rank's threads: $(cat "$dir/rout/dp/output.log")"
+grep -qx 'threads 4' "$dir/rout/single/output.log" || fail "single: $(cat "$dir/rout/single/output.log")"
+grep -q "^$dir/fake_mpirun --opt -np 2 .* finetune " "$dir/rout/dp/command.txt" ||
+    fail "command.txt: $(cat "$dir/rout/dp/command.txt")"
+status=0
+"$flava" sweep -c "$dir/r.cfg" -s run.single.ranks=2 > /dev/null 2> "$dir/stderr" || status=$?
+[ "$status" -ne 0 ] && grep -q 'run.single.ranks = 2: expected 1 to 4096, and 1 for eval' "$dir/stderr" ||
+    fail "ranks for eval: $(cat "$dir/stderr")"
+
 "$flava" sweep --help | grep -q 'vary = (required)' || fail "--help does not list the keys"
 echo "sweep.sh: ok"
