@@ -178,12 +178,6 @@ static flava_status run_command(const char *command, int argc, char **argv, int 
         if (!task)
             s = unknown_task(command, name, flava_cfg_where(cfg, "run", "task"));
     }
-    /* the ranks share training steps; an evaluation or a benchmark would
-     * only run as many times */
-    if (s == FLAVA_OK && flava_dist_size() > 1 && (bench || !strcmp(command, "eval")))
-        s = FLAVA_ERROR(FLAVA_ERR_ARG, "flava %s runs in one process, not in %d MPI ranks: "
-                        "mpirun spreads the training steps of pretrain and finetune only",
-                        bench ? "bench" : command, flava_dist_size());
     char scratch[] = "/tmp/flava-bench-XXXXXX";
     if (s == FLAVA_OK && bench) {
         char set[64];

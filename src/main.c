@@ -45,6 +45,13 @@ int main(int argc, char **argv)
         if (strcmp(c->name, argv[1]))
             continue;
         flava_status s = flava_dist_init(&argc, &argv);
+        /* the ranks share training steps; any other command would only run
+         * as many times over */
+        if (s == FLAVA_OK && flava_dist_size() > 1 && strcmp(c->name, "pretrain") &&
+            strcmp(c->name, "finetune"))
+            s = FLAVA_ERROR(FLAVA_ERR_ARG, "flava %s runs in one process, not in %d MPI ranks: "
+                            "mpirun spreads the training steps of pretrain and finetune only",
+                            c->name, flava_dist_size());
         if (s == FLAVA_OK)
             s = c->run(argc - 2, argv + 2);
         if (s != FLAVA_OK) {

@@ -7,8 +7,8 @@
 # CLIP's), gathered over the ranks, trains as one process with the ranks'
 # batches in one;
 # rank 0 alone writes the run; --resume continues a data-parallel run bit
-# for bit, also after Ctrl-C; a sweep starts a run on ranks; `flava eval`
-# refuses to run on ranks.
+# for bit, also after Ctrl-C; a sweep starts a run on ranks; the other
+# commands (`flava eval`, `flava data`) refuse to run on ranks.
 . "${FLAVA_SRCDIR:-..}/tests/evaltasks_common.sh"
 command -v mpirun > /dev/null || { echo "SKIP: no mpirun (apt-get install mpi-default-bin)"; exit 77; }
 # Open MPI refuses root without these; two ranks on however many cores.
@@ -140,10 +140,14 @@ CFG
 grep -q '^mpirun --oversubscribe -np 2 ' "$out/sw/vqa/command.txt" || fail "sweep: $(cat "$out/sw/vqa/command.txt")"
 same_metrics "$out/vqa2" "$out/sw/vqa"
 
-# Evaluations run in one process.
+# Evaluations and the other commands run in one process.
 if mpi "$flava" eval -c "$out/vqa.cfg" -s run.task=vqa -s run.dir="$out/ev" \
   -s model.checkpoint="$out/vqa1/checkpoints/final.safetensors" > "$out/err" 2>&1; then
   fail "flava eval ran on two ranks"
 fi
 grep -q "runs in one process, not in 2 MPI ranks" "$out/err" || fail "eval: $(cat "$out/err")"
+if mpi "$flava" data scenes --train 4 --test 0 --out "$out/twice" > "$out/err" 2>&1; then
+  fail "flava data ran on two ranks"
+fi
+grep -q "flava data runs in one process" "$out/err" || fail "data: $(cat "$out/err")"
 exit 0
