@@ -512,13 +512,17 @@ flava_status flava_effnet_forward(flava_ctx *ctx, flava_effnet *e, float *pooled
         FLAVA_TRY(conv_bn_forward(ctx, &ba->p, ba->se_out, params, buffers, counters, b->proj_w,
                                   &d, &b->proj_bn, eps, train));
         if (b->residual) {
+            /* without dropout (inference) one pass: out = branch + input */
             const flava_dropout drop = block_dropout(a, b, n);
-            FLAVA_TRY(dropout_forward(ba->out, ba->p.out, (int64_t)pout, &drop));
-            const float *in = x;
+            const float *branch = ba->p.out, *in = x;
+            if (drop.p > 0) {
+                FLAVA_TRY(dropout_forward(ba->out, branch, (int64_t)pout, &drop));
+                branch = ba->out;
+            }
             float *out = ba->out;
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < pout; i++)
-                out[i] += in[i];
+                out[i] = branch[i] + in[i];
         } else {
             memcpy(ba->out, ba->p.out, pout * sizeof(float));
         }
