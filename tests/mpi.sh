@@ -41,12 +41,18 @@ same_metrics() {
 # the contrastive one (ITM, MMM).
 "$flava" data scenes --train 64 --test 0 --seed 5 --out "$out/pre" > /dev/null
 sed '/^\[data.fmnist\]/,$d' "$src/configs/tiny-pretrain.cfg" > "$out/dp.cfg"
-pre() { # pre LAUNCHER [ARGS...]: LAUNCHER is `mpi` or `exec`
+# pretrain6 LAUNCHER CONFIG TOKENIZER [ARGS...]: 6 steps on the scenes, a
+# thread per process; LAUNCHER is `mpi` or `exec`
+pretrain6() {
+  launcher=$1 config=$2 tokenizer=$3
+  shift 3
+  ($launcher "$flava" pretrain -c "$config" -s data.scenes.path="$out/pre/train/captions.tsv" \
+    -s pretrain.tokenizer="$tokenizer" -s run.threads=1 -s train.steps=6 "$@")
+}
+pre() { # pre LAUNCHER [ARGS...]
   launcher=$1
   shift
-  ($launcher "$flava" pretrain -c "$out/dp.cfg" -s data.scenes.path="$out/pre/train/captions.tsv" \
-    -s pretrain.tokenizer="$src/tests/fixtures/tok/spm_unigram.model" -s run.threads=1 \
-    -s train.steps=6 "$@")
+  pretrain6 "$launcher" "$out/dp.cfg" "$src/tests/fixtures/tok/spm_unigram.model" "$@"
 }
 pre exec -s run.dir="$out/one" -s train.grad_accum=2 -s heads.global_contrastive=0 2> /dev/null ||
   fail "one process"
@@ -71,9 +77,7 @@ same_metrics "$out/con1" "$out/con2"
 clip() { # clip LAUNCHER [ARGS...]
   launcher=$1
   shift
-  ($launcher "$flava" pretrain -c "$src/configs/tiny-clip.cfg" -s run.threads=1 -s train.steps=6 \
-    -s data.scenes.path="$out/pre/train/captions.tsv" -s pretrain.tokenizer="$src/tests/fixtures/clip_bpe" \
-    "$@")
+  pretrain6 "$launcher" "$src/configs/tiny-clip.cfg" "$src/tests/fixtures/clip_bpe" "$@"
 }
 clip exec -s run.dir="$out/clip1" 2> /dev/null || fail "CLIP in one process"
 clip mpi -s run.dir="$out/clip2" -s train.batch_size=8 2> "$out/err" ||
