@@ -42,6 +42,11 @@ typedef struct flava_dropout {
 } flava_dropout;
 flava_status dropout_forward(float *out, const float *inp, int64_t n, const flava_dropout *d);
 flava_status dropout_backward(float *dinp, const float *dout, int64_t n, const flava_dropout *d);
+/* out_a = inp_a * mask and out_b = inp_b * mask in one pass under one mask,
+ * the one dropout_forward applies (in place allowed): attention backward's
+ * dropped probabilities and the gradient that flows back through them. */
+flava_status dropout_forward_pair(float *out_a, const float *inp_a, float *out_b,
+                                  const float *inp_b, int64_t n, const flava_dropout *d);
 
 /* ---- attention core on a fused projection qkv[B,T,3C] = [q | k | v], each
  * C = NH heads of C/NH contiguous features. out[B,T,C] (heads concatenated)

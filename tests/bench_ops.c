@@ -42,14 +42,21 @@ static flava_status fc2_bwd(flava_ctx *ctx, bufs *s, int oc)
 {
     return linear_backward(ctx, s->dx, s->dw, s->db, s->dy, s->x, s->w, N, M, oc);
 }
+/* BERT's and FLAVA's attention_probs_dropout_prob */
+static const flava_dropout att_drop = {.p = 0.1f, .seed = 1, .stream = 1};
 static flava_status attn_fwd(flava_ctx *ctx, bufs *s, int masked)
 {
     return attention_forward(ctx, s->y, s->att, s->qkv, masked ? s->mask : NULL, 0, B, T, C, NH, NULL);
 }
-static flava_status attn_bwd(flava_ctx *ctx, bufs *s, int unused)
+static flava_status attn_drop_fwd(flava_ctx *ctx, bufs *s, int unused)
 {
     (void)unused;
-    return attention_backward(ctx, s->dqkv, s->dy, s->qkv, s->att, B, T, C, NH, NULL);
+    return attention_forward(ctx, s->y, s->att, s->qkv, NULL, 0, B, T, C, NH, &att_drop);
+}
+static flava_status attn_bwd(flava_ctx *ctx, bufs *s, int dropout)
+{
+    return attention_backward(ctx, s->dqkv, s->dy, s->qkv, s->att, B, T, C, NH,
+                              dropout ? &att_drop : NULL);
 }
 static flava_status ln_fwd(flava_ctx *ctx, bufs *s, int unused)
 {
@@ -217,6 +224,8 @@ int main(int argc, char **argv)
         {"attention fwd", "16x197, 6x64", attn_fwd, 0, attn_flops, 1},
         {"attention fwd masked", "16x197, 6x64", attn_fwd, 1, attn_flops, 1},
         {"attention bwd", "16x197, 6x64", attn_bwd, 0, 2 * attn_flops, 1},
+        {"attention fwd drop.1", "16x197, 6x64", attn_drop_fwd, 0, attn_flops, 1},
+        {"attention bwd drop.1", "16x197, 6x64", attn_bwd, 1, 2 * attn_flops, 1},
         {"conv patch fwd", "16x3x224^2/16->384", patch_fwd, 0, conv_patch, 1},
         {"conv patch bwd w+b", "16x3x224^2/16->384", patch_bwd, 0, conv_patch, 0},
         {"conv patch bwd all", "16x3x224^2/16->384", patch_bwd, 1, 2 * conv_patch, 0},

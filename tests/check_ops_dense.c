@@ -528,8 +528,9 @@ END_TEST
 
 /* Dropout: the share dropped is p (within 5 standard deviations), the
  * rest scaled by exactly 1/(1-p); a site's mask is the same every time
- * (backward multiplies by the mask forward used, accumulating) and another
- * stream's is not; p = 0 is the identity and p outside [0, 1) an error. */
+ * (backward multiplies by the mask forward used, accumulating; the pair
+ * form applies it to two tensors, one of them in place) and another stream's
+ * is not; p = 0 is the identity and p outside [0, 1) an error. */
 START_TEST(test_dropout)
 {
     const int64_t n = 100001; /* odd: the last draw's low half unused */
@@ -551,6 +552,13 @@ START_TEST(test_dropout)
     OK(dropout_backward(g, x, n, &d));
     for (int64_t i = 0; i < n; i++)
         ck_assert_float_eq(g[i], 1.0f + y[i]);
+    float *a = fzeros(n), *z = frand(n, 72, -1.0f, 1.0f), *zd = fzeros(n);
+    OK(dropout_forward(zd, z, n, &d));
+    OK(dropout_forward_pair(a, x, z, z, n, &d));
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_float_eq(a[i], y[i]);
+        ck_assert_float_eq(z[i], zd[i]);
+    }
     OK(dropout_forward(y2, x, n, &other));
     int64_t same = 0;
     for (int64_t i = 0; i < n; i++)
@@ -558,11 +566,16 @@ START_TEST(test_dropout)
     ck_assert_int_lt(same, n * 7 / 10); /* independent masks agree on 0.58 of the elements */
     const flava_dropout none = {.p = 0.0f}, bad = {.p = 1.0f};
     OK(dropout_forward(y2, x, n, &none));
-    for (int64_t i = 0; i < n; i++)
+    OK(dropout_forward_pair(a, zd, z, x, n, &none));
+    for (int64_t i = 0; i < n; i++) {
         ck_assert_float_eq(y2[i], x[i]);
+        ck_assert_float_eq(a[i], zd[i]);
+        ck_assert_float_eq(z[i], x[i]);
+    }
     ck_assert_int_eq(dropout_forward(y2, x, n, &bad), FLAVA_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(flava_error_message(), "expected 0 <= p < 1"));
-    free(x), free(y), free(y2), free(g);
+    ck_assert_int_eq(dropout_forward_pair(a, x, z, z, n, &bad), FLAVA_ERR_ARG);
+    free(x), free(y), free(y2), free(g), free(a), free(z), free(zd);
 }
 END_TEST
 

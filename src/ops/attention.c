@@ -351,14 +351,7 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
     const void *in = e->qkv_hm.buf;
     const int64_t part = (int64_t)B * T * C; /* where k starts, relative to q */
     const int64_t scores = (int64_t)B * NH * T * T;
-    const float *weights = att;
-    if (dropout) {
-        FLAVA_TRY(dropout_forward(e->dropped, att, scores, drop));
-        weights = e->dropped;
-    }
-    if (bf16)
-        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, weights));
-    else if (!dropout)
+    if (!bf16 && !dropout)
         FLAVA_TRY(flava_dnnl_bind(m[AB_ATT_T], att));
     FLAVA_TRY(bind_at(m[AB_Q], in, 0, bf16));
     FLAVA_TRY(bind_at(m[AB_K], in, part, bf16));
@@ -367,9 +360,13 @@ flava_status attention_backward(flava_ctx *ctx, float *dqkv, const float *dout,
     FLAVA_TRY(flava_dnnl_bind(m[AB_DQKV], dqkv));
 
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DATT], m[AB_DOUT], m[AB_VT], m[AB_DATTM]));
+    /* The dropped probabilities weigh v; the gradient of the undropped ones
+     * is datt times the same mask: one pass draws it for both. */
+    if (dropout)
+        FLAVA_TRY(dropout_forward_pair(e->dropped, att, e->datt, e->datt, scores, drop));
+    if (bf16)
+        FLAVA_TRY(flava_dnnl_bf16_copy_run(&e->att16, ctx, dropout ? e->dropped : att));
     FLAVA_TRY(flava_dnnl_run_matmul(ctx, e->prim[AB_DV], m[AB_ATT_T], m[AB_DOUT], m[AB_GV]));
-    if (dropout) /* the gradient of the undropped probabilities: times the same mask */
-        FLAVA_TRY(dropout_forward(e->datt, e->datt, scores, drop));
     dnnl_exec_arg_t sm[] = {{DNNL_ARG_DST, m[AB_ATT]},
                             {DNNL_ARG_DIFF_DST, m[AB_DATTM]},
                             {DNNL_ARG_DIFF_SRC, m[AB_DATTM]}};

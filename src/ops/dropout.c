@@ -28,38 +28,64 @@ static flava_status check_dropout(const char *op, const flava_dropout *d, int64_
 #define VECTOR_CLONES
 #endif
 
-/* Pairs [k0, k1): y = x * scale (or y += if accumulate), element 2k from
- * the high 32 bits of draw k, element 2k + 1 from its low 32 bits. */
+static inline float kept(uint64_t bits, uint64_t threshold, float keep)
+{
+    return bits >= threshold ? keep : 0.0f;
+}
+
+/* Pairs [k0, k1): y = x * mask (y += with accumulate), and y2 = x2 * mask
+ * under the same draws when y2 is given; element 2k from the high 32 bits
+ * of draw k, element 2k + 1 from its low 32 bits. */
 VECTOR_CLONES
-static void scale_pairs(float *y, const float *x, int64_t k0, int64_t k1, flava_rng r,
-                        uint64_t threshold, float keep, int accumulate)
+static void scale_pairs(float *y, const float *x, float *y2, const float *x2, int64_t k0,
+                        int64_t k1, flava_rng r, uint64_t threshold, float keep, int accumulate)
 {
     if (accumulate) {
 #pragma omp simd
         for (int64_t k = k0; k < k1; k++) {
             const uint64_t u = flava_rng_draw(&r, (uint64_t)k);
-            y[2 * k] += x[2 * k] * ((u >> 32) >= threshold ? keep : 0.0f);
-            y[2 * k + 1] += x[2 * k + 1] * ((u & 0xffffffffu) >= threshold ? keep : 0.0f);
+            y[2 * k] += x[2 * k] * kept(u >> 32, threshold, keep);
+            y[2 * k + 1] += x[2 * k + 1] * kept(u & 0xffffffffu, threshold, keep);
+        }
+    } else if (y2) {
+#pragma omp simd
+        for (int64_t k = k0; k < k1; k++) {
+            const uint64_t u = flava_rng_draw(&r, (uint64_t)k);
+            const float m0 = kept(u >> 32, threshold, keep);
+            const float m1 = kept(u & 0xffffffffu, threshold, keep);
+            y[2 * k] = x[2 * k] * m0;
+            y[2 * k + 1] = x[2 * k + 1] * m1;
+            y2[2 * k] = x2[2 * k] * m0;
+            y2[2 * k + 1] = x2[2 * k + 1] * m1;
         }
     } else {
 #pragma omp simd
         for (int64_t k = k0; k < k1; k++) {
             const uint64_t u = flava_rng_draw(&r, (uint64_t)k);
-            y[2 * k] = x[2 * k] * ((u >> 32) >= threshold ? keep : 0.0f);
-            y[2 * k + 1] = x[2 * k + 1] * ((u & 0xffffffffu) >= threshold ? keep : 0.0f);
+            y[2 * k] = x[2 * k] * kept(u >> 32, threshold, keep);
+            y[2 * k + 1] = x[2 * k + 1] * kept(u & 0xffffffffu, threshold, keep);
         }
     }
 }
 
-/* y[i] = x[i] * scale_i, or y[i] += ... if accumulate */
-static void apply(float *y, const float *x, int64_t n, const flava_dropout *d, int accumulate)
+static void copy_or_add(float *y, const float *x, int64_t n, int accumulate)
+{
+    if (y == x && !accumulate)
+        return;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = accumulate ? y[i] + x[i] : x[i];
+}
+
+/* y[i] = x[i] * scale_i (y[i] += ... if accumulate), and y2[i] = x2[i] *
+ * scale_i if y2 is given (never with accumulate) */
+static void apply(float *y, const float *x, float *y2, const float *x2, int64_t n,
+                  const flava_dropout *d, int accumulate)
 {
     if (d->p == 0.0f) { /* the identity */
-        if (y == x && !accumulate)
-            return;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++)
-            y[i] = accumulate ? y[i] + x[i] : x[i];
+        copy_or_add(y, x, n, accumulate);
+        if (y2)
+            copy_or_add(y2, x2, n, 0);
         return;
     }
     flava_rng r;
@@ -69,20 +95,28 @@ static void apply(float *y, const float *x, int64_t n, const flava_dropout *d, i
     const int64_t pairs = n / 2, chunk = 8192;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t k0 = 0; k0 < pairs; k0 += chunk)
-        scale_pairs(y, x, k0, k0 + chunk < pairs ? k0 + chunk : pairs, r, threshold, keep,
-                    accumulate);
+        scale_pairs(y, x, y2, x2, k0, k0 + chunk < pairs ? k0 + chunk : pairs, r, threshold,
+                    keep, accumulate);
     if (n % 2) { /* the last element: the high half of draw `pairs` */
-        const float v = (flava_rng_draw(&r, (uint64_t)pairs) >> 32) >= threshold
-                            ? x[n - 1] * keep
-                            : 0.0f;
-        y[n - 1] = accumulate ? y[n - 1] + v : v;
+        const float m = kept(flava_rng_draw(&r, (uint64_t)pairs) >> 32, threshold, keep);
+        y[n - 1] = accumulate ? y[n - 1] + x[n - 1] * m : x[n - 1] * m;
+        if (y2)
+            y2[n - 1] = x2[n - 1] * m;
     }
 }
 
 flava_status dropout_forward(float *out, const float *inp, int64_t n, const flava_dropout *d)
 {
     FLAVA_TRY(check_dropout("dropout_forward", d, n));
-    apply(out, inp, n, d, 0);
+    apply(out, inp, NULL, NULL, n, d, 0);
+    return FLAVA_OK;
+}
+
+flava_status dropout_forward_pair(float *out_a, const float *inp_a, float *out_b,
+                                  const float *inp_b, int64_t n, const flava_dropout *d)
+{
+    FLAVA_TRY(check_dropout("dropout_forward_pair", d, n));
+    apply(out_a, inp_a, out_b, inp_b, n, d, 0);
     return FLAVA_OK;
 }
 
@@ -90,6 +124,6 @@ flava_status dropout_backward(float *dinp, const float *dout, int64_t n, const f
 {
     FLAVA_TRY(check_dropout("dropout_backward", d, n));
     if (dinp)
-        apply(dinp, dout, n, d, 1);
+        apply(dinp, dout, NULL, NULL, n, d, 1);
     return FLAVA_OK;
 }
